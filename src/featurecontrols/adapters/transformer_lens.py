@@ -1,0 +1,39 @@
+"""TransformerLens: its HookPoints are ordinary submodules, so ``Site("blocks.0.hook_resid_post")``
+resolves like any module path. This adapter lists the hook names and calls the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.sites import call_model
+
+
+def hook_names(model: nn.Module) -> list[str]:
+    """The names of the model's HookPoints (``model.hook_dict``), in module order."""
+    hook_dict = getattr(model, "hook_dict", None)
+    if not isinstance(hook_dict, Mapping):
+        raise FeatureControlsError(
+            f"{type(model).__name__} has no hook_dict, so it is not a TransformerLens HookedTransformer",
+            "for other models, list module paths with featurecontrols.sites.site_names(model)",
+        )
+    return list(hook_dict)
+
+
+def forward(model: nn.Module, batch: Any) -> Any:
+    """Call a HookedTransformer on a batch: tokens (batch, seq), a string or a list of strings.
+
+    A Mapping is passed as keyword arguments (e.g. ``{"input": tokens, "attention_mask": mask}``).
+    Returns what the model returns (logits by default).
+    """
+    if not isinstance(batch, (Tensor, str, list, Mapping)):
+        raise FeatureControlsError(
+            f"a TransformerLens batch must be tokens, text or a dict of keyword arguments, "
+            f"got {type(batch).__name__}",
+            "pass token tensors of shape (batch, seq), e.g. model.to_tokens(texts)",
+        )
+    return call_model(model, batch)

@@ -1,0 +1,147 @@
+"""Machinery shared by the weight controls: validate, copy, choose what to re-draw, check the result.
+
+A weight control supplies only a ``redraw`` function that overwrites, in place, the parameters it is
+given and says how it re-drew each one. Everything else lives here, once:
+
+- the model is validated and deep-copied; the original is never modified;
+- every parameter is handled once, even when tied (several names, one tensor): the tie survives and
+  the tensor is re-drawn once, under its first name; the other names are recorded as tied to it;
+- parameters matching a ``keep`` glob pattern (under any of their names) and 0-d parameters are left
+  as they are;
+- randomness comes only from CPU generators seeded by ``seeding.derive_seed(seed, name)``, so the
+  result does not depend on, or change, the global RNG state, nor on the order of the parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from fnmatch import fnmatchcase
+
+import torch
+from torch import nn
+
+from featurecontrols.controls.base import RandomisedModel
+from featurecontrols.errors import FeatureControlsError
+
+KEPT = "kept"
+KEPT_SCALAR = "kept (scalar)"
+
+Redraw = Callable[[nn.Module, dict[str, nn.Parameter], int], dict[str, str]]
+"""``redraw(model_copy, targets, seed)`` overwrites every target in place and returns its method."""
+
+
+@contextmanager
+def seeded_global_rng(seed: int, devices: Iterable[torch.device]) -> Iterator[None]:
+    """Seed the global CPU generator and those of ``devices``; restore all their states on exit.
+
+    For code that draws from the global RNG and takes no generator (``reset_parameters``).
+    """
+    indices: dict[str, set[int]] = {}
+    for device in devices:
+        if device.type != "cpu":
+            indices.setdefault(device.type, set()).add(device.index or 0)
+    with ExitStack() as stack:
+        stack.enter_context(torch.random.fork_rng(devices=[]))
+        torch.default_generator.manual_seed(seed)
+        for device_type, ids in indices.items():
+            stack.enter_context(torch.random.fork_rng(devices=sorted(ids), device_type=device_type))
+            module = getattr(torch, device_type)  # torch.cuda, torch.xpu, torch.mps
+            generators = getattr(module, "default_generators", None)
+            if generators is None:  # a single-device backend (mps) has one global generator
+                module.manual_seed(seed)
+            else:
+                for index in ids:
+                    generators[index].manual_seed(seed)
+        yield
+
+
+def randomised_copy(
+    model: nn.Module, seed: int, control: str, keep: Sequence[str], redraw: Redraw
+) -> RandomisedModel:
+    """Deep-copy ``model``, re-draw its parameters with ``redraw`` and record how each one was drawn."""
+    patterns = (keep,) if isinstance(keep, str) else tuple(keep)
+    first_of = _first_names(model)
+    kept = {first_of[name] for name in first_of if _matches(name, patterns)}
+    _validate(model, list(first_of), kept, patterns)
+
+    randomised = copy.deepcopy(model)
+    randomised.zero_grad(set_to_none=True)  # the original's gradients mean nothing for the copy
+    params = dict(randomised.named_parameters())
+    methods = {name: KEPT for name in kept} | {
+        name: KEPT_SCALAR for name, p in params.items() if p.ndim == 0 and name not in kept
+    }
+    targets = {name: p for name, p in params.items() if name not in methods}
+    with torch.no_grad():
+        methods |= redraw(randomised, targets, seed)
+        originals = dict(model.named_parameters())
+        for name in kept:  # bit-identical even if a module's initialiser reached beyond its own tensors
+            params[name].copy_(originals[name])
+
+    bad = [name for name, p in params.items() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise FeatureControlsError(
+            f"{control} randomisation produced non-finite values in {_listing(bad)}",
+            "the dtype cannot hold the re-drawn values; cast the model to float32 first, "
+            "or keep these parameters with keep=[...]",
+        )
+    recorded = {  # every name of every parameter, in model order
+        name: methods[first] if name == first else f"{methods[first]} (tied to {first})"
+        for name, first in first_of.items()
+    }
+    return RandomisedModel(model=randomised, control=control, seed=seed, methods=recorded)
+
+
+def _first_names(model: nn.Module) -> dict[str, str]:
+    """Map every parameter name, in model order, to the first name of its tensor (tied weights)."""
+    first_by_id: dict[int, str] = {}
+    return {
+        name: first_by_id.setdefault(id(p), name)
+        for name, p in model.named_parameters(remove_duplicate=False)
+    }
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def _listing(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _validate(model: nn.Module, all_names: list[str], kept: set[str], patterns: tuple[str, ...]) -> None:
+    if not all_names:
+        raise FeatureControlsError(
+            "model has no parameters to randomise",
+            "pass the module that holds the weights (a weight control randomises parameters; "
+            "buffers and plain tensor attributes are not parameters)",
+        )
+    unused = [p for p in patterns if not any(fnmatchcase(n, p) for n in all_names)]
+    if unused:
+        raise FeatureControlsError(
+            f"keep pattern(s) {unused} match no parameter name",
+            f"use fnmatch patterns over names from model.named_parameters(), e.g. {_listing(all_names, 4)}",
+        )
+    params = dict(model.named_parameters())
+    meta = [n for n, p in params.items() if p.is_meta]
+    if meta:
+        raise FeatureControlsError(
+            f"parameters on the meta device have no values to randomise: {_listing(meta)}",
+            "materialise the model first, e.g. model.to_empty(device='cpu') then load its weights "
+            "(model.load_state_dict(...))",
+        )
+    redrawn = {n: p for n, p in params.items() if n not in kept}
+    integral = [n for n, p in redrawn.items() if not p.is_floating_point()]
+    if integral:
+        raise FeatureControlsError(
+            f"weight controls re-draw floating-point parameters only; not floating: {_listing(integral)}",
+            "keep them with keep=[...] or cast the model to a floating dtype",
+        )
+    infinite = [n for n, p in redrawn.items() if not bool(torch.isfinite(p).all())]
+    if infinite:
+        raise FeatureControlsError(
+            f"parameters with non-finite values (nan or inf): {_listing(infinite)}",
+            "fix the checkpoint, or keep them with keep=[...]",
+        )

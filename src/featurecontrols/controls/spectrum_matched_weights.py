@@ -1,0 +1,77 @@
+"""Spectrum-matched weights: keep every weight matrix's singular values, destroy its directions.
+
+A parameter W with ndim >= 2 is read as a matrix of shape (shape[0], -1) with SVD W = U S V^T and
+replaced by W' = U' S V'^T, where U' (m x k) and V' (n x k), k = min(m, n), are independent and
+Haar-distributed with orthonormal columns. W' has the same law as O_1 W O_2 for independent Haar
+orthogonal O_1, O_2, so it depends on W only through S, and only S is computed. Haar columns come
+from the QR decomposition Z = QR of a Gaussian matrix Z with each column of Q multiplied by the
+sign of the matching diagonal entry of R (Mezzadri, Notices of the AMS 54, 2007); without the
+sign correction Q is not Haar. The Frobenius and spectral norms, hence the activation scale, are
+kept; the learned directions are gone. This is the random-matrix control of learned weights: what
+a layer's spectrum alone explains (Martin & Mahoney, JMLR 22, 2021, compare learned weight matrices
+with randomised ones).
+
+A 1-D parameter (bias, norm gain) is randomly permuted, which keeps its norm (the spectrum of a
+vector) and its distribution of values (LayerNorm gains stay positive). A 0-d parameter is kept.
+All draws are in float64 on CPU from per-parameter generators, so the copy is the same on any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from featurecontrols.controls._weights import randomised_copy
+from featurecontrols.controls.base import RandomisedModel
+from featurecontrols.seeding import generator
+
+SPECTRUM_MATCHED = "spectrum-matched"
+PERMUTED = "permuted"
+
+
+class SpectrumMatchedWeights:
+    """Weight control: W = U S V^T becomes U' S V'^T with Haar-random U', V'; vectors are permuted.
+
+    ``keep``: fnmatch patterns over parameter names (e.g. ``"embed.*"``, ``"*norm*"``) whose
+    parameters are left as they are.
+    """
+
+    name = "spectrum-matched"
+
+    def __init__(self, keep: Sequence[str] = ()) -> None:
+        self.keep = keep
+
+    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel:
+        """Return a spectrum-matched deep copy of ``model``; ``model`` itself is not modified."""
+        return randomised_copy(model, seed, self.name, self.keep, _spectrum_match)
+
+
+def haar_columns(m: int, k: int, generator: torch.Generator) -> Tensor:
+    """An m x k float64 matrix with orthonormal columns, Haar-distributed (k <= m)."""
+    q, r = torch.linalg.qr(torch.randn(m, k, generator=generator, dtype=torch.float64))
+    return torch.mul(q, torch.diagonal(r).sign())  # a zero diagonal entry has probability zero
+
+
+def spectrum_matched(w: Tensor, generator: torch.Generator) -> Tensor:
+    """U' S V'^T for the singular values S of w reshaped to (shape[0], -1); float64 on CPU, w's shape."""
+    matrix = w.detach().reshape(w.shape[0], -1).to("cpu", torch.float64)
+    s = torch.linalg.svdvals(matrix)
+    m, n = matrix.shape
+    u = haar_columns(m, s.numel(), generator)
+    v = haar_columns(n, s.numel(), generator)
+    return torch.mm(u * s, v.T).reshape(w.shape)
+
+
+def _spectrum_match(model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+    methods = {}
+    for name, p in targets.items():
+        rng = generator(seed, name)
+        if p.ndim == 1:
+            p.copy_(p[torch.randperm(p.numel(), generator=rng).to(p.device)])
+            methods[name] = PERMUTED
+        else:
+            p.copy_(spectrum_matched(p, rng))
+            methods[name] = SPECTRUM_MATCHED
+    return methods

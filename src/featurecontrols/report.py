@@ -1,0 +1,166 @@
+"""Render a ``RunResult``: a terminal table, JSON, and a self-contained HTML page.
+
+Files are written atomically (complete or absent). The HTML needs no network: plots are inline
+SVG (null distributions with the real score marked, trained model against randomised copies).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+from featurecontrols import atomic
+from featurecontrols.evidence import Axis, Evidence, FeatureResult, RunResult
+
+
+def axis_cell(axis: Axis) -> str:
+    """e.g. ``yes  1.00 vs 0.50  p=0.001`` (score vs control score, largest corrected p)."""
+    if axis.status == "not run":
+        return "not run"
+    weakest = max(axis.evidence, key=lambda e: e.p_adjusted)
+    return f"{axis.status:<3} {_num(weakest.score)} vs {_num(weakest.control_score)} p={_p(axis.p_adjusted)}"
+
+
+def table(result: RunResult) -> str:
+    """A fixed-width table, one row per feature, and a summary of verdicts against ground truth."""
+    header = ["feature", "ground truth", "verdict", "ok", "decodable", "learned", "used"]
+    rows = [
+        [
+            f.name,
+            f.ground_truth or "-",
+            f.verdict,
+            {True: "yes", False: "NO", None: "-"}[f.correct],
+            *(axis_cell(f.axes[a]) for a in ("decodable", "learned", "used")),
+        ]
+        for f in result.features
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    s = result.settings
+    lines.append("")
+    lines.append(
+        f"site {result.site}; {s['n_examples']} examples ({s['n_test']} held out); "
+        f"p-values {s['correction']}-corrected over {s['n_tests_corrected']} tests; alpha {s['alpha']}"
+    )
+    lines.append("cells: status, real score vs control score, corrected p (weakest control shown)")
+    lines.extend(summary_lines(result))
+    return "\n".join(lines)
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """Per ground-truth category: how many verdicts match, e.g. ``model feature: 2/2 correct``."""
+    by_truth: dict[str, list[FeatureResult]] = {}
+    for f in result.features:
+        if f.ground_truth is not None:
+            by_truth.setdefault(f.ground_truth, []).append(f)
+    return [
+        f"{truth}: {sum(bool(f.correct) for f in fs)}/{len(fs)} verdicts match the ground truth"
+        for truth, fs in by_truth.items()
+    ]
+
+
+def write_json(result: RunResult, path: str | os.PathLike[str]) -> Path:
+    return atomic.write_json(path, result.to_dict())
+
+
+def write_html(result: RunResult, path: str | os.PathLike[str]) -> Path:
+    return atomic.write_text(path, to_html(result))
+
+
+def to_html(result: RunResult) -> str:
+    """One offline HTML page: the verdict table first, then per feature the three axes with plots."""
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(f.name)}</td><td>{e(f.ground_truth or '-')}</td>"
+        f"<td class='{'ok' if f.correct is not False else 'bad'}'>{e(f.verdict)}</td>"
+        + "".join(f"<td>{e(axis_cell(f.axes[a]))}</td>" for a in ("decodable", "learned", "used"))
+        + "</tr>"
+        for f in result.features
+    )
+    sections = "".join(_feature_section(f) for f in result.features)
+    settings = "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in result.settings.items())
+    summary = "".join(f"<li>{e(line)}</li>" for line in summary_lines(result))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>featurecontrols report: {e(result.site)}</title>
+<style>
+body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
+.ok {{ background: #e6f4ea; }} .bad {{ background: #fce8e6; }}
+section {{ margin-top: 2em; }} svg {{ margin-right: 1em; }}
+</style></head><body>
+<h1>featurecontrols: verdicts at <code>{e(result.site)}</code></h1>
+<table id="verdicts"><tr><th>feature</th><th>ground truth</th><th>verdict</th>
+<th>decodable</th><th>learned</th><th>used</th></tr>{rows}</table>
+<ul>{summary}</ul>
+{sections}
+<h2>Settings</h2><table>{settings}</table>
+</body></html>
+"""
+
+
+def _feature_section(f: FeatureResult) -> str:
+    plots = []
+    for axis in f.axes.values():
+        for ev in axis.evidence:
+            if ev.null:
+                plots.append(_histogram(ev.null, ev.score, f"{ev.axis}: {ev.control}", ev.metric))
+            elif "copy_accuracies" in ev.detail:
+                plots.append(_strip(ev, f"{ev.axis}: {ev.control}"))
+    return f"<section><h2>{html.escape(f.name)}: {html.escape(f.verdict)}</h2>{''.join(plots)}</section>"
+
+
+def _histogram(null: dict[str, Any], real: float, title: str, xlabel: str) -> str:
+    """SVG histogram of a null distribution (``stats.summarise_null``) with the real score in red."""
+    w, h, pad = 320, 180, 28
+    hist = null["histogram"]
+    counts: list[int] = hist["counts"]
+    lo, hi = min(hist["low"], real), max(hist["high"], real)
+    span = (hi - lo) or 1.0
+    top = max(counts) or 1
+    bin_width = (hist["high"] - hist["low"]) / len(counts)
+    scale = (w - 2 * pad) / span
+    bars = "".join(
+        f"<rect x='{pad + (hist['low'] + i * bin_width - lo) * scale:.1f}' "
+        f"y='{h - pad - c / top * (h - 2 * pad):.1f}' width='{max(bin_width * scale, 1.0):.1f}' "
+        f"height='{c / top * (h - 2 * pad):.1f}' fill='#8ab4f8'/>"
+        for i, c in enumerate(counts)
+    )
+    x = pad + (real - lo) * scale
+    return (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
+        f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>{bars}"
+        f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{pad}' y2='{h - pad}' stroke='#d93025' stroke-width='2'/>"
+        f"<text x='{pad}' y='{h - 8}' font-size='10'>{_num(lo)} .. {_num(hi)}: {html.escape(xlabel)} "
+        f"(bars: null of {null['n']}, red: real)</text></svg>"
+    )
+
+
+def _strip(ev: Evidence, title: str) -> str:
+    """SVG strip: the trained model's score (red) and each randomised copy's (blue) on [0, 1]."""
+    w, h, pad = 320, 80, 28
+
+    def x(v: float) -> float:
+        return pad + v * (w - 2 * pad)
+
+    dots = "".join(
+        f"<circle cx='{x(v):.1f}' cy='40' r='5' fill='#8ab4f8'/>" for v in ev.detail["copy_accuracies"]
+    )
+    return (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
+        f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>"
+        f"<line x1='{pad}' x2='{w - pad}' y1='40' y2='40' stroke='#999'/>{dots}"
+        f"<circle cx='{x(ev.score):.1f}' cy='40' r='6' fill='#d93025'/>"
+        f"<text x='{pad}' y='{h - 8}' font-size='10'>{html.escape(ev.metric)} on [0, 1] "
+        f"(blue: randomised copies, red: trained)</text></svg>"
+    )
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1e-2 and x != 0 else f"{x:.2f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"

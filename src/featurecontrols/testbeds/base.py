@@ -1,0 +1,76 @@
+"""What a testbed is: a small model whose candidate features are labelled by construction.
+
+The controls must themselves be tested (DESIGN.md, "Testbeds with ground truth"). A testbed ships a
+model, the inputs to run it on, the site where candidate features are probed, a 0/1 label per
+example for every candidate feature, and the truth about each feature:
+
+- ``"model feature"``: the model computes it and its output depends on it;
+- ``"dataset feature"``: decodable at the site whatever the model learned (it is in the inputs),
+  but the model does not use it;
+- ``"absent"``: the model never computes it, so it should not be found at all.
+
+The truth comes from how the testbed was built and is verified independently of any control;
+``checks`` holds the figures of that verification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from torch import Tensor, nn
+
+from featurecontrols.errors import FeatureControlsError
+
+GroundTruth = Literal["model feature", "dataset feature", "absent"]
+
+
+@dataclass
+class Testbed:
+    """A model with candidate features labelled by construction.
+
+    Attributes
+    ----------
+    name : short identifier of the testbed.
+    model : ``model(inputs)`` returns the model's outputs (logits).
+    inputs : the n examples to run the model on.
+    site : module path (as in ``named_modules()``) where candidate features are probed by default.
+    features : feature name -> (n,) tensor of 0/1 labels, one per example of ``inputs``.
+    ground_truth : feature name -> what the feature is, by construction.
+    description : how the testbed was built and why its ground truth holds.
+    checks : figures of the independent verification of the ground truth (name -> value).
+    """
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    name: str
+    model: nn.Module
+    inputs: Tensor
+    site: str
+    features: dict[str, Tensor]
+    ground_truth: dict[str, GroundTruth]
+    description: str
+    checks: dict[str, float]
+
+    def __post_init__(self) -> None:
+        if set(self.features) != set(self.ground_truth):
+            raise FeatureControlsError(
+                f"testbed {self.name!r}: features {sorted(self.features)} and ground truth "
+                f"{sorted(self.ground_truth)} name different features",
+                "give every labelled feature exactly one ground-truth entry",
+            )
+        kinds = get_args(GroundTruth)
+        n = self.inputs.shape[0]
+        for feature, labels in self.features.items():
+            if self.ground_truth[feature] not in kinds:
+                raise FeatureControlsError(
+                    f"testbed {self.name!r}: ground truth {self.ground_truth[feature]!r} of {feature!r} "
+                    "is not a known kind",
+                    f"use one of {kinds}",
+                )
+            if labels.shape != (n,):
+                raise FeatureControlsError(
+                    f"testbed {self.name!r}: labels of {feature!r} have shape {tuple(labels.shape)}, "
+                    f"expected ({n},)",
+                    "give one 0/1 label per example of inputs",
+                )

@@ -1,0 +1,134 @@
+"""The battery end to end on the planted residual testbed, and its handling of bad input."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from featurecontrols import report
+from featurecontrols.battery import Battery
+from featurecontrols.cli import main
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.evidence import RunResult
+from featurecontrols.testbeds import Testbed, train_planted_residual
+
+
+@pytest.fixture(scope="module")
+def testbed() -> Testbed:
+    return train_planted_residual()
+
+
+@pytest.fixture(scope="module")
+def full_run(testbed: Testbed) -> RunResult:
+    return Battery(seed=0, progress=False).run(
+        testbed.model, testbed.inputs, testbed.site, testbed.features, ground_truth=testbed.ground_truth
+    )
+
+
+def test_every_verdict_matches_the_ground_truth(full_run: RunResult) -> None:
+    by_truth: dict[str, list[bool]] = {}
+    for f in full_run.features:
+        assert f.ground_truth is not None
+        by_truth.setdefault(f.ground_truth, []).append(bool(f.correct))
+    assert {truth: len(v) for truth, v in by_truth.items()} == {
+        "model feature": 3,
+        "dataset feature": 4,
+        "absent": 2,
+    }
+    wrong = [(f.name, f.ground_truth, f.verdict) for f in full_run.features if not f.correct]
+    assert wrong == []
+
+
+def test_axes_carry_effects_intervals_and_corrected_p_values(full_run: RunResult) -> None:
+    every = [e for f in full_run.features for axis in f.axes.values() for e in axis.evidence]
+    assert len(every) == full_run.settings["n_tests_corrected"] == 9 * 4
+    for e in every:
+        assert e.ci_low <= e.effect + 1e-9 or e.axis == "learned"  # learned: CI of the strongest copy
+        assert e.ci_low <= e.ci_high
+        assert 0 < e.p_value <= e.p_adjusted <= 1
+    # the shuffled-label null sits at chance for balanced labels
+    for f in full_run.features:
+        assert abs(f.axes["decodable"].evidence[0].control_score - 0.5) < 0.02
+
+
+def test_same_seed_same_numbers_and_another_seed_differs(testbed: Testbed) -> None:
+    names = ["xor_0_1", "x_6", "xor_6_7"]
+    features = {n: testbed.features[n] for n in names}
+
+    def run(seed: int) -> dict[str, object]:
+        battery = Battery(n_weight_seeds=1, seed=seed, progress=False)
+        d = battery.run(testbed.model, testbed.inputs, testbed.site, features).to_dict()
+        d.pop("timings_s")
+        return d
+
+    first = run(3)
+    assert run(3) == first
+    assert run(4) != first
+
+
+def test_demo_cli_writes_json_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path), "--quiet", "--weight-seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "model feature: 3/3 verdicts match" in out
+    data = (tmp_path / "report.json").read_text()
+    assert '"ground_truth": "dataset feature"' in data
+    assert "<svg" in (tmp_path / "report.html").read_text()
+
+
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(4, 8)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(x)))
+
+
+def _tiny_data(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(n, 4, generator=torch.Generator().manual_seed(0))
+    return x, (x[:, 0] > 0).float()
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("length mismatch", "labels have 150 rows but the activations have 200"),
+        ("single class", "has 1 distinct value"),
+        ("nan activations", "NaN"),
+        ("inf activations", "inf"),
+        ("empty dataset", "empty"),
+        ("unknown site", "no module named 'hiden'; nearest: hidden"),
+        ("no features", "no candidate features"),
+    ],
+)
+def test_bad_input_raises_a_clear_error_and_writes_nothing(case: str, match: str, tmp_path: Path) -> None:
+    model, (x, y) = _Tiny(), _tiny_data()
+    site, features = "hidden", {"f": y}
+    if case == "length mismatch":
+        features = {"f": y[:150]}
+    elif case == "single class":
+        features = {"f": torch.ones_like(y)}
+    elif case in ("nan activations", "inf activations"):
+        x = x.clone()
+        x[5, 0] = float("nan") if case == "nan activations" else float("inf")
+    elif case == "empty dataset":
+        x = x[:0]
+    elif case == "unknown site":
+        site = "hiden"
+    elif case == "no features":
+        features = {}
+    path = tmp_path / "report.json"
+    with pytest.raises(FeatureControlsError, match=match) as info:
+        result = Battery(weight_controls=[], run_used=False, progress=False).run(model, x, site, features)
+        report.write_json(result, path)
+    assert "fix:" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_without_parameters_is_refused_by_the_weight_controls() -> None:
+    model = nn.Sequential(nn.Identity(), nn.ReLU())
+    x, y = _tiny_data()
+    with pytest.raises(FeatureControlsError, match="no parameters to randomise"):
+        Battery(run_used=False, progress=False).run(model, x, "0", {"f": y})

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.validation import check_activations, check_binary_labels
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        (torch.zeros(0, 4), "empty"),
+        (torch.zeros(5, 4, 3), "2-D"),
+        (torch.zeros(5, 4, dtype=torch.long), "floating point"),
+        (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), r"NaN .*\(first bad row: 0\)"),
+        (torch.tensor([[0.0, 1.0], [1.0, float("inf")]]), r"inf .*\(first bad row: 1\)"),
+    ],
+)
+def test_bad_activations(X: torch.Tensor, match: str) -> None:
+    with pytest.raises(FeatureControlsError, match=match) as info:
+        check_activations(X)
+    assert "fix:" in str(info.value)
+
+
+def test_bad_labels() -> None:
+    with pytest.raises(FeatureControlsError, match="3 rows but the activations have 4"):
+        check_binary_labels(torch.tensor([0, 1, 0]), 4)
+    with pytest.raises(FeatureControlsError, match="'x' has 1 distinct value"):
+        check_binary_labels(torch.ones(4), 4, ["x"])
+    with pytest.raises(FeatureControlsError, match="NaN"):
+        check_binary_labels(torch.tensor([0.0, float("nan"), 1.0]), 3)
+    out = check_binary_labels(torch.tensor([[-1, 5], [1, 5], [1, 7]]), 3)
+    assert out.tolist() == [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]

@@ -30,7 +30,7 @@ from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.shuffled_labels import ShuffledLabels
 from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import Evidence, FeatureResult, RunResult
+from featurecontrols.evidence import Axis, AxisName, Evidence, FeatureResult, RunResult
 from featurecontrols.finders.base import Probe
 from featurecontrols.finders.ridge_probe import RidgeProbe
 from featurecontrols.progress import track
@@ -171,14 +171,14 @@ class Battery:
         correct_all(every, self.correction)
         results = []
         for j, name in enumerate(names):
-            axes = {
+            axes: dict[AxisName, Axis] = {
                 "decodable": make_axis("decodable", [decodable[j]], self.alpha),
                 "learned": make_axis("learned", learned[name], self.alpha),
                 "used": make_axis("used", [used[name]] if name in used else [], self.alpha),
             }
             verdict = decide(axes["decodable"].status, axes["learned"].status, axes["used"].status)
             truth = ground_truth.get(name) if ground_truth is not None else None
-            results.append(FeatureResult(name=name, verdict=verdict, axes=axes, ground_truth=truth))  # type: ignore[arg-type]
+            results.append(FeatureResult(name=name, verdict=verdict, axes=axes, ground_truth=truth))
         settings = {
             "seed": self.seed,
             "alpha": self.alpha,

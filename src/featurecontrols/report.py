@@ -89,7 +89,8 @@ def to_html(result: RunResult) -> str:
 body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
 .ok {{ background: #e6f4ea; }} .bad {{ background: #fce8e6; }}
-section {{ margin-top: 2em; }} svg {{ margin-right: 1em; }}
+section {{ margin-top: 2em; }} .plots {{ display: flex; flex-wrap: wrap; gap: 1.5em; }}
+figure {{ margin: 0; width: 320px; }} figcaption {{ font-size: 12px; color: #555; }}
 </style></head><body>
 <h1>featurecontrols: verdicts at <code>{e(result.site)}</code></h1>
 <table id="verdicts"><tr><th>feature</th><th>ground truth</th><th>verdict</th>
@@ -109,7 +110,10 @@ def _feature_section(f: FeatureResult) -> str:
                 plots.append(_histogram(ev.null, ev.score, f"{ev.axis}: {ev.control}", ev.metric))
             elif "copy_accuracies" in ev.detail:
                 plots.append(_strip(ev, f"{ev.axis}: {ev.control}"))
-    return f"<section><h2>{html.escape(f.name)}: {html.escape(f.verdict)}</h2>{''.join(plots)}</section>"
+    return (
+        f"<section><h2>{html.escape(f.name)}: {html.escape(f.verdict)}</h2>"
+        f"<div class='plots'>{''.join(plots)}</div></section>"
+    )
 
 
 def _histogram(null: dict[str, Any], real: float, title: str, xlabel: str) -> str:
@@ -129,13 +133,16 @@ def _histogram(null: dict[str, Any], real: float, title: str, xlabel: str) -> st
         for i, c in enumerate(counts)
     )
     x = pad + (real - lo) * scale
-    return (
+    svg = (
         f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
         f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>{bars}"
         f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{pad}' y2='{h - pad}' stroke='#d93025' stroke-width='2'/>"
-        f"<text x='{pad}' y='{h - 8}' font-size='10'>{_num(lo)} .. {_num(hi)}: {html.escape(xlabel)} "
-        f"(bars: null of {null['n']}, red: real)</text></svg>"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+        f"<text x='{pad}' y='{h - 10}' font-size='10'>{_num(lo)}</text>"
+        f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>{_num(hi)}</text></svg>"
     )
+    caption = f"{xlabel}: null of {null['n']} (blue bars) and the real score (red line)"
+    return _figure(svg, caption)
 
 
 def _strip(ev: Evidence, title: str) -> str:
@@ -148,14 +155,19 @@ def _strip(ev: Evidence, title: str) -> str:
     dots = "".join(
         f"<circle cx='{x(v):.1f}' cy='40' r='5' fill='#8ab4f8'/>" for v in ev.detail["copy_accuracies"]
     )
-    return (
+    svg = (
         f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
         f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>"
         f"<line x1='{pad}' x2='{w - pad}' y1='40' y2='40' stroke='#999'/>{dots}"
         f"<circle cx='{x(ev.score):.1f}' cy='40' r='6' fill='#d93025'/>"
-        f"<text x='{pad}' y='{h - 8}' font-size='10'>{html.escape(ev.metric)} on [0, 1] "
-        f"(blue: randomised copies, red: trained)</text></svg>"
+        f"<text x='{pad}' y='{h - 10}' font-size='10'>0</text>"
+        f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>1</text></svg>"
     )
+    return _figure(svg, f"{ev.metric}: randomised copies (blue) and the trained model (red)")
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
 def _num(x: float) -> str:

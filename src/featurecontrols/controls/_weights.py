@@ -145,3 +145,57 @@ def _validate(model: nn.Module, all_names: list[str], kept: set[str], patterns: 
             f"parameters with non-finite values (nan or inf): {_listing(infinite)}",
             "fix the checkpoint, or keep them with keep=[...]",
         )
+
+
+KEEP_PRESETS: dict[str, tuple[str, ...]] = {
+    "embeddings": (
+        *("embed.*", "*.embed.*", "*embed_tokens*", "*wte*", "*wpe*", "*W_E", "*W_pos", "*embeddings.*"),
+    ),
+    "unembeddings": ("unembed.*", "*.unembed.*", "*lm_head*", "*W_U", "*b_U"),
+    "norms": ("*norm*", "*ln*", "*LayerNorm*"),
+}
+"""fnmatch patterns for common parameter names (nn.Module, TransformerLens, Hugging Face) per preset."""
+
+
+def keep_patterns(
+    model: nn.Module,
+    presets: Sequence[str] = (),
+    layers: Sequence[str] | None = None,
+    keep: Sequence[str] = (),
+) -> tuple[str, ...]:
+    """The ``keep`` argument of any weight control, from presets, a layer choice and extra patterns.
+
+    ``presets``: names in :data:`KEEP_PRESETS` ("embeddings", "unembeddings", "norms"); only their
+    patterns that match a parameter are returned, and a preset that matches none raises.
+    ``layers``: fnmatch patterns of the parameters to randomise (e.g. ``["blocks.1.*"]``); every
+    other parameter is kept. ``keep``: more patterns, passed through.
+    """
+    names = [name for name, _ in model.named_parameters(remove_duplicate=False)]
+    patterns = list(keep)
+    for preset in presets:
+        if preset not in KEEP_PRESETS:
+            raise FeatureControlsError(
+                f"unknown keep preset {preset!r}", f"use one of {sorted(KEEP_PRESETS)}"
+            )
+        matched = [p for p in KEEP_PRESETS[preset] if any(fnmatchcase(n, p) for n in names)]
+        if not matched:
+            raise FeatureControlsError(
+                f"keep preset {preset!r} matches no parameter of {type(model).__name__}",
+                f"name the parameters with keep=[...] patterns; the names are {_listing(names, 6)}",
+            )
+        patterns += matched
+    if layers is not None:
+        chosen = tuple(layers)
+        unmatched = [p for p in chosen if not any(fnmatchcase(n, p) for n in names)]
+        if unmatched or not chosen:
+            raise FeatureControlsError(
+                f"layer pattern(s) {unmatched or chosen} match no parameter name",
+                f"use fnmatch patterns over parameter names, e.g. {_listing(names, 4)}",
+            )
+        patterns += [_literal(n) for n in names if not _matches(n, chosen)]
+    return tuple(dict.fromkeys(patterns))
+
+
+def _literal(name: str) -> str:
+    """An fnmatch pattern that matches exactly ``name``."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)

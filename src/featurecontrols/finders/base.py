@@ -8,9 +8,14 @@ runs under: the controls change its inputs (labels, activations, weights), never
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
+
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.validation import check_activations
 
 
 @runtime_checkable
@@ -29,3 +34,66 @@ class Probe(Protocol):
     def predict(self, X: Tensor) -> Tensor: ...
 
     def score(self, X: Tensor, Y: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class Dictionary(Protocol):
+    """An unsupervised finder read as a dictionary of directions: an SAE, PCA, or any object with these.
+
+    ``encode(X)`` maps activations (n, d) to codes (n, m); ``decode(Z)`` maps codes back to (n, d).
+    An SAE trained elsewhere (SAELens, say) is evaluated as it is, without retraining.
+    """
+
+    def encode(self, X: Tensor) -> Tensor: ...
+
+    def decode(self, Z: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class UnsupervisedFinder(Dictionary, Protocol):
+    """A dictionary that is fitted on activations: ``fit(data)`` takes a tensor (n, d) or an iterable
+    of (rows, d) chunks and returns the fitted finder."""
+
+    def fit(self, data: Tensor | Iterable[Tensor]) -> UnsupervisedFinder: ...
+
+
+def batches_of(data: Tensor | Iterable[Tensor], batch_size: int) -> Iterator[Tensor]:
+    """Cut a tensor, or any iterable of (rows, d) chunks (e.g. ``ShardedStore.iter_shards``), into
+    float32 batches of ``batch_size`` rows (the last one may be smaller), in order; each batch is
+    checked (2-D, finite) with ``check_activations``."""
+    chunks = [data] if isinstance(data, Tensor) else data
+    carry: list[Tensor] = []
+    held = 0
+    for chunk in chunks:
+        chunk = torch.as_tensor(chunk, dtype=torch.float32)
+        start = 0
+        while start < chunk.shape[0]:
+            take = min(batch_size - held, chunk.shape[0] - start)
+            carry.append(chunk[start : start + take])
+            held += take
+            start += take
+            if held == batch_size:
+                yield check_activations(torch.cat(carry) if len(carry) > 1 else carry[0])
+                carry, held = [], 0
+    if carry:
+        yield check_activations(torch.cat(carry))
+
+
+def check_dictionary(dictionary: Dictionary, X: Tensor) -> int:
+    """Check that ``dictionary`` reads and writes activations of X's width; return its number of latents."""
+    d = X.shape[1]
+    try:
+        codes = dictionary.encode(X[:2])
+        back = dictionary.decode(codes)
+    except RuntimeError as error:  # torch's shape mismatch in a matmul
+        raise FeatureControlsError(
+            f"{type(dictionary).__name__} cannot encode activations of width {d}: {error}",
+            "use a dictionary trained at this site (its input width must equal the site's width)",
+        ) from None
+    if codes.ndim != 2 or codes.shape[0] != 2 or tuple(back.shape) != (2, d):
+        raise FeatureControlsError(
+            f"{type(dictionary).__name__} maps width-{d} activations to codes {tuple(codes.shape)} and "
+            f"back to {tuple(back.shape)}, not (2, m) and (2, {d})",
+            "use a dictionary trained at this site (its input width must equal the site's width)",
+        )
+    return int(codes.shape[1])

@@ -1,0 +1,67 @@
+"""Planted structure: the data's structure replaced by random sparse features of matched statistics.
+
+Activations are rebuilt as x = b + s sum_i c_i d_i with r random unit directions d_i (Gaussian,
+normalised), each feature active independently with probability p = l0 / r and coefficient
+c_i ~ U[0, 1] when active (the Toy Models of Superposition data, Elhage et al. 2022), s chosen so
+that the total variance E||x - E x||^2 and b so that the mean E x match the real activations. Match ``l0`` to
+the real finder's L0 and ``n_features`` to its live latents. A finder that recovers the planted
+directions (high MMCS) as well as it finds latents in the real activations would find such
+structure anywhere: its latents say how sparse the data is, not what the model learned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.seeding import generator
+from featurecontrols.validation import check_activations
+
+
+@dataclass
+class PlantedActivations:
+    """Synthetic activations (n, d), the planted unit directions (r, d) and their codes (n, r)."""
+
+    activations: Tensor
+    directions: Tensor
+    codes: Tensor
+
+
+class PlantedSparseFeatures:
+    """Data control: random sparse features with ``l0`` active out of ``n_features`` on average."""
+
+    name = "planted-sparse-features"
+
+    def __init__(self, n_features: int, l0: float) -> None:
+        self.n_features = n_features
+        self.l0 = l0
+
+    def plant(self, X: Tensor, seed: int) -> PlantedActivations:
+        """Synthetic activations with X's shape, mean and total variance; X itself is not modified."""
+        X = check_activations(X)
+        if self.n_features < 1 or not 0 < self.l0 <= self.n_features:
+            raise FeatureControlsError(
+                f"need n_features >= 1 and 0 < l0 <= n_features, got {self.n_features} and {self.l0}",
+                "match them to the real finder: its live latents and its L0",
+            )
+        n, d = X.shape
+        rng = generator(seed, "planted_structure")
+        directions = torch.randn(self.n_features, d, generator=rng, dtype=torch.float64)
+        directions /= directions.norm(dim=1, keepdim=True)
+        p = self.l0 / self.n_features
+        active = torch.rand(n, self.n_features, generator=rng, dtype=torch.float64) < p
+        codes = torch.rand(n, self.n_features, generator=rng, dtype=torch.float64) * active
+        signal = codes @ directions
+        mean = X.double().mean(0)
+        target = (X.double() - mean).pow(2).sum(1).mean()
+        spread = (signal - signal.mean(0)).pow(2).sum(1).mean()
+        scale = (target / spread.clamp(min=1e-300)).sqrt()
+        offset = mean - scale * signal.mean(0)
+        return PlantedActivations(
+            activations=(offset + scale * signal).to(X.dtype),
+            directions=directions.to(X.dtype),
+            codes=(scale * codes).to(X.dtype),
+        )

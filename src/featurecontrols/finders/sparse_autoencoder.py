@@ -1,0 +1,290 @@
+"""Sparse autoencoders (SAEs): ReLU + L1, TopK and BatchTopK, with a trainer fed from any batch stream.
+
+With inputs normalised to E||x||^2 = d (x <- s x, s fitted on the first batch; Gao et al. 2024),
+
+    pre   = (x - b_dec) W_enc^T + b_enc                  (n, m) pre-activations
+    z     = ReLU(pre)                                    "relu"      (Bricken et al. 2023)
+          = ReLU(pre) on the k largest entries per row   "topk"      (Gao et al. 2024)
+          = ReLU(pre) on the n k largest of the batch    "batchtopk" (Bussmann et al. 2024); at
+            inference z = pre 1[pre > theta], theta an EMA of the smallest kept value
+    x_hat = z W_dec + b_dec,  every row of W_dec of unit norm (re-projected after each step)
+
+Loss per example: ||x - x_hat||^2 / d, plus for "relu" l1 sum_j z_j / sqrt(d), plus the aux-k loss
+for dead latents (Gao et al. 2024): a latent that has not fired for ``dead_after`` tokens is dead;
+the ``aux_k`` largest dead pre-activations reconstruct the residual e = x - x_hat, adding
+aux_coefficient ||e - e_hat||^2 / ||e||^2, which gives dead latents a gradient towards live structure.
+
+Speed: with a k-sparse code the decoder is an ``embedding_bag`` over the active latents, and the
+encoder's backward pass is sparse too (only the selected pre-activations carry a gradient), so a
+training step costs one dense matmul (the forward pre-activations) plus O(n k d).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.base import batches_of
+from featurecontrols.seeding import generator
+
+Activation = Literal["relu", "topk", "batchtopk"]
+_ACTIVATIONS = ("relu", "topk", "batchtopk")
+
+
+class _SelectedPreactivations(torch.autograd.Function):
+    """Pre-activations at chosen (row, latent) pairs, with a backward pass that touches only those.
+
+    Forward returns ``values`` (computed without gradient); backward gives d/dxc, d/dW_enc and
+    d/db_enc of sum_t g_t pre[rows_t, cols_t], at O(nnz d) cost instead of a dense (n, m) product.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, xc: Tensor, enc: Tensor, b_enc: Tensor, values: Tensor, code: tuple[Tensor, Tensor, Tensor]
+    ) -> Tensor:
+        rows, cols, offsets = code
+        ctx.save_for_backward(xc, enc, rows, cols, offsets)
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None, None]:
+        xc, enc, rows, cols, offsets = ctx.saved_tensors
+        grad_xc = None
+        if ctx.needs_input_grad[0]:
+            grad_xc = F.embedding_bag(cols, enc, offsets, mode="sum", per_sample_weights=g)
+        indices = torch.stack([cols, rows])
+        sparse = torch.sparse_coo_tensor(indices, g, (enc.shape[0], xc.shape[0]), check_invariants=False)
+        grad_enc = torch.sparse.mm(sparse, xc)
+        grad_b_enc = torch.zeros(enc.shape[0], dtype=g.dtype, device=g.device).index_add_(0, cols, g)
+        return grad_xc, grad_enc, grad_b_enc, None, None
+
+
+def _selected(
+    xc: Tensor, enc: Tensor, b_enc: Tensor, values: Tensor, code: tuple[Tensor, Tensor, Tensor]
+) -> Tensor:
+    """``_SelectedPreactivations`` with its types."""
+    out: Tensor = _SelectedPreactivations.apply(xc, enc, b_enc, values, code)  # type: ignore[no-untyped-call]
+    return out
+
+
+class SparseAutoencoder:
+    """A sparse autoencoder trained with Adam on a stream of activation batches.
+
+    Parameters
+    ----------
+    d_sae : number of latents m.
+    activation : "topk", "batchtopk" or "relu" (see the module docstring).
+    k : active latents per example (topk; batchtopk on average).
+    l1_coefficient : weight of the L1 penalty (relu only).
+    lr : Adam learning rate.
+    batch_size : examples per step.
+    n_epochs : passes over the data (a one-shot iterator allows one).
+    dead_after : tokens without firing after which a latent counts as dead (aux-k loss, ``dead_fraction_``).
+    aux_k : dead latents used by the aux-k loss (default d // 2); 0 turns the loss off.
+    aux_coefficient : weight of the aux-k loss.
+    normalise_input : scale inputs so that E||x||^2 = d.
+    seed : seed of the initial weights and of the shuffling of a tensor's rows.
+    device : where to train ("cpu", "cuda", ...).
+
+    Attributes
+    ----------
+    encoder_, decoder_ : (m, d) encoder rows and unit-norm decoder rows (in normalised units).
+    b_enc_, b_dec_ : (m,) and (d,) biases; scale_ : the input scale s; threshold_ : batchtopk's theta.
+    n_tokens_ : examples seen; loss_history_ : loss per step; dead_fraction_ : dead at the end.
+    """
+
+    def __init__(
+        self,
+        d_sae: int,
+        activation: Activation = "topk",
+        k: int = 32,
+        l1_coefficient: float = 0.05,
+        lr: float = 1e-3,
+        batch_size: int = 4096,
+        n_epochs: int = 1,
+        dead_after: int = 100_000,
+        aux_k: int | None = None,
+        aux_coefficient: float = 1 / 32,
+        normalise_input: bool = True,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.d_sae = d_sae
+        self.activation = activation
+        self.k = k
+        self.l1_coefficient = l1_coefficient
+        self.lr = lr
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.dead_after = dead_after
+        self.aux_k = aux_k
+        self.aux_coefficient = aux_coefficient
+        self.normalise_input = normalise_input
+        self.seed = seed
+        self.device = device
+
+    # ------------------------------------------------------------------------------------------
+    # Training
+
+    def fit(self, data: Tensor | Iterable[Tensor]) -> SparseAutoencoder:
+        """Train on a tensor (n, d) or an iterable of (rows, d) chunks (e.g. ``store.iter_shards``)."""
+        self._check_params()
+        stream = self._batches(data)
+        first = next(stream, None)  # batches_of checks every batch
+        if first is None:
+            raise FeatureControlsError("the SAE got no activations", "pass at least one batch")
+        self._initialise(first)
+        params = [self.encoder_, self.decoder_, self.b_enc_, self.b_dec_]
+        optimiser = torch.optim.Adam(params, lr=self.lr)
+        since_fired = torch.zeros(self.d_sae, dtype=torch.long, device=self.device)
+        self.loss_history_: list[float] = []
+        self.n_tokens_ = 0
+        for raw in _chain(first, stream):
+            x = raw.to(self.device, torch.float32) * self.scale_
+            loss, fired = self._loss(x, since_fired >= self.dead_after)
+            optimiser.zero_grad(set_to_none=True)
+            torch.autograd.backward(loss)
+            optimiser.step()
+            with torch.no_grad():
+                self.decoder_.div_(self.decoder_.norm(dim=1, keepdim=True).clamp(min=1e-12))
+            since_fired += x.shape[0]
+            since_fired[fired] = 0
+            self.n_tokens_ += x.shape[0]
+            self.loss_history_.append(float(loss.detach()))
+        for p in params:
+            p.requires_grad_(False)
+        self.dead_fraction_ = float((since_fired >= self.dead_after).float().mean())
+        return self
+
+    def _check_params(self) -> None:
+        if self.activation not in _ACTIVATIONS:
+            raise FeatureControlsError(
+                f"unknown SAE activation {self.activation!r}", f"use one of {', '.join(_ACTIVATIONS)}"
+            )
+        if self.d_sae < 1 or self.batch_size < 1 or self.n_epochs < 1:
+            raise FeatureControlsError(
+                f"d_sae, batch_size and n_epochs must be >= 1, got {self.d_sae}, {self.batch_size}, "
+                f"{self.n_epochs}",
+                "use positive sizes",
+            )
+        if self.activation != "relu" and not 1 <= self.k <= self.d_sae:
+            raise FeatureControlsError(
+                f"k must be in [1, d_sae={self.d_sae}], got {self.k}", "choose k <= d_sae"
+            )
+
+    def _batches(self, data: Tensor | Iterable[Tensor]) -> Iterator[Tensor]:
+        """Every epoch's batches; a tensor's rows are reshuffled each epoch."""
+        if isinstance(data, Tensor):
+            order = generator(self.seed, "sparse_autoencoder", "shuffle")
+            for _ in range(self.n_epochs):
+                yield from batches_of(data[torch.randperm(data.shape[0], generator=order)], self.batch_size)
+            return
+        if self.n_epochs > 1 and iter(data) is data:
+            raise FeatureControlsError(
+                f"n_epochs={self.n_epochs} needs data that can be iterated again; got a one-shot iterator",
+                "pass a tensor or a list of batches, or train for one epoch",
+            )
+        for _ in range(self.n_epochs):
+            yield from batches_of(data, self.batch_size)
+
+    def _initialise(self, first: Tensor) -> None:
+        """Unit-norm random decoder rows, encoder = decoder (Gao et al. 2024), b_dec = batch mean."""
+        d = first.shape[1]
+        self.scale_ = math.sqrt(d / float(first.pow(2).sum(1).mean())) if self.normalise_input else 1.0
+        rng = generator(self.seed, "sparse_autoencoder", "init")
+        decoder = torch.randn(self.d_sae, d, generator=rng)
+        decoder /= decoder.norm(dim=1, keepdim=True)
+        self.encoder_ = decoder.to(self.device, copy=True).requires_grad_(True)
+        self.decoder_ = decoder.to(self.device).requires_grad_(True)
+        self.b_enc_ = torch.zeros(self.d_sae, device=self.device, requires_grad=True)
+        mean = first.float().mean(0) * self.scale_
+        self.b_dec_ = mean.to(self.device).requires_grad_(True)
+        self.threshold_ = 0.0
+        self.aux_k_ = d // 2 if self.aux_k is None else self.aux_k
+
+    def _loss(self, x: Tensor, dead: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch loss and the latents that fired."""
+        d = x.shape[1]
+        xc = x - self.b_dec_
+        if self.activation == "relu":
+            pre = torch.addmm(self.b_enc_, xc, self.encoder_.T)
+            z = F.relu(pre)
+            x_hat = z @ self.decoder_ + self.b_dec_
+            penalty = self.l1_coefficient * z.sum(1).mean() / math.sqrt(d)
+            fired = (z > 0).any(0)
+            pre = pre.detach()
+        else:
+            with torch.no_grad():
+                pre = torch.addmm(self.b_enc_, xc, self.encoder_.T)
+            code, values = self._select(pre)
+            z_values = F.relu(_selected(xc, self.encoder_, self.b_enc_, values, code))
+            x_hat = F.embedding_bag(code[1], self.decoder_, code[2], mode="sum", per_sample_weights=z_values)
+            x_hat = x_hat + self.b_dec_
+            penalty = x.new_zeros(())
+            fired = torch.zeros(self.d_sae, dtype=torch.bool, device=x.device)
+            fired[code[1][z_values > 0]] = True
+        loss = (x - x_hat).pow(2).sum(1).mean() / d + penalty
+        if self.aux_k_ > 0 and bool(dead.any()):
+            loss = loss + self.aux_coefficient * self._aux_loss(x - x_hat.detach(), xc, pre, dead)
+        return loss, fired
+
+    def _select(self, pre: Tensor) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+        """The active (row, latent) pairs of a k-sparse code, as rows, latents and bag offsets."""
+        n, m = pre.shape
+        if self.activation == "topk":
+            values, cols = pre.topk(self.k, dim=1, sorted=False)
+            rows = torch.arange(n, device=pre.device).repeat_interleave(self.k)
+            offsets = torch.arange(0, n * self.k, self.k, device=pre.device)
+            return (rows, cols.flatten(), offsets), values.flatten()
+        kept, flat = F.relu(pre).flatten().topk(n * self.k, sorted=False)
+        flat, order = flat.sort()
+        values = kept[order]
+        positive = values > 0
+        if bool(positive.any()):
+            self.threshold_ = 0.99 * self.threshold_ + 0.01 * float(values[positive].min())
+        rows = torch.div(flat, m, rounding_mode="floor")
+        offsets = torch.searchsorted(rows, torch.arange(n, device=pre.device))
+        return (rows, flat % m, offsets), values
+
+    def _aux_loss(self, residual: Tensor, xc: Tensor, pre: Tensor, dead: Tensor) -> Tensor:
+        """||e - e_hat||^2 / ||e||^2 with e_hat from the aux_k largest dead pre-activations per row."""
+        dead_latents = torch.nonzero(dead).flatten()
+        k = min(self.aux_k_, dead_latents.numel())
+        n = pre.shape[0]
+        values, where = pre[:, dead_latents].topk(k, dim=1, sorted=False)
+        rows = torch.arange(n, device=pre.device).repeat_interleave(k)
+        code = (rows, dead_latents[where].flatten(), torch.arange(0, n * k, k, device=pre.device))
+        z = F.relu(_selected(xc.detach(), self.encoder_, self.b_enc_, values.flatten(), code))
+        e_hat = F.embedding_bag(code[1], self.decoder_, code[2], mode="sum", per_sample_weights=z)
+        return (residual - e_hat).pow(2).sum() / residual.pow(2).sum().clamp(min=1e-12)
+
+    # ------------------------------------------------------------------------------------------
+    # Inference
+
+    def encode(self, X: Tensor) -> Tensor:
+        """Dense codes z, shape (n, m), in normalised units."""
+        with torch.no_grad():
+            x = X.to(self.decoder_.device, torch.float32) * self.scale_
+            pre = torch.addmm(self.b_enc_, x - self.b_dec_, self.encoder_.T)
+            if self.activation == "relu":
+                return F.relu(pre)
+            if self.activation == "batchtopk":
+                return pre * (pre > self.threshold_)
+            values, cols = pre.topk(self.k, dim=1)
+            return torch.zeros_like(pre).scatter_(1, cols, F.relu(values))
+
+    def decode(self, Z: Tensor) -> Tensor:
+        """Reconstruction (Z W_dec + b_dec) / s, shape (n, d), in the input's units."""
+        with torch.no_grad():
+            return (Z.to(self.decoder_.device, torch.float32) @ self.decoder_ + self.b_dec_) / self.scale_
+
+
+def _chain(first: Tensor, rest: Iterator[Tensor]) -> Iterator[Tensor]:
+    yield first
+    yield from rest

@@ -1,0 +1,217 @@
+"""Metrics of a dictionary (SAE, PCA, any ``encode``/``decode`` object), to compare real and control runs.
+
+Heap et al. (2025) found that SAEs on randomly initialised transformers score about as well as on
+trained ones; these are the metrics to put side by side. With codes Z = encode(X), X_hat = decode(Z):
+
+- ``explained_variance``: 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2.
+- ``l0``: mean number of non-zero codes per example.
+- ``dead_fraction`` / ``dense_fraction``: latents active on no example / on more than ``dense_above``.
+- ``loss_recovered``: (L_ablated - L_spliced) / (L_ablated - L_clean), the model's loss with the
+  reconstruction spliced in at the site, against the clean loss and the mean-ablated site.
+- ``mmcs``: mean max cosine similarity (Sharkey et al. 2022) between ground-truth directions and the
+  dictionary's directions d_j = decode(e_j) - decode(0).
+- ``token_concentration``: per latent, the largest share of its total activation that falls on one
+  token id, max_t sum_{i: tok_i = t} z_ij / sum_i z_ij; averaged over live latents.
+- ``sparse_probing``: per label, the best single latent's AUROC, max_j max(A_j, 1 - A_j) (1-sparse
+  probing, Gurnee et al. 2023); averaged over labels.
+
+Per latent, ``beyond_control`` asks whether each real latent's best match (to a label, a direction)
+beats the control run's latents: s_real_j > quantile_q({s_control}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.base import Dictionary, check_dictionary
+from featurecontrols.sites import Site, call_model, intervene
+from featurecontrols.validation import check_activations
+
+LossFn = Callable[[nn.Module, Any], Tensor]
+"""``loss_fn(model, batch)``: the model's scalar loss on one batch (it runs the forward pass itself)."""
+
+
+@dataclass
+class DictionaryMetrics:
+    """Summary metrics (name -> value) and per-latent scores (name -> (m,) tensor)."""
+
+    summary: dict[str, float]
+    per_latent: dict[str, Tensor] = field(default_factory=dict)
+
+
+def explained_variance(X: Tensor, X_hat: Tensor) -> float:
+    """1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2."""
+    X = X.double()
+    residual = (X - X_hat.double()).pow(2).sum()
+    total = (X - X.mean(0)).pow(2).sum().clamp(min=torch.finfo(torch.float64).tiny)
+    return float(1.0 - residual / total)
+
+
+def directions(dictionary: Dictionary, n_latents: int) -> Tensor:
+    """Unit (m, d) directions written by each latent: decode(e_j) - decode(0), normalised."""
+    eye = torch.eye(n_latents)
+    written = (dictionary.decode(eye) - dictionary.decode(torch.zeros(1, n_latents))).float().cpu()
+    unit: Tensor = written / written.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    return unit
+
+
+def best_cosine(found: Tensor, truth: Tensor) -> Tensor:
+    """For each ground-truth direction (rows of ``truth``), the max |cosine| to any row of ``found``."""
+    a = found / found.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    b = truth.float() / truth.float().norm(dim=1, keepdim=True).clamp(min=1e-12)
+    cosines: Tensor = (b @ a.T).abs().max(dim=1).values
+    return cosines
+
+
+def token_concentration(Z: Tensor, tokens: Tensor) -> Tensor:
+    """Per latent, max_t (activation mass on token t) / (total mass); NaN for a latent never active."""
+    _, ids = torch.unique(tokens, return_inverse=True)
+    mass = torch.zeros(int(ids.max()) + 1, Z.shape[1], dtype=torch.float64)
+    mass.index_add_(0, ids, Z.abs().double())
+    return (mass.max(0).values / mass.sum(0)).float()
+
+
+def latent_auroc(Z: Tensor, labels: Tensor) -> Tensor:
+    """AUROC of every latent for every binary label column, max(A, 1 - A): shape (k, m).
+
+    A = (R_1 - n_1 (n_1 + 1) / 2) / (n_1 n_0), R_1 the sum of the positives' ranks (ties averaged).
+    """
+    Y = labels.reshape(labels.shape[0], -1).bool()
+    ranks = _average_ranks(Z.double())
+    n1 = Y.sum(0).double()
+    n0 = Y.shape[0] - n1
+    if bool((n1 == 0).any() | (n0 == 0).any()):
+        raise FeatureControlsError("a label column has a single class", "give labels with both classes")
+    r1 = Y.double().T @ ranks  # (k, m)
+    a = (r1 - (n1 * (n1 + 1) / 2)[:, None]) / (n1 * n0)[:, None]
+    return torch.maximum(a, 1 - a).float()
+
+
+def _average_ranks(Z: Tensor) -> Tensor:
+    """Column-wise ranks 1..n with ties given their average rank."""
+    n = Z.shape[0]
+    order = Z.argsort(dim=0)
+    sorted_z = Z.gather(0, order)
+    new_group = torch.ones_like(sorted_z, dtype=torch.bool)
+    new_group[1:] = sorted_z[1:] != sorted_z[:-1]
+    group = new_group.long().cumsum(0) - 1  # tie group per sorted position
+    positions = torch.arange(1, n + 1, dtype=torch.float64)[:, None].expand_as(Z)
+    size = torch.zeros_like(Z).scatter_add_(0, group, torch.ones_like(Z))
+    first = torch.zeros_like(Z).scatter_reduce_(0, group, positions, "amin", include_self=False)
+    average = first.gather(0, group) + (size.gather(0, group) - 1) / 2
+    return torch.empty_like(Z).scatter_(0, order, average)
+
+
+def beyond_control(real: Tensor, control: Tensor, q: float = 0.95) -> Tensor:
+    """Per real latent: does its score beat the q-quantile of the control run's latent scores?"""
+    control = control[torch.isfinite(control)]
+    if control.numel() == 0:
+        return torch.isfinite(real)
+    return real > torch.quantile(control.double(), q).float()
+
+
+def loss_recovered(
+    model: nn.Module, batches: Iterable[Any], site: str | Site, dictionary: Dictionary, loss_fn: LossFn
+) -> dict[str, float]:
+    """Clean, spliced and mean-ablated losses, and the fraction of loss recovered by the reconstruction.
+
+    The reconstruction (or the site's mean, over all batches) replaces the site's tensor at every
+    position. The fraction means something only where the model beats the ablation (L_ablated > L_clean).
+    """
+    batches = list(batches)
+    parsed = Site.parse(site)
+
+    def average(fn: Callable[[Tensor], Tensor] | None) -> float:
+        total = 0.0
+        with torch.no_grad():
+            for batch in batches:
+                if fn is None:
+                    total += float(loss_fn(model, batch))
+                else:
+                    with intervene(model, parsed, fn):
+                        total += float(loss_fn(model, batch))
+        return total / len(batches)
+
+    means: list[Tensor] = []
+
+    def splice(h: Tensor) -> Tensor:
+        flat = h.reshape(-1, h.shape[-1])
+        means.append(flat.mean(0))
+        return dictionary.decode(dictionary.encode(flat)).to(h.dtype).reshape(h.shape)
+
+    clean = average(None)
+    spliced = average(splice)
+    mean = torch.stack(means).mean(0)
+    ablated = average(lambda h: mean.to(h.dtype).expand_as(h).clone())
+    gap = ablated - clean
+    recovered = (ablated - spliced) / gap if abs(gap) > 1e-12 else float("nan")
+    return {
+        "loss_clean": clean,
+        "loss_spliced": spliced,
+        "loss_ablated": ablated,
+        "loss_recovered": recovered,
+    }
+
+
+def evaluate_dictionary(
+    dictionary: Dictionary,
+    X: Tensor,
+    *,
+    tokens: Tensor | None = None,
+    labels: Mapping[str, Tensor] | None = None,
+    true_directions: Tensor | None = None,
+    dense_above: float = 0.1,
+) -> DictionaryMetrics:
+    """Every activation-level metric of the module docstring on activations X (n, d).
+
+    ``tokens`` (n,) token ids of the rows, ``labels`` (name -> (n,) binary labels; each gets its
+    ``sparse_probing/<name>`` entry) and
+    ``true_directions`` (r, d) ground truth each add their metrics; the loss effect is separate
+    (:func:`loss_recovered`), since it needs the model.
+    """
+    X = check_activations(X)
+    m = check_dictionary(dictionary, X)
+    codes = dictionary.encode(X)
+    X_hat = dictionary.decode(codes).float().cpu()
+    Z = codes.float().cpu()
+    active = Z != 0
+    rate = active.float().mean(0)
+    summary = {
+        "explained_variance": explained_variance(X, X_hat),
+        "l0": float(active.sum(1).float().mean()),
+        "dead_fraction": float((rate == 0).float().mean()),
+        "dense_fraction": float((rate > dense_above).float().mean()),
+    }
+    per_latent = {"firing_rate": rate}
+    if true_directions is not None:
+        if true_directions.ndim != 2 or true_directions.shape[1] != X.shape[1]:
+            raise FeatureControlsError(
+                f"true_directions must be (r, {X.shape[1]}), got {tuple(true_directions.shape)}",
+                "give one ground-truth direction per row, in activation space",
+            )
+        found = directions(dictionary, m)
+        summary["mmcs"] = float(best_cosine(found, true_directions).mean())
+        per_latent["best_cosine"] = best_cosine(true_directions, found)
+    if tokens is not None:
+        concentration = token_concentration(Z, tokens.reshape(-1).cpu())
+        per_latent["token_concentration"] = concentration
+        summary["token_concentration"] = float(concentration[rate > 0].mean())
+    if labels:
+        auroc = latent_auroc(Z, torch.stack([y.reshape(-1).cpu() for y in labels.values()], 1))
+        best = auroc.max(1).values
+        summary["sparse_probing"] = float(best.mean())
+        summary |= {f"sparse_probing/{name}": float(b) for name, b in zip(labels, best, strict=True)}
+        per_latent["best_auroc"] = auroc.max(0).values
+    return DictionaryMetrics(summary, per_latent)
+
+
+def default_loss(model: nn.Module, batch: Any) -> Tensor:
+    """Next-token cross-entropy for a language model: batch (B, T) token ids, output (B, T, vocab)."""
+    logits = call_model(model, batch)
+    return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch[:, 1:].flatten())

@@ -1,0 +1,192 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from featurecontrols.controls.moment_matched_weights import MomentMatchedWeights
+from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.shuffled_weights import ShuffledWeights
+from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.pca import PCA
+from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
+from featurecontrols.sae_metrics import (
+    beyond_control,
+    evaluate_dictionary,
+    explained_variance,
+    latent_auroc,
+    loss_recovered,
+    token_concentration,
+)
+from featurecontrols.sae_under_controls import TRAINED, beyond_controls, fit_under_controls, metrics_table
+from featurecontrols.testbeds.planted_residual import train_planted_residual, xor_labels
+
+
+class Identity:
+    def encode(self, X: torch.Tensor) -> torch.Tensor:
+        return X
+
+    def decode(self, Z: torch.Tensor) -> torch.Tensor:
+        return Z
+
+
+def test_explained_variance_l0_dead_and_dense() -> None:
+    X = torch.randn(500, 6, generator=torch.Generator().manual_seed(0))
+    assert explained_variance(X, X) == pytest.approx(1.0)
+    assert explained_variance(X, X.mean(0).expand_as(X)) == pytest.approx(0.0, abs=1e-9)
+    sparse = torch.zeros(500, 6)
+    sparse[:, 0] = 1.0  # latent 0 always on (dense), latents 4 and 5 never (dead)
+    sparse[::4, 1] = 1.0
+    summary = evaluate_dictionary(Identity(), sparse).summary
+    assert summary["l0"] == pytest.approx(1.25)
+    assert summary["dead_fraction"] == pytest.approx(4 / 6)
+    assert summary["dense_fraction"] == pytest.approx(2 / 6)
+
+
+def test_latent_auroc_matches_sklearn_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (300,), generator=g)
+    Z = torch.relu(torch.randn(300, 5, generator=g) + y[:, None] * torch.arange(5.0) * 0.3).round(decimals=1)
+    auroc = latent_auroc(Z, y)
+    for j in range(5):
+        a = roc_auc_score(y.numpy(), Z[:, j].numpy())
+        assert float(auroc[0, j]) == pytest.approx(max(a, 1 - a), abs=1e-5)
+    with pytest.raises(FeatureControlsError, match="single class"):
+        latent_auroc(Z, torch.ones(300))
+
+
+def test_token_concentration_and_beyond_control() -> None:
+    tokens = torch.tensor([0, 1, 2, 0, 1, 2])
+    Z = torch.tensor(
+        [[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [3.0, 1.0, 0.0], [0, 1, 0], [0, 1, 0]]
+    )
+    conc = token_concentration(Z, tokens)
+    assert conc[0] == pytest.approx(1.0) and conc[1] == pytest.approx(1 / 3) and torch.isnan(conc[2])
+    assert beyond_control(
+        torch.tensor([0.9, 0.5]), torch.tensor([0.1, 0.6, float("nan")]), q=1.0
+    ).tolist() == [
+        True,
+        False,
+    ]
+
+
+def test_loss_recovered_and_bad_ground_truth() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+
+    def loss_fn(m: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(m(batch), batch[:, :1])
+
+    perfect = loss_recovered(model, [x], "1", Identity(), loss_fn)
+    assert perfect["loss_recovered"] == pytest.approx(1.0)
+    assert perfect["loss_spliced"] == pytest.approx(perfect["loss_clean"])
+    with pytest.raises(FeatureControlsError, match="true_directions"):
+        evaluate_dictionary(PCA(2).fit(x), x, true_directions=torch.randn(3, 5))
+
+
+def test_sae_metrics_on_the_planted_testbed_trained_against_randomised_copies() -> None:
+    """The table of the report: which metrics tell the trained model from its randomised copies."""
+    testbed = train_planted_residual()
+    pairs = ((0, 1), (2, 3), (4, 5))
+
+    def loss_fn(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(model(batch), xor_labels(batch, pairs).float())
+
+    controls = [ReinitialisedWeights(), SpectrumMatchedWeights(), MomentMatchedWeights(), ShuffledWeights()]
+    runs = fit_under_controls(
+        testbed.model,
+        list(testbed.inputs.split(1000)),
+        testbed.site,
+        lambda: SparseAutoencoder(64, "topk", k=13, batch_size=256, n_epochs=20, lr=3e-3, dead_after=4000),
+        controls,
+        loss_fn=loss_fn,
+        labels=testbed.features,
+    )
+    print(metrics_table(runs))
+    print(beyond_controls(runs, "best_auroc"))
+    trained = runs[TRAINED].metrics.summary
+    model_features = [f"sparse_probing/{f}" for f, t in testbed.ground_truth.items() if t == "model feature"]
+    dataset_features = [
+        f"sparse_probing/{f}" for f, t in testbed.ground_truth.items() if t == "dataset feature"
+    ]
+    for control in controls:
+        other = runs[control.name].metrics.summary
+        # These fail to separate: the randomised copies score as well.
+        assert abs(other["explained_variance"] - trained["explained_variance"]) < 0.02
+        assert other["loss_recovered"] > 0.9  # meaningless where the copy has no task to lose
+        mean = sum(other[f] for f in dataset_features) / len(dataset_features)
+        assert mean > sum(trained[f] for f in dataset_features) / len(dataset_features) - 0.05
+        # This separates: latents that read the trained XORs exist only in the trained model.
+        assert min(trained[f] for f in model_features) > max(other[f] for f in model_features) + 0.05
+
+
+class TinyTransformer(nn.Module):
+    """One causal attention layer and an MLP on a residual stream, tied embedding."""
+
+    def __init__(self, vocab: int = 24, d: int = 32) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.attn = nn.MultiheadAttention(d, 4, batch_first=True)
+        self.ln = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.ReLU(), nn.Linear(4 * d, d))
+        self.resid = nn.Identity()
+        self.unembed = nn.Linear(d, vocab, bias=False)
+        self.unembed.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens)
+        mask = torch.triu(torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool), 1)
+        h = h + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+        h = self.resid(h + self.mlp(self.ln(h)))
+        return self.unembed(h)
+
+
+def markov_language(n: int, length: int = 16, vocab: int = 24, seed: int = 0) -> torch.Tensor:
+    """Sequences of a sparse random bigram chain: each token has 3 likely successors."""
+    g = torch.Generator().manual_seed(seed)
+    successors = torch.stack([torch.randperm(vocab, generator=g)[:3] for _ in range(vocab)])
+    tokens = torch.empty(n, length, dtype=torch.long)
+    tokens[:, 0] = torch.randint(0, vocab, (n,), generator=g)
+    for t in range(1, length):
+        tokens[:, t] = successors[tokens[:, t - 1], torch.randint(0, 3, (n,), generator=g)]
+    return tokens
+
+
+def test_tiny_language_model_under_weight_and_data_controls() -> None:
+    from featurecontrols.controls.random_inputs import RandomInputs
+    from featurecontrols.sae_metrics import default_loss
+
+    torch.manual_seed(0)
+    model = TinyTransformer()
+    data = markov_language(512)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(150):
+        batch = data[(step * 32) % 512 :][:32]
+        loss = default_loss(model, batch)
+        optimiser.zero_grad()
+        torch.autograd.backward(loss)
+        optimiser.step()
+    model.eval()
+    real = data[:256]
+    random = RandomInputs("unigram").inputs(real, seed=0)
+
+    def sae() -> SparseAutoencoder:
+        return SparseAutoencoder(128, "topk", k=8, batch_size=512, n_epochs=10, lr=3e-3, dead_after=20000)
+
+    controls = [ReinitialisedWeights(), MomentMatchedWeights(presets=["embeddings"])]
+    runs = {}
+    for name, inputs in (("real", real), ("random inputs", random)):
+        batches = list(inputs.split(64))
+        for run_name, run in fit_under_controls(
+            model, batches, "resid", sae, controls, loss_fn=default_loss, tokens=inputs.flatten()
+        ).items():
+            runs[f"{run_name}, {name}"] = run
+    print(metrics_table(runs))
+    trained = runs["trained, real"].metrics.summary
+    assert trained["loss_clean"] < 0.8 * runs["reinitialised, real"].metrics.summary["loss_clean"]
+    assert trained["loss_recovered"] > 0.8
+    for run in runs.values():
+        assert run.metrics.summary["explained_variance"] > 0.5
+        assert 0 < run.metrics.summary["token_concentration"] <= 1

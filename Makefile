@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest slow clean
+.PHONY: demo test lint typecheck pytest slow bench-null bench-sae clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,19 @@ test: lint typecheck pytest
 slow: $(BIN)/.installed
 	$(BIN)/pytest -m slow
 
+# Benchmarks (each prints a table; the last line is the headline ratio).
+bench-null: $(BIN)/.installed
+	$(BIN)/python benchmarks/null_speed.py
+
+# SAELens lives in its own venv: sae-lens pins transformer-lens < 4.
+.venv-saelens/.installed:
+	$(PYTHON) -m venv .venv-saelens
+	.venv-saelens/bin/python -m pip install --quiet "$(TORCH)"
+	.venv-saelens/bin/python -m pip install --quiet sae-lens
+	touch $@
+
+bench-sae: $(BIN)/.installed .venv-saelens/.installed
+	$(BIN)/python benchmarks/sae_speed.py --saelens-python .venv-saelens/bin/python
+
 clean:
-	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-saelens runs .mypy_cache .ruff_cache .pytest_cache

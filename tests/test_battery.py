@@ -40,6 +40,13 @@ def test_every_verdict_matches_the_ground_truth(full_run: RunResult) -> None:
     assert wrong == []
 
 
+def test_used_axis_alone_separates_model_features_from_the_rest(full_run: RunResult) -> None:
+    expected = {"model feature": "yes", "dataset feature": "no", "absent": "no"}
+    for f in full_run.features:
+        assert f.ground_truth is not None
+        assert f.axes["used"].status == expected[f.ground_truth], f.name
+
+
 def test_axes_carry_effects_intervals_and_corrected_p_values(full_run: RunResult) -> None:
     every = [e for f in full_run.features for axis in f.axes.values() for e in axis.evidence]
     assert len(every) == full_run.settings["n_tests_corrected"] == 9 * 4

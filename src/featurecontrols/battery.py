@@ -25,7 +25,7 @@ from featurecontrols.axes.learned import assess_learned
 from featurecontrols.axes.split import Split
 from featurecontrols.axes.used import assess_used, class_mean_directions
 from featurecontrols.controls.base import LabelControl, WeightControl
-from featurecontrols.controls.directional_ablation import DirectionalAblation, random_directions
+from featurecontrols.controls.directional_ablation import DirectionalAblation, shuffled_label_directions
 from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.shuffled_labels import ShuffledLabels
 from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
@@ -218,11 +218,11 @@ class Battery:
         ablation = DirectionalAblation(forward).fit(model, covered, site, X.double().mean(dim=0))
         directions = class_mean_directions(X, Y)
         change = {name: ablation.change(directions[j]) for j, name in enumerate(names)}
-        randoms = random_directions(n_random, X.shape[1], generator(self.seed, "random directions"))
+        nulls = shuffled_label_directions(X, n_random, generator(self.seed, "shuffled-label directions"))
         null = torch.tensor(
             [
                 float(ablation.change(u).mean())
-                for u in track(randoms, "random-direction null", n_random, self.progress)
+                for u in track(nulls, "shuffled-label-direction null", n_random, self.progress)
             ],
             dtype=torch.float64,
         )

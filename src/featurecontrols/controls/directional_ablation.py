@@ -9,9 +9,13 @@ and the change in the model's outputs is measured per example, relative to the o
     change_i = ||f'(x_i) - f(x_i)||^2 / mean_j ||f(x_j) - mean f||^2.
 
 A direction the model uses moves its outputs; a direction it ignores does not. The null is the
-same ablation along random directions (Haar-uniform on the sphere), which removes no particular
-feature. This is the "used" axis of DESIGN.md in its simplest form (mean-ablation, as in
-resampling/mean-ablation studies); steering vectors and erasure come with the causal controls.
+same ablation along the class-mean directions of shuffled labels (``shuffled_label_directions``),
+which carry no feature but have the noise structure of an estimated direction. Uniform random
+directions (``random_directions``) are a weaker null: the class-mean direction of an absent
+feature is noise distributed like N(0, Cov), which leans into the high-variance directions that
+the model reads, so it beats uniform directions without the feature being used. This is the
+"used" axis of DESIGN.md in its simplest form (mean-ablation); steering vectors
+(``causal_effects``) and erasure (``controls/erasure``) are the other causal controls.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.axes.used import class_mean_directions
+from featurecontrols.controls.shuffled_labels import ShuffledLabels
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.sites import Site, intervene
+from featurecontrols.interventions import Intervention, ProjectOut, applied
+from featurecontrols.sites import Site
 
 Forward = Callable[[nn.Module, Any], Any]
 
@@ -34,7 +41,7 @@ class DirectionalAblation:
     ``fit`` records the clean run (outputs and their spread); ``change`` then ablates one direction.
     """
 
-    name = "random-direction ablation"
+    name = "ablation vs shuffled-label directions"
 
     def __init__(self, forward: Forward) -> None:
         self.forward = forward
@@ -57,33 +64,37 @@ class DirectionalAblation:
 
     def change(self, direction: Tensor) -> Tensor:
         """Per-example relative output change (n,) when ``direction`` is mean-ablated at the site."""
-        mean, position = self.mean_, self.site_.position
-        norm = float(direction.norm())
-        if not norm > 0 or direction.shape != mean.shape:
-            raise FeatureControlsError(
-                f"ablation direction must be a non-zero vector of width {mean.shape[0]}, "
-                f"got shape {tuple(direction.shape)} and norm {norm:.3g}",
-                "pass one direction per feature in the site's activation space",
-            )
-        u = direction.to(mean.dtype) / norm
+        return self.change_under(ProjectOut(direction, mean=self.mean_))
 
-        def ablate(h: Tensor) -> Tensor:
-            mu, v = mean.to(h), u.to(h)
-            if position is None:
-                return h - ((h - mu) @ v)[..., None] * v
-            h = h.clone()
-            part = h[:, position]
-            h[:, position] = part - ((part - mu) @ v)[..., None] * v
-            return h
-
-        with intervene(self.model_, self.site_, ablate):
-            ablated = self._outputs()
-        pairs = zip(ablated, self.reference_, strict=True)
+    def change_under(self, intervention: Intervention) -> Tensor:
+        """Per-example relative output change (n,) under any intervention at the site."""
+        with applied(self.model_, [(self.site_, intervention)]):
+            changed = self._outputs()
+        pairs = zip(changed, self.reference_, strict=True)
         return torch.cat([(a - r).square().sum(dim=1) for a, r in pairs]) / self.spread_
 
     def _outputs(self) -> list[Tensor]:
         with torch.no_grad():
-            return [_flat_output(self.forward(self.model_, batch)) for batch in self.batches_]
+            return [flat_output(self.forward(self.model_, batch)) for batch in self.batches_]
+
+
+def shuffled_label_directions(X: Tensor, n: int, generator: torch.Generator, chunk: int = 256) -> Tensor:
+    """n unit class-mean directions of balanced labels shuffled at random, shape (n, d).
+
+    The class-mean difference of a label that the activations X (N, d) do not carry is sampling
+    noise, sum_i (s_i - mean s) x_i / ..., whose direction is N(0, Cov(X))-distributed for large N
+    whatever the class balance: the null of the used axis has the same noise structure as the
+    estimated direction of an absent feature, so noise that happens to point into used (high
+    variance) directions is not mistaken for use. Chunks of ``chunk`` shuffles bound the memory.
+    """
+    N = X.shape[0]
+    balanced = (torch.arange(N) < N // 2).float()
+    labels = ShuffledLabels()
+    parts = [
+        class_mean_directions(X, labels.null_labels(balanced, min(chunk, n - start), generator))
+        for start in range(0, n, chunk)
+    ]
+    return torch.nn.functional.normalize(torch.cat(parts), dim=1)
 
 
 def random_directions(n: int, d: int, generator: torch.Generator) -> Tensor:
@@ -92,7 +103,8 @@ def random_directions(n: int, d: int, generator: torch.Generator) -> Tensor:
     return torch.nn.functional.normalize(g, dim=1)
 
 
-def _flat_output(out: Any) -> Tensor:
+def flat_output(out: Any) -> Tensor:
+    """The model's output as a float64 (batch, outputs) matrix (first item of a tuple; ``.logits``)."""
     if isinstance(out, (tuple, list)):
         out = out[0]
     if hasattr(out, "logits"):

@@ -1,5 +1,6 @@
 """The battery end to end on the planted residual testbed, and its handling of bad input."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,13 @@ def test_demo_cli_writes_json_and_html(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["demo", "--out", str(tmp_path), "--quiet", "--weight-seeds", "1"]) == 0
     out = capsys.readouterr().out
     assert "model feature: 3/3 verdicts match" in out
-    data = (tmp_path / "report.json").read_text()
-    assert '"ground_truth": "dataset feature"' in data
-    assert "<svg" in (tmp_path / "report.html").read_text()
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert {f["ground_truth"] for f in data["features"]} == {"model feature", "dataset feature", "absent"}
+    dual = [c for c in data["steering"] if c["kind"] == "dual"]
+    assert len(dual) == 7  # every decodable feature, steered as one set
+    assert max(abs(v) for c in dual for v in c["off_target"]["mean"]) < 1e-4
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<svg") > 9 and "steering along each kind of vector" in page
 
 
 class _Tiny(nn.Module):

@@ -53,6 +53,9 @@ class Curve:
     low: Tensor
     high: Tensor
 
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "low": self.low.tolist(), "high": self.high.tolist()}
+
 
 @dataclass
 class EffectCurve:
@@ -65,6 +68,21 @@ class EffectCurve:
     off_target: Curve
     target: Curve | None
     kl: Curve | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: kind, feature, alphas and every curve present."""
+        curves = {
+            "readout": self.readout,
+            "off_target": self.off_target,
+            "target": self.target,
+            "kl": self.kl,
+        }
+        return {
+            "kind": self.kind,
+            "feature": self.feature,
+            "alphas": self.alphas.tolist(),
+            **{name: curve.to_dict() for name, curve in curves.items() if curve is not None},
+        }
 
 
 class SteeringEffects:

@@ -7,10 +7,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from featurecontrols import report
 from featurecontrols.battery import Battery
+from featurecontrols.causal_effects import SteeringEffects
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.evidence import RunResult
+from featurecontrols.sites import read_activations
+from featurecontrols.steering_vectors import SteeringVectors
+from featurecontrols.testbeds.base import Testbed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +59,7 @@ def _demo(args: argparse.Namespace) -> int:
     result = battery.run(
         testbed.model, testbed.inputs, testbed.site, testbed.features, ground_truth=testbed.ground_truth
     )
+    result.steering = _steering_curves(testbed, result)
     result.timings = {"train testbed": trained, **result.timings, "total": time.perf_counter() - start}
     result.settings["testbed"] = {"name": testbed.name, "checks": testbed.checks}
     print(f"testbed: {testbed.description}\n")
@@ -61,6 +70,19 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"wrote {report.write_html(result, args.out / 'report.html')}")
     print(f"total {result.timings['total']:.1f} s")
     return 0
+
+
+def _steering_curves(testbed: Testbed, result: RunResult) -> list[dict[str, Any]]:
+    """Steer every decodable feature along each kind of vector (they are steered as one set)."""
+    names = [f.name for f in result.features if f.axes["decodable"].status == "yes"]
+    if not names:
+        return []
+    batches = list(torch.split(testbed.inputs, 1024))
+    X = read_activations(testbed.model, batches, [testbed.site])[testbed.site]
+    steering = SteeringVectors().fit(X, torch.stack([testbed.features[n] for n in names], dim=1))
+    effects = SteeringEffects(alphas=(-2.0, -1.0, 0.0, 1.0, 2.0), log_probs=None, n_bootstrap=200)
+    effects.fit(testbed.model, batches, testbed.site, steering, names)
+    return [curve.to_dict() for curve in effects.curves_.values()]
 
 
 if __name__ == "__main__":

@@ -82,6 +82,8 @@ class RunResult:
     features: list[FeatureResult]
     settings: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    steering: list[dict[str, Any]] = field(default_factory=list)
+    """Steering curves (``causal_effects.EffectCurve.to_dict``), when steering was measured."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; every feature entry has ``name``, ``ground_truth``, ``verdict``."""
@@ -90,6 +92,7 @@ class RunResult:
             "settings": self.settings,
             "timings_s": self.timings,
             "features": [],
+            "steering": self.steering,
         }
         for f in self.features:
             out["features"].append(

@@ -80,7 +80,7 @@ def to_html(result: RunResult) -> str:
         + "</tr>"
         for f in result.features
     )
-    sections = "".join(_feature_section(f) for f in result.features)
+    sections = "".join(_feature_section(f, result.steering) for f in result.features)
     settings = "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in result.settings.items())
     summary = "".join(f"<li>{e(line)}</li>" for line in summary_lines(result))
     return f"""<!doctype html>
@@ -102,8 +102,11 @@ figure {{ margin: 0; width: 320px; }} figcaption {{ font-size: 12px; color: #555
 """
 
 
-def _feature_section(f: FeatureResult) -> str:
+def _feature_section(f: FeatureResult, steering: list[dict[str, Any]]) -> str:
     plots = []
+    curves = [c for c in steering if c["feature"] == f.name]
+    if curves:
+        plots.append(_steering_plot(curves))
     for axis in f.axes.values():
         for ev in axis.evidence:
             if ev.null:
@@ -164,6 +167,50 @@ def _strip(ev: Evidence, title: str) -> str:
         f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>1</text></svg>"
     )
     return _figure(svg, f"{ev.metric}: randomised copies (blue) and the trained model (red)")
+
+
+_KIND_COLOURS = {
+    "probe": "#1a73e8",
+    "mass-mean": "#e37400",
+    "covariance": "#9334e6",
+    "dual": "#188038",
+    "random": "#999999",
+}
+
+
+def _steering_plot(curves: list[dict[str, Any]]) -> str:
+    """SVG lines: off-target movement (RMS of the other probes) against alpha, one line per kind."""
+    w, h, pad = 320, 180, 28
+    alphas = curves[0]["alphas"]
+    top = max(max(c["off_target"]["mean"]) for c in curves) or 1.0
+    lo_a, hi_a = min(alphas), max(alphas)
+    span = (hi_a - lo_a) or 1.0
+
+    def point(a: float, v: float) -> str:
+        return f"{pad + (a - lo_a) / span * (w - 2 * pad):.1f},{h - pad - v / top * (h - 2 * pad):.1f}"
+
+    lines, legend = [], []
+    for i, c in enumerate(curves):
+        colour = _KIND_COLOURS.get(c["kind"], "#000")
+        pts = " ".join(point(a, v) for a, v in zip(alphas, c["off_target"]["mean"], strict=True))
+        lines.append(f"<polyline points='{pts}' fill='none' stroke='{colour}' stroke-width='2'/>")
+        legend.append(
+            f"<text x='{w - pad}' y='{30 + 12 * i}' font-size='10' text-anchor='end' fill='{colour}'>"
+            f"{html.escape(c['kind'])}</text>"
+        )
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>steering</title>"
+        f"<text x='{pad}' y='14' font-size='12'>used: steering along each kind of vector</text>"
+        f"{''.join(lines)}{''.join(legend)}"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+        f"<text x='{pad}' y='{h - 10}' font-size='10'>alpha {_num(lo_a)}</text>"
+        f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>{_num(hi_a)}</text></svg>"
+    )
+    caption = (
+        f"off-target movement (RMS of the other probes, up to {_num(top)}) per unit of target-probe "
+        "movement alpha; the dual vectors stay at zero"
+    )
+    return _figure(svg, caption)
 
 
 def _figure(svg: str, caption: str) -> str:

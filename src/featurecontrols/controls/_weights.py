@@ -199,3 +199,30 @@ def keep_patterns(
 def _literal(name: str) -> str:
     """An fnmatch pattern that matches exactly ``name``."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+class WeightControlBase:
+    """The options every weight control shares, and its ``randomise``.
+
+    ``keep``: fnmatch patterns of parameters left as they are (e.g. ``"embed.*"``); ``presets``:
+    "embeddings", "unembeddings", "norms" (see :data:`KEEP_PRESETS`); ``layers``: patterns of the
+    only parameters to randomise (``None``: all). A subclass sets ``name`` and implements ``redraw``.
+    """
+
+    name: str
+
+    def __init__(
+        self, keep: Sequence[str] = (), presets: Sequence[str] = (), layers: Sequence[str] | None = None
+    ) -> None:
+        self.keep = keep
+        self.presets = presets
+        self.layers = layers
+
+    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel:
+        """Return a randomised deep copy of ``model``; ``model`` itself is not modified."""
+        keep = keep_patterns(model, self.presets, self.layers, self.keep)
+        return randomised_copy(model, seed, self.name, keep, self.redraw)
+
+    def redraw(self, model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+        """Overwrite every target parameter of the copy in place; return how each was re-drawn."""
+        raise NotImplementedError

@@ -8,39 +8,25 @@ shape of the value distribution. Draws are float64 on CPU from per-parameter gen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from featurecontrols.controls._weights import keep_patterns, randomised_copy
-from featurecontrols.controls.base import RandomisedModel
+from featurecontrols.controls._weights import WeightControlBase
 from featurecontrols.seeding import generator
 
 MOMENT_MATCHED = "moment-matched Gaussian"
 
 
-class MomentMatchedWeights:
+class MomentMatchedWeights(WeightControlBase):
     """Weight control: each parameter becomes N(mean, std^2) with the tensor's own moments.
 
-    ``keep``: fnmatch patterns of parameters left as they are; ``presets``: "embeddings",
-    "unembeddings", "norms" (see ``_weights.KEEP_PRESETS``); ``layers``: patterns of the only
-    parameters to randomise (``None``: all).
+    Options ``keep``, ``presets``, ``layers``: see ``controls._weights.WeightControlBase``.
     """
 
     name = "moment-matched"
 
-    def __init__(
-        self, keep: Sequence[str] = (), presets: Sequence[str] = (), layers: Sequence[str] | None = None
-    ) -> None:
-        self.keep = keep
-        self.presets = presets
-        self.layers = layers
-
-    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel:
-        """Return a moment-matched deep copy of ``model``; ``model`` itself is not modified."""
-        keep = keep_patterns(model, self.presets, self.layers, self.keep)
-        return randomised_copy(model, seed, self.name, keep, _moment_match)
+    def redraw(self, model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+        return _moment_match(model, targets, seed)
 
 
 def _moment_match(model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:

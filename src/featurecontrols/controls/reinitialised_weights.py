@@ -11,33 +11,25 @@ A finding that survives re-initialisation comes from the architecture and the da
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from featurecontrols.controls._weights import randomised_copy, seeded_global_rng
-from featurecontrols.controls.base import RandomisedModel
+from featurecontrols.controls._weights import WeightControlBase, seeded_global_rng
 from featurecontrols.seeding import derive_seed, generator
 
 MOMENT_MATCHED = "moment-matched Gaussian"
 
 
-class ReinitialisedWeights:
+class ReinitialisedWeights(WeightControlBase):
     """Weight control: re-draw every parameter with its module's ``reset_parameters``.
 
-    ``keep``: fnmatch patterns over parameter names (e.g. ``"embed.*"``, ``"*norm*"``) whose
-    parameters are left as they are.
+    Options ``keep``, ``presets``, ``layers``: see ``controls._weights.WeightControlBase``.
     """
 
     name = "reinitialised"
 
-    def __init__(self, keep: Sequence[str] = ()) -> None:
-        self.keep = keep
-
-    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel:
-        """Return a re-initialised deep copy of ``model``; ``model`` itself is not modified."""
-        return randomised_copy(model, seed, self.name, self.keep, _reinitialise)
+    def redraw(self, model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+        return _reinitialise(model, targets, seed)
 
 
 def _reinitialise(model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:

@@ -7,39 +7,25 @@ entry sits where is destroyed. Permutations come from per-parameter CPU generato
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from featurecontrols.controls._weights import keep_patterns, randomised_copy
-from featurecontrols.controls.base import RandomisedModel
+from featurecontrols.controls._weights import WeightControlBase
 from featurecontrols.seeding import generator
 
 SHUFFLED = "shuffled entries"
 
 
-class ShuffledWeights:
+class ShuffledWeights(WeightControlBase):
     """Weight control: each parameter's entries are permuted at random.
 
-    ``keep``: fnmatch patterns of parameters left as they are; ``presets``: "embeddings",
-    "unembeddings", "norms" (see ``_weights.KEEP_PRESETS``); ``layers``: patterns of the only
-    parameters to randomise (``None``: all).
+    Options ``keep``, ``presets``, ``layers``: see ``controls._weights.WeightControlBase``.
     """
 
     name = "shuffled"
 
-    def __init__(
-        self, keep: Sequence[str] = (), presets: Sequence[str] = (), layers: Sequence[str] | None = None
-    ) -> None:
-        self.keep = keep
-        self.presets = presets
-        self.layers = layers
-
-    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel:
-        """Return a deep copy of ``model`` with shuffled entries; ``model`` itself is not modified."""
-        keep = keep_patterns(model, self.presets, self.layers, self.keep)
-        return randomised_copy(model, seed, self.name, keep, _shuffle)
+    def redraw(self, model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+        return _shuffle(model, targets, seed)
 
 
 def _shuffle(model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:

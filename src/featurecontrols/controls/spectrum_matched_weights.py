@@ -18,34 +18,26 @@ All draws are in float64 on CPU from per-parameter generators, so the copy is th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.controls._weights import randomised_copy
-from featurecontrols.controls.base import RandomisedModel
+from featurecontrols.controls._weights import WeightControlBase
 from featurecontrols.seeding import generator
 
 SPECTRUM_MATCHED = "spectrum-matched"
 PERMUTED = "permuted"
 
 
-class SpectrumMatchedWeights:
+class SpectrumMatchedWeights(WeightControlBase):
     """Weight control: W = U S V^T becomes U' S V'^T with Haar-random U', V'; vectors are permuted.
 
-    ``keep``: fnmatch patterns over parameter names (e.g. ``"embed.*"``, ``"*norm*"``) whose
-    parameters are left as they are.
+    Options ``keep``, ``presets``, ``layers``: see ``controls._weights.WeightControlBase``.
     """
 
     name = "spectrum-matched"
 
-    def __init__(self, keep: Sequence[str] = ()) -> None:
-        self.keep = keep
-
-    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel:
-        """Return a spectrum-matched deep copy of ``model``; ``model`` itself is not modified."""
-        return randomised_copy(model, seed, self.name, self.keep, _spectrum_match)
+    def redraw(self, model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+        return _spectrum_match(model, targets, seed)
 
 
 def haar_columns(m: int, k: int, generator: torch.Generator) -> Tensor:

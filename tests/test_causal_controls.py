@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from featurecontrols.axes.used import class_mean_directions
-from featurecontrols.causal_effects import SteeringEffects
+from featurecontrols.causal_effects import SteeringEffects, bernoulli_log_probs
 from featurecontrols.controls.erasure import Erasure
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.interventions import AddVector, Patch, ProjectOut, SetProjection, applied, site_tensor
@@ -122,3 +122,30 @@ def test_bad_interventions_raise_clear_errors() -> None:
         pass  # no forward pass
     with pytest.raises(FeatureControlsError, match="span only 1 dimension"):
         dual_basis(torch.tensor([[1.0, 0.0], [2.0, 0.0]]))
+
+
+def test_target_and_kl_curves_separate_a_model_feature_from_a_dataset_feature(planted: Testbed) -> None:
+    """Steering the model feature xor_0_1 moves the output it drives and the output distribution; steering
+    the dataset feature x_6 by the same read-out movement does about what a random vector does."""
+    names = ["xor_0_1", "xor_2_3", "xor_4_5", "x_6"]
+    inputs = planted.inputs[:1024]
+    X = read_activations(planted.model, [inputs], ["resid_post"])["resid_post"]
+    steering = SteeringVectors().fit(X, torch.stack([planted.features[n][:1024] for n in names], dim=1))
+
+    def driven_logit(outputs: Tensor, i: int) -> Tensor:
+        """The logit feature i drives (x_6 drives none: the sum of all logits)."""
+        return outputs[:, i] if i < 3 else outputs.sum(dim=1)
+
+    effects = SteeringEffects(
+        alphas=(-2.0, 0.0, 2.0), target=driven_logit, log_probs=bernoulli_log_probs, n_bootstrap=100
+    ).fit(planted.model, [inputs], "resid_post", steering, names)
+    model_dual, data_dual = effects.curves_["dual", "xor_0_1"], effects.curves_["dual", "x_6"]
+    assert model_dual.kl is not None and data_dual.kl is not None and model_dual.target is not None
+    assert float(model_dual.kl.mean[1]) == pytest.approx(0.0, abs=1e-9)  # alpha = 0 changes nothing
+    assert float(model_dual.kl.mean[2]) > 10 * float(data_dual.kl.mean[2])
+    random_kl = effects.curves_["random", "xor_0_1"].kl
+    assert random_kl is not None and float(model_dual.kl.mean[2]) > float(random_kl.high[2])
+    # Steering along the class direction (alpha = +-2) moves the driven logit one way or the other.
+    assert float(model_dual.target.high[0]) < float(model_dual.target.low[2]) or float(
+        model_dual.target.high[2]
+    ) < float(model_dual.target.low[0])

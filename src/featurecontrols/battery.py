@@ -25,6 +25,7 @@ from featurecontrols.axes.learned import assess_learned
 from featurecontrols.axes.split import Split
 from featurecontrols.axes.used import assess_used, class_mean_directions
 from featurecontrols.controls.base import LabelControl, WeightControl
+from featurecontrols.controls.control_task import ControlTask, check_cells, control_task_selectivity
 from featurecontrols.controls.directional_ablation import DirectionalAblation, shuffled_label_directions
 from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.shuffled_labels import ShuffledLabels
@@ -36,6 +37,7 @@ from featurecontrols.finders.ridge_probe import RidgeProbe
 from featurecontrols.progress import track
 from featurecontrols.seeding import derive_seed, generator
 from featurecontrols.sites import Site, call_model, read_activations
+from featurecontrols.spectra import activation_spectrum
 from featurecontrols.stats import Correction
 from featurecontrols.validation import check_activations, check_binary_labels
 from featurecontrols.verdict import correct_all, decide, make_axis
@@ -107,8 +109,14 @@ class Battery:
         *,
         ground_truth: Mapping[str, str] | None = None,
         forward: Forward | None = None,
+        cells: Tensor | None = None,
     ) -> RunResult:
-        """Judge every feature in ``features`` (name -> labels, one per activation row) at ``site``."""
+        """Judge every feature in ``features`` (name -> labels, one per activation row) at ``site``.
+
+        ``cells`` (one integer key per activation row: the token id, or any input type) adds a
+        control task (Hewitt & Liang 2019) to the learned axis: the probe's held-out accuracy on the
+        real labels against random labels fixed per cell.
+        """
         probe = self.probe if self.probe is not None else RidgeProbe()
         label_control = self.label_control if self.label_control is not None else ShuffledLabels()
         weight_controls: list[WeightControl] = (
@@ -133,9 +141,9 @@ class Battery:
         Y = _label_matrix(features, names, X.shape[0])
         split = Split.random(X.shape[0], self.test_fraction, generator(self.seed, "split"))
         split.check_both_classes(Y, names)
-        n_tests = len(names) * (1 + len(weight_controls) + int(self.run_used))
-        n_null = _null_size(self.n_shuffles, n_tests, self.alpha, "n_shuffles")
-        n_random = _null_size(self.n_random_directions, n_tests, self.alpha, "n_random_directions")
+        n_tests = len(names) * (1 + len(weight_controls) + int(self.run_used) + int(cells is not None))
+        n_null = null_size(self.n_shuffles, n_tests, self.alpha, "n_shuffles")
+        n_random = null_size(self.n_random_directions, n_tests, self.alpha, "n_random_directions")
         timings["activations"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -147,6 +155,7 @@ class Battery:
 
         start = time.perf_counter()
         trained_correct = fit_and_check(probe, X, Y, split)
+        spectra = {"trained": [activation_spectrum(X)]}
         copies_correct: dict[str, list[Tensor]] = {}
         randomisation: dict[str, dict[str, int]] = {}
         jobs = [(wc, s) for wc in weight_controls for s in range(self.n_weight_seeds)]
@@ -154,11 +163,21 @@ class Battery:
             copy = wc.randomise(model, derive_seed(self.seed, wc.name, s))
             Xc = activations(copy.model, f"activations of the {wc.name} copy (seed {copy.seed})")
             copies_correct.setdefault(wc.name, []).append(fit_and_check(probe, Xc, Y, split))
+            spectra.setdefault(wc.name, []).append(activation_spectrum(Xc))
             randomisation[wc.name] = dict(Counter(copy.methods.values()))
         learned = assess_learned(
             trained_correct, copies_correct, names,
             seed=self.seed, n_bootstrap=self.n_bootstrap, confidence=self.confidence,
         )  # fmt: skip
+        if cells is not None:
+            cells = check_cells(cells, X.shape[0])
+            for j, name in enumerate(track(names, "control tasks", len(names), self.progress)):
+                selectivity = control_task_selectivity(
+                    probe, X, Y[:, j], cells, split, n_null,
+                    seed=derive_seed(self.seed, ControlTask.name, name),
+                    n_bootstrap=self.n_bootstrap, confidence=self.confidence,
+                )  # fmt: skip
+                learned[name].append(selectivity.as_evidence())
         timings["learned"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -187,6 +206,9 @@ class Battery:
             "confidence": self.confidence,
             "probe": f"{type(probe).__name__}({vars(probe) if hasattr(probe, '__dict__') else ''})",
             "label_control": label_control.name,
+            "control_task": f"{n_null} draws over {int(torch.unique(cells).numel())} cells"
+            if cells is not None
+            else None,
             "n_shuffles": n_null,
             "weight_controls": randomisation,
             "n_weight_seeds": self.n_weight_seeds,
@@ -196,7 +218,9 @@ class Battery:
             "n_test": int(split.test.numel()),
             "width": int(X.shape[1]),
         }
-        return RunResult(site=str(site), features=results, settings=settings, timings=timings)
+        return RunResult(
+            site=str(site), features=results, settings=settings, timings=timings, spectra=spectra
+        )
 
     def _used(
         self,
@@ -260,7 +284,7 @@ def _batch_rows(batch: Any) -> int:
     return next(int(v.shape[0]) for v in values if isinstance(v, Tensor))
 
 
-def _null_size(requested: int | None, n_tests: int, alpha: float, what: str) -> int:
+def null_size(requested: int | None, n_tests: int, alpha: float, what: str) -> int:
     """The requested null size, or max(1000, 4 m / alpha) so that p = 1/(B+1) survives Holm over m tests."""
     if requested is None:
         return max(1000, math.ceil(4 * n_tests / alpha))

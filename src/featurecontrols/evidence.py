@@ -84,6 +84,12 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     steering: list[dict[str, Any]] = field(default_factory=list)
     """Steering curves (``causal_effects.EffectCurve.to_dict``), when steering was measured."""
+    spectra: dict[str, list[list[float]]] = field(default_factory=dict)
+    """Activation spectra at the site (``spectra.activation_spectrum``): "trained" and each weight control's
+    copies, one list of singular values per model."""
+    search: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Probe searches per feature (``probe_search.SearchResult.as_dict``, e.g. one by accuracy and one
+    by selectivity, shown side by side), when a search was run."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; every feature entry has ``name``, ``ground_truth``, ``verdict``."""
@@ -93,6 +99,8 @@ class RunResult:
             "timings_s": self.timings,
             "features": [],
             "steering": self.steering,
+            "spectra": self.spectra,
+            "search": self.search,
         }
         for f in self.features:
             out["features"].append(

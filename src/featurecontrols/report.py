@@ -1,12 +1,14 @@
 """Render a ``RunResult``: a terminal table, JSON, and a self-contained HTML page.
 
 Files are written atomically (complete or absent). The HTML needs no network: plots are inline
-SVG (null distributions with the real score marked, trained model against randomised copies).
+SVG (null distributions with the real score marked, trained model against randomised copies,
+steering curves, activation spectra, and the Pareto fronts of a probe search).
 """
 
 from __future__ import annotations
 
 import html
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -80,7 +82,15 @@ def to_html(result: RunResult) -> str:
         + "</tr>"
         for f in result.features
     )
-    sections = "".join(_feature_section(f, result.steering) for f in result.features)
+    sections = "".join(
+        _feature_section(f, result.steering, result.search.get(f.name, [])) for f in result.features
+    )
+    spectra = (
+        f"<section><h2>Activations at the site</h2><div class='plots'>{_spectra_plot(result.spectra)}</div>"
+        "</section>"
+        if result.spectra
+        else ""
+    )
     settings = "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in result.settings.items())
     summary = "".join(f"<li>{e(line)}</li>" for line in summary_lines(result))
     return f"""<!doctype html>
@@ -96,17 +106,20 @@ figure {{ margin: 0; width: 320px; }} figcaption {{ font-size: 12px; color: #555
 <table id="verdicts"><tr><th>feature</th><th>ground truth</th><th>verdict</th>
 <th>decodable</th><th>learned</th><th>used</th></tr>{rows}</table>
 <ul>{summary}</ul>
+{spectra}
 {sections}
 <h2>Settings</h2><table>{settings}</table>
 </body></html>
 """
 
 
-def _feature_section(f: FeatureResult, steering: list[dict[str, Any]]) -> str:
+def _feature_section(f: FeatureResult, steering: list[dict[str, Any]], searches: list[dict[str, Any]]) -> str:
     plots = []
     curves = [c for c in steering if c["feature"] == f.name]
     if curves:
         plots.append(_steering_plot(curves))
+    for search in searches:
+        plots.extend(_pareto_plots(search))
     for axis in f.axes.values():
         for ev in axis.evidence:
             if ev.null:
@@ -211,6 +224,99 @@ def _steering_plot(curves: list[dict[str, Any]]) -> str:
         "movement alpha; the dual vectors stay at zero"
     )
     return _figure(svg, caption)
+
+
+_MODEL_COLOURS = ("#8ab4f8", "#e37400", "#9334e6", "#188038", "#999999")
+
+
+def _spectra_plot(spectra: dict[str, list[list[float]]]) -> str:
+    """SVG lines: log10 singular value against index, the trained model in red, each control's copies in
+    its own colour."""
+    w, h, pad = 320, 180, 28
+    logs = {name: [[math.log10(max(v, 1e-12)) for v in s] for s in runs] for name, runs in spectra.items()}
+    values = [v for runs in logs.values() for s in runs for v in s] or [0.0]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    length = max((len(s) for runs in logs.values() for s in runs), default=1)
+    step = (w - 2 * pad) / max(length - 1, 1)
+    controls = [name for name in logs if name != "trained"]
+    colours = {"trained": "#d93025"} | {
+        name: _MODEL_COLOURS[i % len(_MODEL_COLOURS)] for i, name in enumerate(controls)
+    }
+    lines, legend = [], []
+    for i, name in enumerate(["trained", *controls] if "trained" in logs else controls):
+        for s in logs[name]:
+            pts = " ".join(
+                f"{pad + j * step:.1f},{h - pad - (v - lo) / span * (h - 2 * pad):.1f}"
+                for j, v in enumerate(s)
+            )
+            lines.append(
+                f"<polyline points='{pts}' fill='none' stroke='{colours[name]}' stroke-width='1.5'/>"
+            )
+        legend.append(
+            f"<text x='{w - pad}' y='{30 + 12 * i}' font-size='10' text-anchor='end' fill='{colours[name]}'>"
+            f"{html.escape(name)}</text>"
+        )
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>spectra</title>"
+        f"<text x='{pad}' y='14' font-size='12'>singular values of the activations</text>"
+        f"{''.join(lines)}{''.join(legend)}"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+        f"<text x='{pad}' y='{h - 10}' font-size='10'>index 1</text>"
+        f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>{length}</text></svg>"
+    )
+    caption = (
+        f"singular values of the centred activations / sqrt(n), log scale from {10**lo:.2g} to {10**hi:.2g}: "
+        "trained model (red) against each randomised copy"
+    )
+    return _figure(svg, caption)
+
+
+def _pareto_plots(search: dict[str, Any]) -> list[str]:
+    """Two SVG scatters of a probe search (``probe_search.SearchResult.as_dict``): held-out accuracy against
+    control-task accuracy and against log complexity; the Pareto front joined, the chosen probe ringed."""
+    trials = {t["number"]: t for t in search["trials"]}
+    log_max = math.log(search["max_complexity"])
+    chosen = search["chosen"]
+    spec = chosen["spec"]
+    architecture = (
+        f"linear (C={spec['C']:.3g})"
+        if spec["kind"] == "linear"
+        else f"MLP width {spec['hidden']}, depth {spec['depth']}, rank {spec['rank'] or 'full'}"
+    )
+    axes = (
+        ("control", "control-task accuracy", lambda t: t["control_accuracy"]),
+        ("complexity", "log parameters / log max", lambda t: math.log(t["complexity"]) / log_max),
+    )
+    w, h, pad = 320, 180, 28
+    plots = []
+    for key, xlabel, x_of in axes:
+        xy = {
+            n: (pad + x_of(t) * (w - 2 * pad), h - pad - t["accuracy"] * (h - 2 * pad))
+            for n, t in trials.items()
+        }
+        dots = "".join(
+            "<circle cx='{:.1f}' cy='{:.1f}' r='3' fill='#8ab4f8'/>".format(*p) for p in xy.values()
+        )
+        front = " ".join("{:.1f},{:.1f}".format(*xy[n]) for n in search[f"front_{key}"])
+        cx, cy = xy[chosen["number"]]
+        svg = (
+            f"<svg class='plot' width='{w}' height='{h}' role='img'><title>search {key}</title>"
+            f"<text x='{pad}' y='14' font-size='12'>search by {html.escape(search['objective'])}</text>{dots}"
+            f"<polyline points='{front}' fill='none' stroke='#188038' stroke-width='1.5'/>"
+            f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='7' fill='none' stroke='#d93025' stroke-width='2'/>"
+            f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+            f"<line x1='{pad}' x2='{pad}' y1='{pad}' y2='{h - pad}' stroke='#999'/>"
+            f"<text x='{pad}' y='{h - 10}' font-size='10'>0</text>"
+            f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>1</text></svg>"
+        )
+        caption = (
+            f"held-out accuracy (up, 0 to 1) against {xlabel} (right) for {len(trials)} trials (blue), "
+            f"Pareto front (green), hypervolume {search[f'hypervolume_{key}']:.3f}; chosen (red ring): "
+            f"{architecture}, selectivity {chosen['selectivity']:.3f}"
+        )
+        plots.append(_figure(svg, caption))
+    return plots
 
 
 def _figure(svg: str, caption: str) -> str:

@@ -1,10 +1,12 @@
 """Statistics for verdicts: permutation p-values, exact paired tests, bootstrap intervals, and
 corrections for multiple comparisons. Everything is vectorised over features (columns).
+For benchmarking the controls themselves: AUROC with DeLong's interval, Wilson intervals.
 """
 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Literal
 
 import torch
@@ -107,3 +109,66 @@ def summarise_null(null: Tensor, bins: int = 40) -> dict[str, object]:
         "q95": q[2],
         "histogram": {"low": lo, "high": hi, "counts": [int(c) for c in counts]},
     }
+
+
+def cluster_bootstrap_mean_ci(
+    values: Tensor, clusters: Tensor, n_boot: int, level: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Percentile cluster-bootstrap interval of the column means of ``values`` (n, k).
+
+    Rows in the same cluster (``clusters`` (n,), any integer keys) are resampled together: each of
+    the ``n_boot`` resamples draws C of the C clusters with replacement, and its mean is the sum of
+    their rows over their number of rows. Use it when rows within a cluster are dependent (the
+    examples of one token type, one document). Returns (low, high), each (k,).
+    """
+    _, cluster_of = torch.unique(clusters.cpu(), return_inverse=True)
+    n_clusters = int(cluster_of.max()) + 1
+    sums = torch.zeros(n_clusters, values.shape[1], dtype=torch.float64).index_add_(
+        0, cluster_of, values.double().cpu()
+    )
+    sizes = torch.bincount(cluster_of, minlength=n_clusters).double()
+    draws = torch.randint(0, n_clusters, (n_boot, n_clusters), generator=generator)
+    counts = torch.zeros(n_boot, n_clusters, dtype=torch.float64).scatter_add_(
+        1, draws, torch.ones(n_boot, n_clusters, dtype=torch.float64)
+    )
+    means = (counts @ sums) / (counts @ sizes)[:, None]  # (n_boot, k)
+    tail = (1.0 - level) / 2.0
+    low, high = torch.quantile(means, torch.tensor([tail, 1.0 - tail], dtype=torch.float64), dim=0)
+    return low, high
+
+
+def auroc_delong(positive: Tensor, negative: Tensor, level: float) -> tuple[float, float, float]:
+    """AUROC of scores separating ``positive`` (m,) from ``negative`` (n,), with DeLong's interval.
+
+    AUROC = mean_ij psi(x_i, y_j), psi = 1 if x > y, 1/2 if x = y, else 0 (the Mann-Whitney U / mn).
+    DeLong et al. (1988): with V10_i = mean_j psi(x_i, y_j) and V01_j = mean_i psi(x_i, y_j),
+    Var(AUROC) = s^2(V10) / m + s^2(V01) / n, and the interval is AUROC -/+ z Var^(1/2), clipped to
+    [0, 1]. Returns (auroc, low, high); the interval is NaN when m or n is below 2, and a point when
+    the classes are perfectly separated (both variances are zero: no discordant pair was seen).
+    """
+    x, y = positive.double().flatten(), negative.double().flatten()
+    m, n = x.numel(), y.numel()
+    if m == 0 or n == 0:
+        raise ValueError(f"AUROC needs both classes, got {m} positive and {n} negative scores")
+    psi = (x[:, None] > y[None, :]).double() + 0.5 * (x[:, None] == y[None, :]).double()
+    auc = float(psi.mean())
+    if m < 2 or n < 2:
+        return auc, float("nan"), float("nan")
+    se = math.sqrt(float(psi.mean(dim=1).var()) / m + float(psi.mean(dim=0).var()) / n)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    return auc, max(0.0, auc - z * se), min(1.0, auc + z * se)
+
+
+def wilson_interval(successes: int, trials: int, level: float) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k / n (Wilson 1927).
+
+    centre = (k + z^2/2) / (n + z^2),  half-width = z / (n + z^2) * (k (n - k) / n + z^2 / 4)^(1/2).
+    Unlike the normal interval it stays inside [0, 1] and is not a point at k = 0 or k = n.
+    """
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes} of {trials}")
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    z2 = z * z
+    centre = (successes + z2 / 2.0) / (trials + z2)
+    half = z / (trials + z2) * math.sqrt(successes * (trials - successes) / trials + z2 / 4.0)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from featurecontrols.evidence import Axis, AxisName, AxisStatus, Evidence, Verdict
+from featurecontrols.evidence import Axis, AxisName, AxisStatus, Evidence, RunResult, Verdict
 from featurecontrols.stats import Correction, adjust_p_values
 
 
@@ -47,3 +47,18 @@ def decide(decodable: AxisStatus, learned: AxisStatus, used: AxisStatus) -> Verd
     if learned == "no" and used == "no":
         return "dataset feature"
     return "inconclusive"
+
+
+def judge_together(results: Sequence[RunResult], method: Correction, alpha: float) -> None:
+    """Correct every p-value of several runs as one family (every site of a model, say), then redo
+    each feature's axes and verdict in place."""
+    every = [e for r in results for f in r.features for axis in f.axes.values() for e in axis.evidence]
+    correct_all(every, method)
+    for result in results:
+        result.settings["n_tests_corrected"] = len(every)
+        for feature in result.features:
+            feature.axes = {
+                name: make_axis(name, axis.evidence, alpha) for name, axis in feature.axes.items()
+            }
+            axes = feature.axes
+            feature.verdict = decide(axes["decodable"].status, axes["learned"].status, axes["used"].status)

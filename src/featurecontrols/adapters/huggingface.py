@@ -5,6 +5,9 @@ holds that tensor in BERT-like (``encoder.layer.{l}``), GPT-2 (``h.{l}``) and Ll
 (``layers.{l}``) models, with any prefix (``bert.``, ``transformer.``, ``model.``). Only aliases
 whose module exists are listed. BERT is post-LayerNorm: its residual stream is read after each
 LayerNorm, so ``hook_resid_mid`` there is the output of ``attention.output`` (after its LayerNorm).
+
+:class:`Readout` wraps an encoder so that one site is read per token (pad and special tokens
+dropped) or mean-pooled per sentence, and the model's output is its sentence embedding.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor, nn
+from torch.nn import functional
 
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.sites import Site, call_model, site_names
+from featurecontrols.sites import Site, call_model, intervene, site_names
 
 
 @dataclass(frozen=True)
@@ -123,3 +127,59 @@ def forward(model: nn.Module, batch: Any) -> Any:
             "pass tokenizer(texts, return_tensors='pt', padding=True) or its input_ids",
         )
     return call_model(model, batch)
+
+
+Level = Literal["token", "sentence"]
+READOUT_MASK = "readout_mask"
+"""Batch key of the (batch, seq) boolean mask of the tokens a :class:`Readout` reads or pools."""
+
+
+class Readout(nn.Module):
+    """A Hugging Face encoder read at one site per token or per sentence, at its own site ``"read"``.
+
+    The batch is the tokenizer output plus ``readout_mask`` (batch, seq). At ``site`` (an alias
+    of :func:`resid_aliases` or a module path) the tensor h (batch, seq, d) is turned into rows:
+    ``level="token"``: h at the masked tokens, (n_tokens, d), in row-major order;
+    ``level="sentence"``: the mean of h over the masked tokens, (batch, d). The rows pass through
+    the ``nn.Identity`` submodule ``read``, so ``featurecontrols.sites`` reads and intervenes on
+    them as on any site; a change made there goes back into h (added to each masked token) before
+    the model goes on. The output is the model's sentence embedding: the unit-normalised mean of
+    its last hidden state over the attention mask (the sentence-transformers pooling).
+    """
+
+    def __init__(self, model: nn.Module, site: str | Site, level: Level = "sentence") -> None:
+        super().__init__()
+        if level not in ("token", "sentence"):
+            raise FeatureControlsError(f"level must be 'token' or 'sentence', got {level!r}", "use one")
+        resolved = resolve_alias(model, site)
+        if resolved.position is not None:
+            raise FeatureControlsError(
+                f"a Readout site selects its tokens with the mask, not a position: {site}",
+                f"drop the position: use '{Site(resolved.module, resolved.io)}'",
+            )
+        self.model = model
+        self.site = resolved
+        self.level = level
+        self.read = nn.Identity()
+
+    def forward(self, readout_mask: Tensor, **inputs: Tensor) -> Tensor:
+        mask = readout_mask.bool()
+        with intervene(self.model, self.site, lambda h: self._through_read(h, mask)):
+            hidden: Tensor = self.model(**inputs).last_hidden_state
+        return functional.normalize(mean_pool(hidden, inputs["attention_mask"]), dim=-1)
+
+    def _through_read(self, h: Tensor, mask: Tensor) -> Tensor:
+        rows = h[mask] if self.level == "token" else mean_pool(h, mask)
+        new: Tensor = self.read(rows)
+        if new is rows:
+            return h
+        delta = new - rows
+        if self.level == "token":
+            return h.index_put((mask,), delta, accumulate=True)
+        return h + delta[:, None, :] * mask[..., None].to(h.dtype)
+
+
+def mean_pool(h: Tensor, mask: Tensor) -> Tensor:
+    """Mean of h (batch, seq, d) over the positions where mask (batch, seq) is true: (batch, d)."""
+    weights = mask.to(h.dtype)[..., None]
+    return (h * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)

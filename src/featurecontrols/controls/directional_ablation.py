@@ -63,7 +63,11 @@ class DirectionalAblation:
         return self
 
     def change(self, direction: Tensor) -> Tensor:
-        """Per-example relative output change (n,) when ``direction`` is mean-ablated at the site."""
+        """Per-example relative output change (n,) when ``direction`` is mean-ablated at the site.
+
+        A zero direction (a feature whose classes have the same mean activation) changes nothing."""
+        if not bool(direction.any()):
+            return torch.zeros(sum(r.shape[0] for r in self.reference_), dtype=self.reference_[0].dtype)
         return self.change_under(ProjectOut(direction, mean=self.mean_))
 
     def change_under(self, intervention: Intervention) -> Tensor:

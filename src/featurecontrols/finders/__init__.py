@@ -1,8 +1,23 @@
 """Finders: methods that find candidate features in activations (probes, PCA, SAEs)."""
 
 from featurecontrols.finders.base import Dictionary, Probe, UnsupervisedFinder
+from featurecontrols.finders.logistic_probe import LogisticProbe
+from featurecontrols.finders.mass_mean_probe import MassMeanProbe
+from featurecontrols.finders.mlp_probe import MLPProbe
 from featurecontrols.finders.pca import PCA
 from featurecontrols.finders.ridge_probe import RidgeProbe
+from featurecontrols.finders.ridge_regression import RidgeRegression
 from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
 
-__all__ = ["PCA", "Dictionary", "Probe", "RidgeProbe", "SparseAutoencoder", "UnsupervisedFinder"]
+__all__ = [
+    "PCA",
+    "Dictionary",
+    "LogisticProbe",
+    "MLPProbe",
+    "MassMeanProbe",
+    "Probe",
+    "RidgeProbe",
+    "RidgeRegression",
+    "SparseAutoencoder",
+    "UnsupervisedFinder",
+]

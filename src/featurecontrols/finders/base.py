@@ -97,3 +97,48 @@ def check_dictionary(dictionary: Dictionary, X: Tensor) -> int:
             "use a dictionary trained at this site (its input width must equal the site's width)",
         )
     return int(codes.shape[1])
+
+
+class BinaryClassifier:
+    """Mixin for probes with a ``decision_function`` (n, k) whose sign is the predicted class."""
+
+    def decision_function(self, X: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def predict(self, X: Tensor) -> Tensor:
+        """Predicted labels (n, k) in {0, 1}."""
+        return (self.decision_function(X) > 0).to(torch.float32)
+
+    def score(self, X: Tensor, Y: Tensor) -> Tensor:
+        """Per-column accuracy (k,)."""
+        Y = as_label_matrix(Y, X.shape[0]).to(X.device)
+        return (self.predict(X) == Y).float().mean(dim=0)
+
+
+def as_label_matrix(Y: Tensor, n: int) -> Tensor:
+    """Labels (n,) or (n, k) of 0/1 as a float (n, k) matrix."""
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[0] != n:
+        raise FeatureControlsError(
+            f"labels of shape {tuple(Y.shape)} do not match {n} activation rows",
+            "give labels of shape (n,) or (n, k) for the same n examples as the activations",
+        )
+    if not bool(((Y == 0) | (Y == 1)).all()):
+        raise FeatureControlsError(
+            "probe labels must be 0/1", "encode the two classes as 0 and 1 (featurecontrols.validation)"
+        )
+    return Y.float()
+
+
+def check_binary_columns(Y: Tensor, n: int) -> Tensor:
+    """``as_label_matrix``, also checking that every column has both classes."""
+    Y = as_label_matrix(Y, n)
+    positives = Y.sum(dim=0)
+    single = torch.nonzero((positives == 0) | (positives == n)).flatten().tolist()
+    if single:
+        raise FeatureControlsError(
+            f"label column(s) {single[:5]} have a single class (all 0 or all 1); a probe cannot be fitted",
+            "drop those columns, or add examples of the missing class",
+        )
+    return Y

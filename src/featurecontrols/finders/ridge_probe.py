@@ -17,10 +17,11 @@ import torch
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.base import BinaryClassifier, as_label_matrix
 from featurecontrols.validation import check_activations
 
 
-class RidgeProbe:
+class RidgeProbe(BinaryClassifier):
     """Batched binary ridge classifier (closed form).
 
     Parameters
@@ -34,32 +35,10 @@ class RidgeProbe:
     def fit(self, X: Tensor, Y: Tensor) -> RidgeProbe:
         """Fit k probes: X (n, d) float, Y (n, k) or (n,) with values in {0, 1}."""
         X = check_activations(X)
-        Y = _as_label_matrix(Y, X.shape[0])
-        if self.alpha <= 0:
-            raise FeatureControlsError(
-                f"RidgeProbe alpha must be > 0, got {self.alpha}", "use a small positive value such as 1e-3"
-            )
-        n, d = X.shape
-        x_mean = X.double().mean(dim=0)
-        Xc = X.double() - x_mean
-        T = 2.0 * Y - 1.0
-        t_mean = T.mean(dim=0, dtype=torch.float64)
-        scale = float((Xc * Xc).sum()) / (n * d)
-        lam = self.alpha * max(scale, torch.finfo(torch.float64).tiny)
-        # The (d x k) or (n x k) products with many label columns dominate the cost: float32 there
-        # (Xc is centred, so Xc^T T = Xc^T (T - mean T)); the factorisation stays in float64.
-        Xc32 = Xc.to(X.dtype)
-        if n >= d:
-            gram = Xc.T @ Xc / n
-            gram.diagonal().add_(lam)
-            W = torch.cholesky_solve((Xc32.T @ T).double() / n, torch.linalg.cholesky(gram))
-        else:
-            kernel = Xc @ Xc.T / n
-            kernel.diagonal().add_(lam)
-            Tc = (T - t_mean.to(T.dtype)).double()
-            W = (Xc32.T @ torch.cholesky_solve(Tc / n, torch.linalg.cholesky(kernel)).to(X.dtype)).double()
+        Y = as_label_matrix(Y, X.shape[0])
+        W, b = ridge_solve(X, 2.0 * Y - 1.0, self.alpha)
         self.coef_ = W.T.to(X.dtype).contiguous()  # (k, d)
-        self.intercept_ = (t_mean - x_mean @ W).to(X.dtype)  # (k,)
+        self.intercept_ = b.to(X.dtype)  # (k,)
         self.directions_ = self.coef_
         return self
 
@@ -67,26 +46,31 @@ class RidgeProbe:
         """Signed scores (n, k); positive means class 1."""
         return check_activations(X) @ self.coef_.T + self.intercept_
 
-    def predict(self, X: Tensor) -> Tensor:
-        """Predicted labels (n, k) in {0, 1}."""
-        return (self.decision_function(X) > 0).to(torch.float32)
 
-    def score(self, X: Tensor, Y: Tensor) -> Tensor:
-        """Per-column accuracy (k,)."""
-        Y = _as_label_matrix(Y, X.shape[0])
-        return (self.predict(X) == Y).float().mean(dim=0)
-
-
-def _as_label_matrix(Y: Tensor, n: int) -> Tensor:
-    if Y.ndim == 1:
-        Y = Y[:, None]
-    if Y.ndim != 2 or Y.shape[0] != n:
+def ridge_solve(X: Tensor, T: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """Weights W (d, k) and intercepts b (k,), float64, of the ridge fit of targets T (n, k) on X (n, d),
+    with the penalty of the module docstring (one Cholesky factorisation for every column)."""
+    if alpha <= 0:
         raise FeatureControlsError(
-            f"labels of shape {tuple(Y.shape)} do not match {n} activation rows",
-            "give labels of shape (n,) or (n, k) for the same n examples as the activations",
+            f"ridge alpha must be > 0, got {alpha}", "use a small positive value such as 1e-3"
         )
-    if not bool(((Y == 0) | (Y == 1)).all()):
-        raise FeatureControlsError(
-            "probe labels must be 0/1", "encode the two classes as 0 and 1 (featurecontrols.validation)"
-        )
-    return Y.float()
+    n, d = X.shape
+    x_mean = X.double().mean(dim=0)
+    Xc = X.double() - x_mean
+    t_mean = T.mean(dim=0, dtype=torch.float64)
+    scale = float((Xc * Xc).sum()) / (n * d)
+    lam = alpha * max(scale, torch.finfo(torch.float64).tiny)
+    # The (d x k) or (n x k) products with many target columns dominate the cost: float32 there
+    # (Xc is centred, so Xc^T T = Xc^T (T - mean T)); the factorisation stays in float64.
+    Xc32 = Xc.to(X.dtype)
+    T = T.to(X.dtype)
+    if n >= d:
+        gram = Xc.T @ Xc / n
+        gram.diagonal().add_(lam)
+        W = torch.cholesky_solve((Xc32.T @ T).double() / n, torch.linalg.cholesky(gram))
+    else:
+        kernel = Xc @ Xc.T / n
+        kernel.diagonal().add_(lam)
+        Tc = (T - t_mean.to(T.dtype)).double()
+        W = (Xc32.T @ torch.cholesky_solve(Tc / n, torch.linalg.cholesky(kernel)).to(X.dtype)).double()
+    return W, t_mean - x_mean @ W

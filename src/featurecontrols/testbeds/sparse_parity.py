@@ -1,0 +1,104 @@
+"""Sparse parity (Barak et al. 2022, "Hidden progress in deep learning"): a testbed with known used bits.
+
+Construction: x uniform in {-1, +1}^n, y = prod_{i in S} x_i for a hidden set S of size k. A width-1000
+ReLU MLP (one hidden layer) is trained with minibatch SGD on the hinge loss max(0, 1 - y f(x)).
+
+Ground truth at the site ``hidden`` (post-ReLU activations; label 1 = value +1):
+- model features: ``x_i`` for i in S (the output depends on them) and ``parity`` (the label itself,
+  computed by the network and read by the output layer);
+- dataset features: ``x_i`` for i not in S. Each is uncorrelated with y alone and in any subset other
+  than S, yet decodable from the hidden layer of any network with random first-layer weights.
+Independent check (in ``checks``): test accuracy, and the output flip rate when one bit is flipped
+(1 for bits in S once solved, about 0 for the others).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from featurecontrols.seeding import generator
+from featurecontrols.testbeds.base import GroundTruth, Testbed
+
+
+@dataclass(frozen=True)
+class SparseParityConfig:
+    """The recipe: (n, k) = (40, 3) solves in about 2k steps (TESTBEDS.md)."""
+
+    n: int = 40
+    k: int = 3
+    width: int = 1000
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 0.1
+    n_examples: int = 4000
+    seed: int = 0
+
+
+class SparseParityMLP(nn.Module):
+    """x -> hidden = ReLU(fc(x)) -> out(hidden), one scalar logit."""
+
+    def __init__(self, config: SparseParityConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(config.n, config.width)
+        self.hidden = nn.ReLU()
+        self.out = nn.Linear(config.width, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (m, 1) for inputs x (m, n) in {-1, +1}."""
+        logits: Tensor = self.out(self.hidden(self.fc(x)))
+        return logits
+
+
+def _inputs(m: int, n: int, rng: torch.Generator) -> Tensor:
+    return 2.0 * torch.randint(0, 2, (m, n), generator=rng).float() - 1.0
+
+
+def train_sparse_parity(config: SparseParityConfig = SparseParityConfig()) -> Testbed:
+    """Train the MLP on fresh minibatches each step and label its candidate features."""
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator(config.seed, "init"))))
+    model = SparseParityMLP(config)
+    rng = generator(config.seed, "data")
+    support = tuple(sorted(torch.randperm(config.n, generator=rng)[: config.k].tolist()))
+    optimiser = torch.optim.SGD(model.parameters(), lr=config.lr)
+    for _ in range(config.steps):
+        x = _inputs(config.batch_size, config.n, rng)
+        y = x[:, list(support)].prod(dim=1)
+        loss = torch.clamp(1 - y * model(x).squeeze(1), min=0).mean()
+        optimiser.zero_grad()
+        torch.autograd.backward(loss)
+        optimiser.step()
+    x = _inputs(config.n_examples, config.n, rng)
+    y = x[:, list(support)].prod(dim=1)
+    with torch.no_grad():
+        pred = model(x).squeeze(1).sign()
+        flips = {
+            i: (model(x * (1 - 2 * (torch.arange(config.n) == i))).squeeze(1).sign() != pred)
+            .float()
+            .mean()
+            .item()
+            for i in range(config.n)
+        }
+    features = {f"x_{i}": (x[:, i] > 0).long() for i in range(config.n)}
+    features["parity"] = (y > 0).long()
+    truth: dict[str, GroundTruth] = {
+        f"x_{i}": "model feature" if i in support else "dataset feature" for i in range(config.n)
+    }
+    truth["parity"] = "model feature"
+    checks = {
+        "accuracy": (pred == y).float().mean().item(),
+        "flip_rate_support_min": min(flips[i] for i in support),
+        "flip_rate_other_max": max(flips[i] for i in range(config.n) if i not in support),
+    }
+    return Testbed(
+        name="sparse_parity",
+        model=model,
+        inputs=x,
+        site="hidden",
+        features=features,
+        ground_truth=truth,
+        description=__doc__ or "",
+        checks=checks,
+    )

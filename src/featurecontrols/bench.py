@@ -54,6 +54,7 @@ from featurecontrols.battery import Battery
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.evidence import AxisName, Evidence, FeatureResult, RunResult, Verdict
 from featurecontrols.progress import track
+from featurecontrols.report import fixed_width
 from featurecontrols.stats import auroc_delong, wilson_interval
 from featurecontrols.testbeds.base import GroundTruth, Testbed
 from featurecontrols.verdict import make_axis
@@ -344,13 +345,6 @@ def _rate_cell(r: Rate | None) -> str:
     return "-" if r is None else f"{r.k}/{r.n} [{r.low:.2f}, {r.high:.2f}]"
 
 
-def _grid(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
-
-
 def table(summaries: Sequence[TestbedSummary], settings: BenchSettings) -> str:
     """Per testbed: the controls, the axes, the verdict's confusion matrix and FPR against alpha."""
     pct = round(100 * settings.confidence)
@@ -363,7 +357,7 @@ def table(summaries: Sequence[TestbedSummary], settings: BenchSettings) -> str:
             + f" (pooled over seeds); {s.seconds:.0f} s"
         )
         lines.extend(
-            _grid(
+            fixed_width(
                 [
                     ["axis", "control", f"AUROC effect [{pct}% CI]", f"AUROC -log10 p [{pct}% CI]"]
                     + [f"passes: {t}" for t in TRUTHS],
@@ -382,7 +376,7 @@ def table(summaries: Sequence[TestbedSummary], settings: BenchSettings) -> str:
         )
         lines.append("")
         lines.extend(
-            _grid(
+            fixed_width(
                 [
                     ["ground truth \\ verdict", *VERDICTS],
                     *([t, *(str(s.confusion[t][v]) for v in VERDICTS)] for t in TRUTHS if s.counts[t]),

@@ -38,9 +38,7 @@ def table(result: RunResult) -> str:
         ]
         for f in result.features
     ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = fixed_width([header, *rows])
     s = result.settings
     lines.append("")
     lines.append(
@@ -50,6 +48,14 @@ def table(result: RunResult) -> str:
     lines.append("cells: status, real score vs control score, corrected p (weakest control shown)")
     lines.extend(summary_lines(result))
     return "\n".join(lines)
+
+
+def fixed_width(rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns two spaces apart, the first row a header underlined with dashes."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
 
 
 def summary_lines(result: RunResult) -> list[str]:

@@ -343,12 +343,7 @@ def main(path: str | Path, progress: bool = True) -> int:
     document = run(config, progress=progress)
     names = list(next(iter(document["verdicts"].values())))
     rows = [[site.split(" ")[0], *(v[n] for n in names)] for site, v in document["verdicts"].items()]
-    print(_columns([["site", *names], *rows]))
+    print("\n".join(report.fixed_width([["site", *names], *rows])))
     out = Path(config.out)
     print(f"\nwrote {out / 'report.json'} and {out / 'report.html'}; total {document['total_s']:.0f} s")
     return 0
-
-
-def _columns(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)

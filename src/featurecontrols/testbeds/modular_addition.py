@@ -58,7 +58,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from featurecontrols.atomic import write_json
+from featurecontrols.atomic import write_bytes, write_json
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.interventions import ProjectOut, applied, site_tensor
 from featurecontrols.progress import track
@@ -433,20 +432,9 @@ def save_modular_addition(run: ModularAdditionRun, directory: str | os.PathLike[
     The JSON is written last, so a half-done save never passes :func:`load_modular_addition`.
     """
     weights_path, meta_path = checkpoint_paths(directory, run.config.p)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().contiguous() for name, t in run.model.state_dict().items()}
     data = safetensors.torch.save(tensors)
-    fd, tmp = tempfile.mkstemp(prefix=f".{weights_path.name}.", suffix=".tmp", dir=weights_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, weights_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(weights_path, data)
     meta = {
         "format": FORMAT,
         "config": dataclasses.asdict(run.config),

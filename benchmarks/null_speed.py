@@ -8,6 +8,9 @@ One run, same data (Gaussian X of 20,000 x 512, a binary label with a linear sig
   label columns of one batched logistic fit (Böhning-preconditioned CG) and of one closed-form ridge
   solve (shuffling included).
 ``--condition`` spreads X's singular values (sklearn's lbfgs slows down a lot on ill-conditioned X).
+It also times the floor of any exact batched logistic null on this machine (the permutations, and the
+three passes of X over the columns that a first Newton step and one convergence check need) and prints
+``floor_speedup``, the most such a null could gain over the sklearn loop here.
 Prints a table and, last, ``speedup=<sklearn logistic loop / batched logistic null>``.
 
     python benchmarks/null_speed.py [--n 20000] [--d 512] [--shuffles 1000] [--sample 20] [--condition 1]
@@ -76,6 +79,19 @@ def main() -> None:
             )
         )
 
+    # What no exact batched logistic null can avoid: the shuffled labels themselves, and three passes of
+    # X over the columns (X^T Y for the first Newton step, X W for its margins, X^T R for the gradient
+    # that tells whether a column has converged) plus the held-out scores, at this machine's matmul speed.
+    t_labels = timed(lambda: ShuffledLabels().null_labels(y, args.shuffles, torch.Generator().manual_seed(1)))
+    Z = torch.cat([Xtr, torch.ones(n_train, 1)], dim=1)
+    Y = torch.rand(n_train, args.shuffles)
+    W = torch.randn(args.d + 1, args.shuffles)
+    Zte = torch.cat([Xte, torch.ones(args.n - n_train, 1)], dim=1)
+    t_passes = timed(lambda: (Z.T @ Y, Z @ W, Z.T @ Y, Zte @ W))
+    floor = t_labels + t_passes
+    rows.append((f"floor: {args.shuffles} label permutations", t_labels, "torch.randperm per shuffle"))
+    rows.append((f"floor: 3 passes of X over {args.shuffles} columns + test", t_passes, "matmuls only"))
+
     logistic = LogisticRegression(max_iter=1000)
     t = timed(lambda: logistic.fit(Xtr_np, ytr_np))
     rows.append(("sklearn LogisticRegression, 1 fit", t, f"acc {logistic.score(Xte_np, yte_np):.4f}"))
@@ -106,6 +122,9 @@ def main() -> None:
     for name, seconds, extra in rows:
         print(f"{name:<56} {seconds:>9.3f} {seconds / t_null:>16.1f}  {extra}")
     print(f"ridge_speedup={t_ridge_loop / nulls['RidgeProbe']:.1f}")
+    print(
+        f"floor_speedup={t_log_loop / floor:.1f}  (the most any exact batched logistic null could reach here)"
+    )
     print(f"speedup={t_log_loop / t_null:.1f}")
 
 

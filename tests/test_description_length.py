@@ -1,11 +1,16 @@
 import pytest
 import torch
+from torch import nn
 
+from featurecontrols.battery import Battery
 from featurecontrols.controls.control_task import ControlTask
+from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.shuffled_labels import ShuffledLabels
 from featurecontrols.description_length import BLOCK_FRACTIONS, codelength_selectivity, online_codelength
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe
+from featurecontrols.report import to_html
+from featurecontrols.testbeds.token_embeddings import token_embedding_task
 
 
 def _data(n: int = 2000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,3 +55,50 @@ def test_bad_inputs_raise_clear_errors() -> None:
         online_codelength(LogisticProbe, X, y, fractions=(1.0,))
     with pytest.raises(FeatureControlsError, match="single class"):
         online_codelength(LogisticProbe, X, torch.zeros(10))
+
+
+def _token_task(exceptions: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    task = token_embedding_task(n=3000, vocab=200, d=16, exceptions=exceptions, seed=3)
+    return task.activations, task.labels.float(), task.tokens
+
+
+def test_codelength_evidence_separates_structure_from_a_random_function_of_the_cell() -> None:
+    """Hewitt & Liang's setting, coded: a linear property of the token embeddings compresses far better
+    than control tasks over the tokens; a label drawn at random per token does not."""
+    X, y, tokens = _token_task(exceptions=0.0)
+    structured = codelength_selectivity(LogisticProbe, X, y, ControlTask(tokens), n_controls=99, seed=0)
+    assert structured.p_value == pytest.approx(0.01)  # below every one of the 99 control tasks
+    assert 0.0 < structured.ci_low <= structured.per_example <= structured.ci_high
+    assert structured.per_example == pytest.approx(structured.selectivity_bits / 3000)
+    evidence = structured.as_evidence()
+    assert evidence.axis == "learned" and evidence.control == "control task (codelength)"
+    assert evidence.score < evidence.control_score and evidence.effect > 0.3  # bits per example
+    assert evidence.detail["compression"] > 3.0
+
+    random_of_token = (torch.rand(200, generator=torch.Generator().manual_seed(4)) < 0.5).float()[tokens]
+    memorised = codelength_selectivity(
+        LogisticProbe, X, random_of_token, ControlTask(tokens), n_controls=99, seed=0
+    )
+    assert memorised.p_value > 0.05
+    assert memorised.ci_low < 0.0 < memorised.ci_high
+
+
+def test_battery_puts_the_codelength_on_the_learned_axis() -> None:
+    X, y, tokens = _token_task(exceptions=0.0)
+    model = nn.Sequential(nn.Embedding(200, 16))
+    with torch.no_grad():  # the per-token mean activation: the testbed's embedding, less the noise
+        counts = torch.bincount(tokens, minlength=200).clamp(min=1)[:, None]
+        model[0].weight.copy_(X.new_zeros(200, 16).index_add_(0, tokens, X) / counts)
+    battery = Battery(
+        weight_controls=[ReinitialisedWeights()], n_weight_seeds=2, n_shuffles=200, run_used=False,
+        codelength_probe=LogisticProbe(), n_bootstrap=200, progress=False,
+    )  # fmt: skip
+    result = battery.run(model, tokens, "0", {"property": y}, cells=tokens)
+    learned = result.features[0].axes["learned"]
+    controls = [e.control for e in learned.evidence]
+    assert "control task (codelength)" in controls and "control task" in controls
+    assert result.settings["n_tests_corrected"] == 4  # decodable, reinitialised, control task, codelength
+    assert result.settings["codelength_probe"] == "LogisticProbe"
+    codelength = learned.evidence[controls.index("control task (codelength)")]
+    assert codelength.p_adjusted <= 0.05 and codelength.effect > 0
+    assert "codelength" in to_html(result)

@@ -175,6 +175,11 @@ def test_text_tasks_are_deterministic() -> None:
         ({"level": "word"}, "level must be one of"),
         ({"seeds": 0}, "seeds must be at least 1"),
         ({"keep": ["embedding"]}, "unknown keep preset"),
+        ({"codelength": True}, "runs at token level only"),
+        (
+            {"codelength": True, "control_task": False, "dataset": "tokens", "level": "token"},
+            "control_task = true",
+        ),
     ],
 )
 def test_config_validation(table: dict[str, Any], message: str) -> None:

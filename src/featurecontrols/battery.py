@@ -5,6 +5,7 @@ Data flow (DESIGN.md), one way:
     model + inputs --site--> activations X --probe.fit--> real held-out accuracy
       labels   -> shuffled-label control -> same probe -> null accuracies      -> decodable
       weights  -> weight controls        -> same probe -> copies' accuracies   -> learned
+      cells    -> control task (+ online codelength) -> same probe -> control scores -> learned
       forward  -> directional ablation   -> output change vs random directions -> used
     all p-values -> one correction -> axes -> verdict -> RunResult (report.py renders it)
 """
@@ -30,6 +31,7 @@ from featurecontrols.controls.directional_ablation import DirectionalAblation, s
 from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.shuffled_labels import ShuffledLabels
 from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
+from featurecontrols.description_length import ProbabilisticProbe, codelength_selectivity
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.evidence import Axis, AxisName, Evidence, FeatureResult, RunResult
 from featurecontrols.finders.base import Probe
@@ -57,6 +59,9 @@ class Battery:
         tests, so that a p-value at the permutation floor can survive the correction.
     n_weight_seeds : randomised copies per weight control.
     n_random_directions : null size for the used axis; ``None`` as for ``n_shuffles``.
+    codelength_probe : a probe with ``predict_proba`` (e.g. ``LogisticProbe()``); when given, and
+        ``run`` gets ``cells``, the learned axis also compares the online codelength (Voita & Titov
+        2020) of the real labels with that of ``n_shuffles`` control tasks, in one batched run.
     run_used : whether to run the used axis (needs the model's forward pass to produce outputs).
     used_examples : the used axis runs on the first batches that cover at least this many inputs
         (every direction, real or random, on the same inputs): each null draw is a forward pass.
@@ -72,6 +77,7 @@ class Battery:
         n_shuffles: int | None = None,
         n_weight_seeds: int = 3,
         n_random_directions: int | None = None,
+        codelength_probe: ProbabilisticProbe | None = None,
         run_used: bool = True,
         used_examples: int = 2048,
         test_fraction: float = 0.3,
@@ -89,6 +95,7 @@ class Battery:
         self.n_shuffles = n_shuffles
         self.n_weight_seeds = n_weight_seeds
         self.n_random_directions = n_random_directions
+        self.codelength_probe = codelength_probe
         self.run_used = run_used
         self.used_examples = used_examples
         self.test_fraction = test_fraction
@@ -141,7 +148,8 @@ class Battery:
         Y = _label_matrix(features, names, X.shape[0])
         split = Split.random(X.shape[0], self.test_fraction, generator(self.seed, "split"))
         split.check_both_classes(Y, names)
-        n_tests = len(names) * (1 + len(weight_controls) + int(self.run_used) + int(cells is not None))
+        label_tests = 0 if cells is None else 1 + int(self.codelength_probe is not None)
+        n_tests = len(names) * (1 + len(weight_controls) + int(self.run_used) + label_tests)
         n_null = null_size(self.n_shuffles, n_tests, self.alpha, "n_shuffles")
         n_random = null_size(self.n_random_directions, n_tests, self.alpha, "n_random_directions")
         timings["activations"] = time.perf_counter() - start
@@ -178,6 +186,17 @@ class Battery:
                     n_bootstrap=self.n_bootstrap, confidence=self.confidence,
                 )  # fmt: skip
                 learned[name].append(selectivity.as_evidence())
+            if self.codelength_probe is not None:
+                coder = self.codelength_probe
+                order = torch.randperm(X.shape[0], generator=generator(self.seed, "codelength order"))
+                tasks = ControlTask(cells[order])
+                for j, name in enumerate(track(names, "online codelength", len(names), self.progress)):
+                    mdl = codelength_selectivity(
+                        lambda: coder, X[order], Y[order, j], tasks, n_null,
+                        seed=derive_seed(self.seed, "codelength", name),
+                        n_bootstrap=self.n_bootstrap, confidence=self.confidence,
+                    )  # fmt: skip
+                    learned[name].append(mdl.as_evidence())
         timings["learned"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -208,6 +227,9 @@ class Battery:
             "label_control": label_control.name,
             "control_task": f"{n_null} draws over {int(torch.unique(cells).numel())} cells"
             if cells is not None
+            else None,
+            "codelength_probe": type(self.codelength_probe).__name__
+            if cells is not None and self.codelength_probe is not None
             else None,
             "n_shuffles": n_null,
             "weight_controls": randomisation,

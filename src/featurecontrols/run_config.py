@@ -11,6 +11,7 @@ A config is a flat TOML table (every key optional)::
     keep = []                      # kept by every weight control: "embeddings", "unembeddings", "norms"
     seeds = 2                      # randomised copies per weight control
     control_task = true            # token level: a control task over token ids joins the learned axis
+    codelength = false             # with the control task: also online codelength (LogisticProbe)
     seed = 0
     n_shuffles = 1000              # shuffled-label null size (omit: automatic)
     used = true                    # run the used axis (ablation; one forward pass per null draw)
@@ -51,6 +52,7 @@ from featurecontrols.controls.shuffled_weights import ShuffledWeights
 from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.evidence import RunResult
+from featurecontrols.finders import LogisticProbe
 from featurecontrols.text_tasks import DATASETS, encode, make_task, token_cells
 from featurecontrols.verdict import judge_together
 
@@ -81,6 +83,7 @@ class RunConfig:
     keep: tuple[str, ...] = ()
     seeds: int = 2
     control_task: bool = True
+    codelength: bool = False
     seed: int = 0
     n_shuffles: int | None = None
     used: bool = True
@@ -118,6 +121,11 @@ class RunConfig:
             )
         if not self.sites:
             raise FeatureControlsError("sites is empty", f"name at least one site, or use {ALL_LAYERS!r}")
+        if self.codelength and not (self.control_task and self.level == "token"):
+            raise FeatureControlsError(
+                "codelength = true codes the labels against the control task, which runs at token level only",
+                'set control_task = true and level = "token" (a token-level dataset), or drop codelength',
+            )
         presets = [k for k in self.keep if k not in KEEP_PRESETS]
         if presets:
             raise FeatureControlsError(
@@ -144,6 +152,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "keep": (list,),
     "seeds": (int,),
     "control_task": (bool,),
+    "codelength": (bool,),
     "seed": (int,),
     "n_shuffles": (int,),
     "used": (bool,),
@@ -260,13 +269,15 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     cells = token_cells(batches) if config.control_task and config.level == "token" else None
     controls: list[WeightControl] = [SharedCopies(c) for c in config.weight_controls()]
     # Every test of the run (all sites) is corrected together, so the automatic null sizes count them all.
-    per_feature = 1 + len(controls) + int(config.used) + int(cells is not None)
+    label_tests = 0 if cells is None else 1 + int(config.codelength)
+    per_feature = 1 + len(controls) + int(config.used) + label_tests
     n_tests = len(sites) * len(features) * per_feature
     battery = Battery(
         weight_controls=controls,
         n_shuffles=null_size(config.n_shuffles, n_tests, ALPHA, "n_shuffles"),
         n_weight_seeds=config.seeds,
         n_random_directions=null_size(config.n_random_directions, n_tests, ALPHA, "n_random_directions"),
+        codelength_probe=LogisticProbe() if config.codelength else None,
         alpha=ALPHA,
         run_used=config.used,
         used_examples=config.used_examples,

@@ -3,7 +3,7 @@
 from featurecontrols.finders.base import Dictionary, Probe, UnsupervisedFinder
 from featurecontrols.finders.logistic_probe import LogisticProbe
 from featurecontrols.finders.mass_mean_probe import MassMeanProbe
-from featurecontrols.finders.mlp_probe import MLPProbe
+from featurecontrols.finders.mlp_probe import MLPProbe, MLPRegression
 from featurecontrols.finders.pca import PCA
 from featurecontrols.finders.ridge_probe import RidgeProbe
 from featurecontrols.finders.ridge_regression import RidgeRegression
@@ -14,6 +14,7 @@ __all__ = [
     "Dictionary",
     "LogisticProbe",
     "MLPProbe",
+    "MLPRegression",
     "MassMeanProbe",
     "Probe",
     "RidgeProbe",

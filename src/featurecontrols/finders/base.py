@@ -142,3 +142,33 @@ def check_binary_columns(Y: Tensor, n: int) -> Tensor:
             "drop those columns, or add examples of the missing class",
         )
     return Y
+
+
+def as_target_matrix(T: Tensor, n: int) -> Tensor:
+    """Targets (n,) or (n, k) as a finite, non-constant float (n, k) matrix."""
+    T = T[:, None] if T.ndim == 1 else T
+    if T.ndim != 2 or T.shape[0] != n:
+        raise FeatureControlsError(
+            f"targets of shape {tuple(T.shape)} do not match {n} activation rows",
+            "give targets of shape (n,) or (n, k) for the same n examples as the activations",
+        )
+    T = T.to(torch.float64) if T.dtype == torch.float64 else T.float()
+    if not bool(torch.isfinite(T).all()):
+        raise FeatureControlsError(
+            f"targets contain {int((~torch.isfinite(T)).sum())} NaN or infinite values",
+            "drop the examples without a target from the targets and the activations alike",
+        )
+    constant = torch.nonzero((T[:1] == T).all(dim=0)).flatten().tolist()
+    if constant:
+        raise FeatureControlsError(
+            f"target column(s) {constant[:5]} are constant: R^2 is undefined",
+            "drop those columns; a constant target carries nothing to decode",
+        )
+    return T
+
+
+def r_squared(T: Tensor, predicted: Tensor) -> Tensor:
+    """Per-column coefficient of determination, 1 - sum (t - t_hat)^2 / sum (t - mean t)^2, shape (k,)."""
+    residual = ((T - predicted) ** 2).sum(dim=0)
+    total = ((T - T.mean(dim=0)) ** 2).sum(dim=0)
+    return 1.0 - residual / total.clamp(min=torch.finfo(T.dtype).tiny)

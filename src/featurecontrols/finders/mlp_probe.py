@@ -1,9 +1,9 @@
-"""MLP probe: one independent ReLU network per label column, all trained at once.
+"""MLP probes: one independent ReLU network per label (or target) column, all trained at once.
 
 For column j, on standardised activations z = (x - mean) / std,
 
     h_1 = relu(W_1j^T z + c_1j),   h_l = relu(W_lj^T h_(l-1) + c_lj)  (l = 2..depth),
-    logit = v_j . h_depth + a_j,
+    output = v_j . h_depth + a_j,
 
 with W_1j = A_j B_j of rank ``rank`` when given (a bottleneck: Hewitt & Liang 2019, "Designing and
 interpreting probes with control tasks", limit probe capacity by rank and width). Dropout (rate
@@ -12,26 +12,30 @@ over a minibatch and summed over columns; AdamW (decoupled weight decay on the w
 the biases) is elementwise, so every column trains exactly as it would alone. The columns' weights
 are stacked, so a step is a few batched matmuls for all of them. Initialisation, minibatches and
 dropout masks all come from one generator seeded with ``seed``: the same seed gives the same probe.
+``MLPProbe`` reads the output as a logit (binary labels). ``MLPRegression`` reads it as a standardised
+real target, (t - mean) / std per column, trains on the squared error instead of the cross-entropy,
+and is scored by held-out R^2.
 
-``directions_`` is the mean over the training examples of d logit / d x: the probe's best linear
-read-off, in the units of x.
+``directions_`` is the mean over the training examples of d output / d x (d logit / d x; d t / d x
+for a regression): the probe's best linear read-off, in the units of x.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import BinaryClassifier, check_binary_columns
+from featurecontrols.finders.base import BinaryClassifier, as_target_matrix, check_binary_columns, r_squared
 from featurecontrols.validation import check_activations
 
 
-class MLPProbe(BinaryClassifier):
-    """Batched MLP classifier (one network per label column).
+class _BatchedMLP:
+    """The networks of the module docstring and their training; subclasses give the loss and read-out.
 
     Parameters
     ----------
@@ -68,10 +72,8 @@ class MLPProbe(BinaryClassifier):
         self.batch_size = batch_size
         self.seed = seed
 
-    def fit(self, X: Tensor, Y: Tensor) -> MLPProbe:
-        """Fit k networks: X (n, d) float, Y (n, k) or (n,) with values in {0, 1}."""
-        X = check_activations(X).float()
-        Y = check_binary_columns(Y, X.shape[0]).to(X.device)
+    def _train(self, X: Tensor, Y: Tensor, loss: Callable[[Tensor, Tensor], Tensor]) -> None:
+        """Train k networks on checked X (n, d) and targets Y (n, k); ``loss(outputs, Y)`` summed."""
         self._check_parameters()
         n, d = X.shape
         k = Y.shape[1]
@@ -96,25 +98,19 @@ class MLPProbe(BinaryClassifier):
             else:
                 rows = torch.randint(0, n, (self.batch_size,), generator=generator, device=X.device)
                 zb, yb = Z[rows], Y[rows]
-            logits = self._forward(zb, generator)
-            loss = F.binary_cross_entropy_with_logits(logits, yb, reduction="sum") / zb.shape[0]
+            value = loss(self._forward(zb, generator), yb) / zb.shape[0]
             optimiser.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
+            torch.autograd.backward(value)
             optimiser.step()
         for p in [*self.weights_, *self.biases_]:
             p.requires_grad_(False)
         self.directions_ = self._mean_input_gradient(Z) / self.scale_
-        return self
 
-    def decision_function(self, X: Tensor) -> Tensor:
-        """Logits (n, k); positive means class 1."""
+    def _outputs(self, X: Tensor) -> Tensor:
+        """Network outputs (n, k) for activations X."""
         Z = (check_activations(X).float() - self.mean_) / self.scale_
         with torch.no_grad():
             return self._forward(Z, None)
-
-    def predict_proba(self, X: Tensor) -> Tensor:
-        """P(y = 1 | x), shape (n, k)."""
-        return torch.sigmoid(self.decision_function(X))
 
     def _check_parameters(self) -> None:
         problems = []
@@ -129,13 +125,14 @@ class MLPProbe(BinaryClassifier):
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"batch_size={self.batch_size} must be >= 1 (or None for full batches)")
         if problems:
+            name = type(self).__name__
             raise FeatureControlsError(
-                "invalid MLPProbe parameters: " + "; ".join(problems),
-                "use e.g. MLPProbe(hidden=128, depth=1, dropout=0.0, weight_decay=0.0, rank=None)",
+                f"invalid {name} parameters: " + "; ".join(problems),
+                f"use e.g. {name}(hidden=128, depth=1, dropout=0.0, weight_decay=0.0, rank=None)",
             )
 
     def _forward(self, Z: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Logits (b, k) for standardised inputs Z (b, d); ``generator`` given means training (dropout).
+        """Outputs (b, k) for standardised inputs Z (b, d); ``generator`` given means training (dropout).
 
         Z may also be (k, b, d): a separate input per column (used for input gradients)."""
         k = self.biases_[-1].shape[0]
@@ -162,7 +159,7 @@ class MLPProbe(BinaryClassifier):
         return h[:, :, 0].T
 
     def _mean_input_gradient(self, Z: Tensor, chunk_elements: int = 1 << 22) -> Tensor:
-        """Mean over rows of d logit_j / d z, shape (k, d), with one copy of the rows per column."""
+        """Mean over rows of d output_j / d z, shape (k, d), with one copy of the rows per column."""
         k = self.biases_[-1].shape[0]
         n, d = Z.shape
         rows = max(1, chunk_elements // (k * d))
@@ -173,6 +170,61 @@ class MLPProbe(BinaryClassifier):
             assert chunk.grad is not None
             total += chunk.grad.sum(dim=1)
         return total / n
+
+
+class MLPProbe(_BatchedMLP, BinaryClassifier):
+    """Batched MLP classifier (one network per 0/1 label column), trained on the binary cross-entropy.
+
+    Parameters: those of the module's networks (``hidden``, ``depth``, ``dropout``, ``weight_decay``,
+    ``rank``, ``steps``, ``lr``, ``batch_size``, ``seed``); see ``_BatchedMLP``.
+    """
+
+    def fit(self, X: Tensor, Y: Tensor) -> MLPProbe:
+        """Fit k networks: X (n, d) float, Y (n, k) or (n,) with values in {0, 1}."""
+        X = check_activations(X).float()
+        Y = check_binary_columns(Y, X.shape[0]).to(X.device)
+        self._train(X, Y, lambda logits, y: F.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
+        return self
+
+    def decision_function(self, X: Tensor) -> Tensor:
+        """Logits (n, k); positive means class 1."""
+        return self._outputs(X)
+
+    def predict_proba(self, X: Tensor) -> Tensor:
+        """P(y = 1 | x), shape (n, k)."""
+        return torch.sigmoid(self.decision_function(X))
+
+
+class MLPRegression(_BatchedMLP):
+    """Batched MLP regression (one network per real-valued target column), scored by held-out R^2.
+
+    Each column is standardised for training and mapped back for ``predict``; the loss is the squared
+    error. Parameters as for ``MLPProbe``.
+    """
+
+    def fit(self, X: Tensor, T: Tensor) -> MLPRegression:
+        """Fit k networks: X (n, d) float, T (n, k) or (n,) finite, non-constant real targets."""
+        X = check_activations(X).float()
+        T = as_target_matrix(T, X.shape[0]).float().to(X.device)
+        self.target_mean_ = T.mean(dim=0)
+        self.target_scale_ = T.std(dim=0, correction=0)
+        self._train(
+            X,
+            (T - self.target_mean_) / self.target_scale_,
+            lambda out, t: F.mse_loss(out, t, reduction="sum"),
+        )
+        self.directions_ = self.directions_ * self.target_scale_[:, None]
+        return self
+
+    def predict(self, X: Tensor) -> Tensor:
+        """Predicted targets (n, k)."""
+        return self._outputs(X) * self.target_scale_ + self.target_mean_
+
+    def score(self, X: Tensor, T: Tensor) -> Tensor:
+        """Per-column R^2 (k,) on (X, T)."""
+        return r_squared(
+            as_target_matrix(T, X.shape[0]).float().to(self.target_mean_.device), self.predict(X)
+        )
 
 
 def _init_network(

@@ -5,7 +5,8 @@ Data flow (DESIGN.md), one way:
     model + inputs --site--> activations X --probe.fit--> real held-out accuracy
       labels   -> shuffled-label control -> same probe -> null accuracies      -> decodable
       weights  -> weight controls        -> same probe -> copies' accuracies   -> learned
-      cells    -> control task (+ online codelength) -> same probe -> control scores -> learned
+      cells    -> control tasks          -> same probe -> control accuracies   -> learned
+                  (+ online codelength, with a codelength probe: control codelengths)
       forward  -> directional ablation   -> output change vs random directions -> used
     all p-values -> one correction -> axes -> verdict -> RunResult (report.py renders it)
 """

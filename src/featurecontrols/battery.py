@@ -8,6 +8,7 @@ Data flow (DESIGN.md), one way:
       cells    -> control tasks          -> same probe -> control accuracies   -> learned
                   (+ online codelength, with a codelength probe: control codelengths)
       forward  -> directional ablation   -> output change vs random directions -> used
+                  (or counterfactual patching, given counterfactual inputs: vs equal-norm noise)
     all p-values -> one correction -> axes -> verdict -> RunResult (report.py renders it)
 """
 
@@ -28,6 +29,7 @@ from featurecontrols.axes.split import Split
 from featurecontrols.axes.used import assess_used, class_mean_directions
 from featurecontrols.controls.base import LabelControl, WeightControl
 from featurecontrols.controls.control_task import ControlTask, check_cells, control_task_selectivity
+from featurecontrols.controls.counterfactual_patching import CounterfactualPatching, assess_patching
 from featurecontrols.controls.directional_ablation import DirectionalAblation, shuffled_label_directions
 from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.shuffled_labels import ShuffledLabels
@@ -118,12 +120,18 @@ class Battery:
         ground_truth: Mapping[str, str] | None = None,
         forward: Forward | None = None,
         cells: Tensor | None = None,
+        counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None = None,
     ) -> RunResult:
         """Judge every feature in ``features`` (name -> labels, one per activation row) at ``site``.
 
         ``cells`` (one integer key per activation row: the token id, or any input type) adds a
         control task (Hewitt & Liang 2019) to the learned axis: the probe's held-out accuracy on the
         real labels against random labels fixed per cell.
+
+        ``counterfactuals`` (feature name -> inputs shaped like ``inputs``, each with that feature
+        changed: a bit flipped, the minimal-pair sentence) gives those features' used axis by
+        counterfactual patching (``controls/counterfactual_patching.py``) instead of ablating their
+        class-mean direction: the test for features the model uses nonlinearly.
         """
         probe = self.probe if self.probe is not None else RidgeProbe()
         label_control = self.label_control if self.label_control is not None else ShuffledLabels()
@@ -138,6 +146,7 @@ class Battery:
         if not names:
             raise FeatureControlsError("no candidate features were given", "pass features={name: labels}")
         batches = as_batches(inputs, self.batch_size)
+        counterfactual_batches = _counterfactual_batches(counterfactuals, names, batches, self.batch_size)
         timings: dict[str, float] = {}
 
         def activations(m: nn.Module, what: str) -> Tensor:
@@ -203,7 +212,7 @@ class Battery:
         start = time.perf_counter()
         used: dict[str, Evidence] = {}
         if self.run_used:
-            used = self._used(model, batches, site, X, Y, names, n_random, forward)
+            used = self._used(model, batches, site, X, Y, names, n_random, forward, counterfactual_batches)
         timings["used"] = time.perf_counter() - start
 
         every = [*decodable, *(e for n in names for e in learned[n]), *used.values()]
@@ -255,6 +264,7 @@ class Battery:
         names: list[str],
         n_random: int,
         forward: Forward,
+        counterfactual_batches: Mapping[str, list[Any]],
     ) -> dict[str, Evidence]:
         covered, rows = [], 0
         for batch in batches:
@@ -262,9 +272,26 @@ class Battery:
                 break
             covered.append(batch)
             rows += _batch_rows(batch)
+        used: dict[str, Evidence] = {}
+        if counterfactual_batches:
+            patching = CounterfactualPatching(forward).fit(model, covered, site)
+            for name in track(list(counterfactual_batches), "counterfactual patching", None, self.progress):
+                seed = derive_seed(self.seed, "patching", name)
+                real, noise = patching.change(counterfactual_batches[name][: len(covered)], seed)
+                used[name] = assess_patching(
+                    real,
+                    noise,
+                    name,
+                    seed=self.seed,
+                    n_bootstrap=self.n_bootstrap,
+                    confidence=self.confidence,
+                )
+        ablated = [j for j, name in enumerate(names) if name not in counterfactual_batches]
+        if not ablated:
+            return used
         ablation = DirectionalAblation(forward).fit(model, covered, site, X.double().mean(dim=0))
-        directions = class_mean_directions(X, Y)
-        change = {name: ablation.change(directions[j]) for j, name in enumerate(names)}
+        directions = class_mean_directions(X, Y[:, ablated])
+        change = {names[j]: ablation.change(directions[i]) for i, j in enumerate(ablated)}
         nulls = shuffled_label_directions(X, n_random, generator(self.seed, "shuffled-label directions"))
         null = torch.tensor(
             [
@@ -273,7 +300,7 @@ class Battery:
             ],
             dtype=torch.float64,
         )
-        return assess_used(
+        used |= assess_used(
             change,
             null,
             ablation.name,
@@ -281,6 +308,7 @@ class Battery:
             n_bootstrap=self.n_bootstrap,
             confidence=self.confidence,
         )
+        return used
 
 
 def as_batches(inputs: Tensor | Sequence[Any], batch_size: int) -> list[Any]:
@@ -326,3 +354,32 @@ def _label_matrix(features: Mapping[str, Tensor], names: list[str], n: int) -> T
             "give every feature one label per activation row",
         )
     return check_binary_labels(torch.stack(columns, dim=1), n, names)
+
+
+def _counterfactual_batches(
+    counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None,
+    names: list[str],
+    batches: list[Any],
+    batch_size: int,
+) -> dict[str, list[Any]]:
+    """Each feature's counterfactual inputs, batched like the inputs; unknown names and counts raise."""
+    if not counterfactuals:
+        return {}
+    unknown = [name for name in counterfactuals if name not in names]
+    if unknown:
+        raise FeatureControlsError(
+            f"counterfactuals for unknown feature(s) {unknown}; the features are {names}",
+            "key counterfactuals by the names used in features",
+        )
+    out = {}
+    for name, inputs in counterfactuals.items():
+        cf = as_batches(inputs, batch_size)
+        sizes, expected = [_batch_rows(b) for b in cf], [_batch_rows(b) for b in batches]
+        if sizes != expected:
+            raise FeatureControlsError(
+                f"the counterfactuals of {name!r} come in batches of {sizes[:4]}... rows, the inputs in "
+                f"{expected[:4]}... ({sum(sizes)} vs {sum(expected)} inputs)",
+                "give exactly one counterfactual per input, in the same order and batching",
+            )
+        out[name] = cf
+    return out

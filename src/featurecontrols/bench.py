@@ -6,7 +6,7 @@ battery runs every control on every candidate; the features of all seeds are the
 
 - per control (one piece of evidence per feature: shuffled labels on the decodable axis, each weight
   control and, where input types repeat, the control task on the learned axis, directional
-  ablation on the used axis):
+  ablation on the used axis, or counterfactual patching where the testbed gives counterfactuals):
   - AUROC of its score at separating model features (positives) from dataset features (negatives),
     for two scores, the effect (real minus control) and -log10 p (raw one-sided p), with DeLong's
     interval (``stats.auroc_delong``). Shuffled labels should sit near 1/2: both kinds are decodable.
@@ -190,6 +190,7 @@ def run_testbeds(
             runs[seed] = battery.run(
                 testbed.model, testbed.inputs, testbed.site, testbed.features,
                 ground_truth=testbed.ground_truth, cells=None if spec.cells is None else spec.cells(testbed),
+                counterfactuals=testbed.counterfactuals,
             )  # fmt: skip
             checks[seed] = testbed.checks
         out.append(TestbedRuns(name, runs, checks, time.perf_counter() - start))

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.controls.directional_ablation import flat_output
+from featurecontrols.controls.output_change import flat_output
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.interventions import AddVector, applied
 from featurecontrols.seeding import generator

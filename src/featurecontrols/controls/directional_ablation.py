@@ -4,7 +4,8 @@ At the site, the component of each activation h along a unit direction u is set 
 
     h' = h - ((h - mu) . u) u,      mu = mean activation over the dataset,
 
-and the change in the model's outputs is measured per example, relative to the outputs' spread:
+and the change in the model's outputs is measured per example, relative to the outputs' spread
+(``controls/output_change.py``):
 
     change_i = ||f'(x_i) - f(x_i)||^2 / mean_j ||f(x_j) - mean f||^2.
 
@@ -27,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from featurecontrols.axes.used import class_mean_directions
+from featurecontrols.controls.output_change import OutputChange
 from featurecontrols.controls.shuffled_labels import ShuffledLabels
-from featurecontrols.errors import FeatureControlsError
-from featurecontrols.interventions import Intervention, ProjectOut, applied
+from featurecontrols.interventions import Intervention, ProjectOut
 from featurecontrols.sites import Site
 
 Forward = Callable[[nn.Module, Any], Any]
@@ -48,18 +49,8 @@ class DirectionalAblation:
 
     def fit(self, model: nn.Module, batches: Sequence[Any], site: Site, mean: Tensor) -> DirectionalAblation:
         """Record the clean outputs of ``model`` on ``batches`` and the site's mean activation (d,)."""
-        self.model_ = model
-        self.batches_ = batches
-        self.site_ = site
+        self.outputs_ = OutputChange(model, batches, site, self.forward)
         self.mean_ = mean
-        self.reference_ = self._outputs()
-        everything = torch.cat(self.reference_)
-        self.spread_ = float((everything - everything.mean(dim=0)).square().sum(dim=1).mean())
-        if not self.spread_ > 0:
-            raise FeatureControlsError(
-                "the model's outputs are identical on every input, so no intervention can change them",
-                "measure an output that varies across the dataset (pass forward=...)",
-            )
         return self
 
     def change(self, direction: Tensor) -> Tensor:
@@ -67,19 +58,12 @@ class DirectionalAblation:
 
         A zero direction (a feature whose classes have the same mean activation) changes nothing."""
         if not bool(direction.any()):
-            return torch.zeros(sum(r.shape[0] for r in self.reference_), dtype=self.reference_[0].dtype)
+            return torch.zeros(self.outputs_.n, dtype=torch.float64)
         return self.change_under(ProjectOut(direction, mean=self.mean_))
 
     def change_under(self, intervention: Intervention) -> Tensor:
         """Per-example relative output change (n,) under any intervention at the site."""
-        with applied(self.model_, [(self.site_, intervention)]):
-            changed = self._outputs()
-        pairs = zip(changed, self.reference_, strict=True)
-        return torch.cat([(a - r).square().sum(dim=1) for a, r in pairs]) / self.spread_
-
-    def _outputs(self) -> list[Tensor]:
-        with torch.no_grad():
-            return [flat_output(self.forward(self.model_, batch)) for batch in self.batches_]
+        return self.outputs_.under(intervention)
 
 
 def shuffled_label_directions(X: Tensor, n: int, generator: torch.Generator, chunk: int = 256) -> Tensor:
@@ -105,17 +89,3 @@ def random_directions(n: int, d: int, generator: torch.Generator) -> Tensor:
     """n directions uniform on the unit sphere of R^d (normalised Gaussians), shape (n, d)."""
     g = torch.randn(n, d, generator=generator, dtype=torch.float64)
     return torch.nn.functional.normalize(g, dim=1)
-
-
-def flat_output(out: Any) -> Tensor:
-    """The model's output as a float64 (batch, outputs) matrix (first item of a tuple; ``.logits``)."""
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if hasattr(out, "logits"):
-        out = out.logits
-    if not isinstance(out, Tensor):
-        raise FeatureControlsError(
-            f"the model's forward returned {type(out).__name__}, not a tensor",
-            "pass forward=... returning the output tensor to measure (e.g. logits)",
-        )
-    return out.detach().double().reshape(out.shape[0], -1)

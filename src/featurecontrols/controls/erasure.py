@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.controls.directional_ablation import flat_output, random_directions
+from featurecontrols.controls.directional_ablation import random_directions
+from featurecontrols.controls.output_change import flat_output
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.interventions import ProjectOut, applied
 from featurecontrols.seeding import generator

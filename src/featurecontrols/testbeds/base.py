@@ -15,7 +15,7 @@ The truth comes from how the testbed was built and is verified independently of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from torch import Tensor, nn
@@ -39,6 +39,8 @@ class Testbed:
     ground_truth : feature name -> what the feature is, by construction.
     description : how the testbed was built and why its ground truth holds.
     checks : figures of the independent verification of the ground truth (name -> value).
+    counterfactuals : feature name -> the inputs with that feature changed (one per input), where the
+        testbed can build them; the battery then tests those features' use by counterfactual patching.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -51,6 +53,7 @@ class Testbed:
     ground_truth: dict[str, GroundTruth]
     description: str
     checks: dict[str, float]
+    counterfactuals: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if set(self.features) != set(self.ground_truth):

@@ -9,7 +9,8 @@ Ground truth at the site ``hidden`` (post-ReLU activations; label 1 = value +1):
 - dataset features: ``x_i`` for i not in S. Each is uncorrelated with y alone and in any subset other
   than S, yet decodable from the hidden layer of any network with random first-layer weights.
 Independent check (in ``checks``): test accuracy, and the output flip rate when one bit is flipped
-(1 for bits in S once solved, about 0 for the others).
+(1 for bits in S once solved, about 0 for the others). ``counterfactuals`` holds those flipped inputs
+(for ``parity``: the first bit of S flipped), for the used axis by counterfactual patching.
 """
 
 from __future__ import annotations
@@ -72,14 +73,11 @@ def train_sparse_parity(config: SparseParityConfig = SparseParityConfig()) -> Te
         optimiser.step()
     x = _inputs(config.n_examples, config.n, rng)
     y = x[:, list(support)].prod(dim=1)
+    flipped = {i: x * (1 - 2 * (torch.arange(config.n) == i)) for i in range(config.n)}  # bit i flipped
     with torch.no_grad():
         pred = model(x).squeeze(1).sign()
         flips = {
-            i: (model(x * (1 - 2 * (torch.arange(config.n) == i))).squeeze(1).sign() != pred)
-            .float()
-            .mean()
-            .item()
-            for i in range(config.n)
+            i: (model(flipped[i]).squeeze(1).sign() != pred).float().mean().item() for i in range(config.n)
         }
     features = {f"x_{i}": (x[:, i] > 0).long() for i in range(config.n)}
     features["parity"] = (y > 0).long()
@@ -87,6 +85,8 @@ def train_sparse_parity(config: SparseParityConfig = SparseParityConfig()) -> Te
         f"x_{i}": "model feature" if i in support else "dataset feature" for i in range(config.n)
     }
     truth["parity"] = "model feature"
+    counterfactuals = {f"x_{i}": flipped[i] for i in range(config.n)}
+    counterfactuals["parity"] = flipped[support[0]]  # flipping one relevant bit flips the parity
     checks = {
         "accuracy": (pred == y).float().mean().item(),
         "flip_rate_support_min": min(flips[i] for i in support),
@@ -101,4 +101,5 @@ def train_sparse_parity(config: SparseParityConfig = SparseParityConfig()) -> Te
         ground_truth=truth,
         description=__doc__ or "",
         checks=checks,
+        counterfactuals=counterfactuals,
     )

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from featurecontrols.battery import Battery
+from featurecontrols.controls.counterfactual_patching import (
+    CounterfactualPatching,
+    _equal_norm_noise,
+    assess_patching,
+)
+from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.sites import Site, call_model
+from featurecontrols.testbeds.base import Testbed
+from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
+
+
+@pytest.fixture(scope="module")
+def parity() -> Testbed:
+    return train_sparse_parity(SparseParityConfig(seed=0))
+
+
+def _support(testbed: Testbed) -> list[str]:
+    return [n for n, t in testbed.ground_truth.items() if t == "model feature" and n != "parity"]
+
+
+def test_patching_finds_the_relevant_bits_used_and_the_others_ignored(parity: Testbed) -> None:
+    """At the hidden layer the output reads the relevant bits only through their product, so no single
+    direction carries them; patching the layer from inputs with one bit flipped does."""
+    batches = list(torch.split(parity.inputs[:1024], 256))
+    patching = CounterfactualPatching(call_model).fit(parity.model, batches, Site.parse(parity.site))
+    others = [n for n, t in parity.ground_truth.items() if t == "dataset feature"][:4]
+    for name in _support(parity) + others:
+        flipped = list(torch.split(parity.counterfactuals[name][:1024], 256))
+        real, noise = patching.change(flipped, seed=0)
+        evidence = assess_patching(real, noise, name, seed=0, n_bootstrap=200, confidence=0.95)
+        if name in others:  # the trained output is less sensitive to these flips than to noise of their size
+            assert evidence.effect < 0 and evidence.p_value > 0.5, name
+        else:
+            assert evidence.effect > 1.0 and evidence.ci_low > 0 and evidence.p_value < 1e-100, name
+            assert evidence.detail["examples_above_noise"] == 1024
+
+
+def test_the_battery_judges_use_by_patching_where_counterfactuals_are_given(parity: Testbed) -> None:
+    bit = _support(parity)[0]
+    other = next(n for n, t in parity.ground_truth.items() if t == "dataset feature")
+    names = [bit, other, "parity"]
+    battery = Battery(
+        weight_controls=[ReinitialisedWeights()], n_weight_seeds=1, n_shuffles=200, used_examples=512,
+        n_bootstrap=100, progress=False,
+    )  # fmt: skip
+    result = battery.run(
+        parity.model, parity.inputs, parity.site, {n: parity.features[n] for n in names},
+        counterfactuals={n: parity.counterfactuals[n] for n in names},
+    )  # fmt: skip
+    by_name = {f.name: f for f in result.features}
+    for name in names:
+        (evidence,) = by_name[name].axes["used"].evidence
+        assert evidence.control == CounterfactualPatching.name
+    assert by_name[bit].axes["used"].status == "yes" and by_name[bit].verdict == "model feature"
+    assert by_name["parity"].verdict == "model feature"
+    assert by_name[other].axes["used"].status == "no"
+
+
+def test_only_the_features_with_counterfactuals_are_patched(parity: Testbed) -> None:
+    bit = _support(parity)[0]
+    battery = Battery(
+        weight_controls=[], n_shuffles=100, n_random_directions=20, used_examples=256, progress=False
+    )
+    result = battery.run(
+        parity.model, parity.inputs[:1000], parity.site,
+        {bit: parity.features[bit][:1000], "x_parity": parity.features["parity"][:1000]},
+        counterfactuals={bit: parity.counterfactuals[bit][:1000]},
+    )  # fmt: skip
+    controls = {f.name: f.axes["used"].evidence[0].control for f in result.features}
+    assert controls == {bit: CounterfactualPatching.name, "x_parity": "ablation vs shuffled-label directions"}
+
+
+def test_bad_counterfactuals_raise_clear_errors(parity: Testbed) -> None:
+    battery = Battery(weight_controls=[], n_shuffles=10, progress=False)
+    features = {"parity": parity.features["parity"]}
+    with pytest.raises(FeatureControlsError, match="unknown feature"):
+        battery.run(
+            parity.model, parity.inputs, parity.site, features, counterfactuals={"x_99": parity.inputs}
+        )
+    with pytest.raises(FeatureControlsError, match="one counterfactual per input"):
+        battery.run(
+            parity.model, parity.inputs, parity.site, features, counterfactuals={"parity": parity.inputs[:-1]}
+        )
+
+
+def test_noise_has_the_norm_of_the_difference_per_position() -> None:
+    difference = torch.randn(3, 5, 8)
+    noise = _equal_norm_noise(difference, torch.Generator().manual_seed(0))
+    assert torch.allclose(noise.norm(dim=-1), difference.norm(dim=-1), atol=1e-6)
+    assert not torch.allclose(noise, difference)

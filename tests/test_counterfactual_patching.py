@@ -2,11 +2,7 @@ import pytest
 import torch
 
 from featurecontrols.battery import Battery
-from featurecontrols.controls.counterfactual_patching import (
-    CounterfactualPatching,
-    _equal_norm_noise,
-    assess_patching,
-)
+from featurecontrols.controls.counterfactual_patching import CounterfactualPatching, assess_patching
 from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.sites import Site, call_model
@@ -88,8 +84,18 @@ def test_bad_counterfactuals_raise_clear_errors(parity: Testbed) -> None:
         )
 
 
-def test_noise_has_the_norm_of_the_difference_per_position() -> None:
-    difference = torch.randn(3, 5, 8)
-    noise = _equal_norm_noise(difference, torch.Generator().manual_seed(0))
-    assert torch.allclose(noise.norm(dim=-1), difference.norm(dim=-1), atol=1e-6)
-    assert not torch.allclose(noise, difference)
+@pytest.mark.parametrize("noise", ["covariance", "isotropic"])
+def test_noise_has_the_norm_of_the_difference_per_position(parity: Testbed, noise: str) -> None:
+    patching = CounterfactualPatching(
+        call_model, noise=noise
+    ).fit(  # type: ignore[arg-type]
+        parity.model, [parity.inputs[:300]], Site.parse(parity.site)
+    )
+    difference = torch.randn(3, 5, 1000)
+    r = patching._equal_norm(difference, torch.Generator().manual_seed(0))
+    assert torch.allclose(r.norm(dim=-1), difference.norm(dim=-1), rtol=1e-4)
+    assert not torch.allclose(r, difference)
+    with pytest.raises(FeatureControlsError, match="noise in"):
+        CounterfactualPatching(call_model, noise="gaussian").fit(  # type: ignore[arg-type]
+            parity.model, [parity.inputs[:10]], Site.parse(parity.site)
+        )

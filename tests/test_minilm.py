@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from featurecontrols.adapters.huggingface import Readout, resid_aliases, resolve_alias  # noqa: E402
 from featurecontrols.controls._weights import KEPT  # noqa: E402
+from featurecontrols.controls.counterfactual_patching import CounterfactualPatching  # noqa: E402
 from featurecontrols.controls.moment_matched_weights import MomentMatchedWeights  # noqa: E402
 from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights  # noqa: E402
 from featurecontrols.controls.shuffled_weights import ShuffledWeights  # noqa: E402
@@ -30,8 +31,14 @@ from featurecontrols.run_config import (  # noqa: E402
     parse_config,
     run,
 )
-from featurecontrols.sites import read_activations  # noqa: E402
-from featurecontrols.text_tasks import encode, make_task, token_cells  # noqa: E402
+from featurecontrols.sites import Site, call_model, read_activations  # noqa: E402
+from featurecontrols.text_tasks import (  # noqa: E402
+    CAPITALS,
+    encode,
+    encode_counterfactuals,
+    make_task,
+    token_cells,
+)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +167,38 @@ def test_text_tasks_are_deterministic() -> None:
         make_task("poems", 10, seed=0)
 
 
+def test_counterfactual_sentences_toggle_one_feature() -> None:
+    task = make_task("sentences", 100, seed=0)
+    cf = task.counterfactuals
+    labels = task.sentence_labels
+    for i, words in enumerate(task.sentences):
+        negated, plural, true = (
+            labels["negated"][i],
+            labels["plural_subject"][i],
+            labels["capital_fact_true"][i],
+        )
+        assert ("not" in cf["negated"][i]) != bool(negated)
+        subject = cf["plural_subject"][i][1]
+        assert subject != words[1] and subject.endswith("s") != bool(plural)
+        city, country = cf["capital_fact_true"][i][-7], words[-2]
+        assert (CAPITALS[country] == city) != bool(true) and words[-7] != city
+        for feature in cf:  # everything else stays: the same sentence with one feature changed
+            assert cf[feature][i][0] == words[0] and cf[feature][i][-6:] == words[-6:], (feature, words)
+
+
+def test_counterfactual_patching_through_the_readout(model: nn.Module, tokenizer: Any) -> None:
+    task = make_task("sentences", 32, seed=0)
+    batches, _ = encode(task, tokenizer, 16)
+    counterfactual = encode_counterfactuals(task, tokenizer, 16)["negated"]
+    readout = Readout(model, "blocks.5.hook_resid_post", "sentence")
+    patching = CounterfactualPatching(call_model, n_draws=4).fit(readout, batches, Site.parse("read"))
+    real, noise = patching.change(counterfactual, seed=0)
+    assert real.shape == noise.shape == (32,) and bool((real > 0).all())
+    assert float((real - noise).mean()) > 0  # toggling the negation moves the embedding more than noise
+    with pytest.raises(FeatureControlsError, match="dataset 'tokens' has no counterfactual"):
+        encode_counterfactuals(make_task("tokens", 4, seed=0), tokenizer, 16)
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [
@@ -176,6 +215,8 @@ def test_text_tasks_are_deterministic() -> None:
         ({"seeds": 0}, "seeds must be at least 1"),
         ({"keep": ["embedding"]}, "unknown keep preset"),
         ({"codelength": True}, "runs at token level only"),
+        ({"counterfactuals": True, "used": False}, "set used = true"),
+        ({"counterfactuals": True, "dataset": "tokens", "level": "token"}, "set used = true"),
         (
             {"codelength": True, "control_task": False, "dataset": "tokens", "level": "token"},
             "control_task = true",

@@ -15,6 +15,7 @@ A config is a flat TOML table (every key optional)::
     seed = 0
     n_shuffles = 1000              # shuffled-label null size (omit: automatic)
     used = true                    # run the used axis (ablation; one forward pass per null draw)
+    counterfactuals = false        # sentence level, with used: the used axis by counterfactual patching
     used_examples = 16
     n_random_directions = 1000     # used-axis null size (omit: automatic)
     batch_size = 64
@@ -53,7 +54,7 @@ from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWei
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.evidence import RunResult
 from featurecontrols.finders import LogisticProbe
-from featurecontrols.text_tasks import DATASETS, encode, make_task, token_cells
+from featurecontrols.text_tasks import DATASETS, encode, encode_counterfactuals, make_task, token_cells
 from featurecontrols.verdict import judge_together
 
 ALPHA = 0.05  # every verdict's level; p-values are Holm-corrected over every test of the run
@@ -87,6 +88,7 @@ class RunConfig:
     seed: int = 0
     n_shuffles: int | None = None
     used: bool = True
+    counterfactuals: bool = False
     used_examples: int = 16
     n_random_directions: int | None = None
     batch_size: int = 64
@@ -126,6 +128,11 @@ class RunConfig:
                 "codelength = true codes the labels against the control task, which runs at token level only",
                 'set control_task = true and level = "token" (a token-level dataset), or drop codelength',
             )
+        if self.counterfactuals and not (self.used and self.level == "sentence"):
+            raise FeatureControlsError(
+                "counterfactuals = true patches sentences from their counterfactuals on the used axis",
+                'set used = true and level = "sentence" (dataset = "sentences"), or drop counterfactuals',
+            )
         presets = [k for k in self.keep if k not in KEEP_PRESETS]
         if presets:
             raise FeatureControlsError(
@@ -156,6 +163,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "n_shuffles": (int,),
     "used": (bool,),
+    "counterfactuals": (bool,),
     "used_examples": (int,),
     "n_random_directions": (int,),
     "batch_size": (int,),
@@ -267,6 +275,9 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     task = make_task(config.dataset, config.n_sentences, config.seed)
     batches, features = encode(task, tokenizer, config.batch_size)
     cells = token_cells(batches) if config.control_task and config.level == "token" else None
+    counterfactuals = (
+        encode_counterfactuals(task, tokenizer, config.batch_size) if config.counterfactuals else None
+    )
     controls: list[WeightControl] = [SharedCopies(c) for c in config.weight_controls()]
     # Every test of the run (all sites) is corrected together, so the automatic null sizes count them all.
     label_tests = 0 if cells is None else 1 + int(config.codelength)
@@ -286,7 +297,10 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     )
     results: list[RunResult] = []
     for site in sites:
-        result = battery.run(Readout(model, site, config.level), batches, "read", features, cells=cells)
+        result = battery.run(
+            Readout(model, site, config.level), batches, "read", features,
+            cells=cells, counterfactuals=counterfactuals,
+        )  # fmt: skip
         result.site = f"{site} ({resolved[site]}, per {config.level})"
         results.append(result)
         if progress:

@@ -8,7 +8,9 @@ Two built-in datasets (:data:`DATASETS`), deterministic for a seed:
 - ``"sentences"``: "The teachers do not know that Paris is the capital of France." with three
   independent labels: ``negated``, ``plural_subject`` and ``capital_fact_true`` (the city is the
   country's capital). The first two are carried by single tokens ("not", "teachers"); the third
-  depends on the pair (city, country), so no function of token identity alone gives it.
+  depends on the pair (city, country), so no function of token identity alone gives it. Every
+  sentence comes with three counterfactuals, one per feature: the same sentence with that feature
+  toggled ("do not know" -> "know", "teachers know" -> "teacher knows", the capital -> another city).
 
 :func:`encode` tokenises a task for a Hugging Face fast tokenizer into batches for
 :class:`featurecontrols.adapters.huggingface.Readout`, with one label per activation row: per
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -69,6 +71,8 @@ class TextTask:
     sentences: list[list[str]]
     word_labels: dict[str, list[list[int]]]  # token level: feature -> sentence -> word -> 0/1
     sentence_labels: dict[str, list[int]]  # sentence level: feature -> sentence -> 0/1
+    # sentence level: feature -> every sentence with that feature toggled and all else kept
+    counterfactuals: dict[str, list[list[str]]] = field(default_factory=dict)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -117,20 +121,40 @@ def sentence_task(n_sentences: int = 400, seed: int = 0) -> TextTask:
     """Sentences with independent labels negated, plural_subject and capital_fact_true."""
     rng = random.Random(seed)
     countries = sorted(CAPITALS)
+    others = random.Random(f"{seed} counterfactual cities")  # the main stream stays as it was
     sentences: list[list[str]] = []
     labels: dict[str, list[int]] = {f: [] for f in SENTENCE_FEATURES}
+    counterfactuals: dict[str, list[list[str]]] = {f: [] for f in SENTENCE_FEATURES}
     for _ in range(n_sentences):
         negated, plural, true = (rng.random() < 0.5 for _ in range(3))
         country = rng.choice(countries)
-        city = CAPITALS[country if true else rng.choice([c for c in countries if c != country])]
-        subject = rng.choice(SUBJECTS) + ("s" if plural else "")
-        verb = rng.choice(CLAUSES)[int(negated)][int(plural)]
-        determiner = rng.choice(("The", "Our", "My"))
-        words = [determiner, subject, *verb.split(), "that", city, "is", "the", "capital", "of", country, "."]
-        sentences.append(words)
+        draw = others if true else rng
+        wrong = CAPITALS[draw.choice([c for c in countries if c != country])]
+        parts = (country, wrong, rng.choice(SUBJECTS), rng.choice(CLAUSES), rng.choice(("The", "Our", "My")))
+        sentences.append(_sentence(*parts, negated, plural, true))
+        counterfactuals["negated"].append(_sentence(*parts, not negated, plural, true))
+        counterfactuals["plural_subject"].append(_sentence(*parts, negated, not plural, true))
+        counterfactuals["capital_fact_true"].append(_sentence(*parts, negated, plural, not true))
         for feature, value in zip(SENTENCE_FEATURES, (negated, plural, true), strict=True):
             labels[feature].append(int(value))
-    return TextTask("sentences", "sentence", sentences, {}, labels)
+    return TextTask("sentences", "sentence", sentences, {}, labels, counterfactuals)
+
+
+def _sentence(
+    country: str,
+    wrong_city: str,
+    subject: str,
+    clause: tuple[tuple[str, str], tuple[str, str]],
+    determiner: str,
+    negated: bool,
+    plural: bool,
+    true: bool,
+) -> list[str]:
+    """ "The teachers do not know that Paris is the capital of France ." as words."""
+    verb = clause[int(negated)][int(plural)].split()
+    city = CAPITALS[country] if true else wrong_city
+    noun = subject + ("s" if plural else "")
+    return [determiner, noun, *verb, "that", city, "is", "the", "capital", "of", country, "."]
 
 
 DATASETS: dict[str, Callable[[int, int], TextTask]] = {"tokens": token_task, "sentences": sentence_task}
@@ -174,6 +198,22 @@ def encode(
                     rows[f] += [task.word_labels[f][start + i][w] for w in ids if w is not None]
         batches.append(batch)
     return batches, {f: torch.tensor(v, dtype=torch.float32) for f, v in rows.items()}
+
+
+def encode_counterfactuals(
+    task: TextTask, tokenizer: Any, batch_size: int
+) -> dict[str, list[dict[str, Tensor]]]:
+    """Each feature's counterfactual sentences batched as :func:`encode` batches the task (sentence
+    level: one row per sentence, so a counterfactual may differ in length from its sentence)."""
+    if task.level != "sentence" or not task.counterfactuals:
+        raise FeatureControlsError(
+            f"dataset {task.name!r} has no counterfactual sentences (only sentence-level datasets do)",
+            'use dataset = "sentences", or drop counterfactuals',
+        )
+    return {
+        feature: encode(replace(task, sentences=sentences), tokenizer, batch_size)[0]
+        for feature, sentences in task.counterfactuals.items()
+    }
 
 
 def token_cells(batches: list[dict[str, Tensor]]) -> Tensor:

@@ -8,6 +8,7 @@ from featurecontrols.errors import FeatureControlsError
 from featurecontrols.sites import Site, call_model
 from featurecontrols.testbeds.base import Testbed
 from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
+from featurecontrols.testbeds.toy_superposition import ToySuperpositionConfig, train_toy_superposition
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +100,13 @@ def test_noise_has_the_norm_of_the_difference_per_position(parity: Testbed, nois
         CounterfactualPatching(call_model, noise="gaussian").fit(  # type: ignore[arg-type]
             parity.model, [parity.inputs[:10]], Site.parse(parity.site)
         )
+
+
+def test_tms_counterfactuals_toggle_exactly_one_feature() -> None:
+    config = ToySuperpositionConfig(feature_probabilities=(0.1,), instance=0, steps=100)
+    tms = train_toy_superposition(config)
+    for name, cf in tms.counterfactuals.items():
+        i = int(name[2:])
+        changed = (cf != tms.inputs)[:, 0]  # (n, features)
+        assert bool(changed[:, i].all()) and int(changed.sum()) == changed.shape[0]
+        assert bool(((cf[:, 0, i] > 0).long() != tms.features[name]).all())  # the label flips everywhere

@@ -27,7 +27,10 @@ feature the site carries but the model ignores moves it no more, and usually les
 the output insensitive to the changes it does not use. Unlike directional ablation, the test does
 not assume the feature lives along one direction: on sparse parity the relevant bits, which the
 output reads only through their product, are found used at the hidden layer; their class-mean
-directions are not.
+directions are not. The premise is that the model is selectively sensitive at the site: where it
+reads every direction (a bottleneck such as the 5-dimensional hidden layer of a toy model of
+superposition) noise of the same norm moves the output as much as the feature does, and the test
+says nothing (bench: 1/30 represented TMS features pass).
 """
 
 from __future__ import annotations

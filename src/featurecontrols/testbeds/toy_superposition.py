@@ -21,7 +21,9 @@ Superposition metrics (W_i is column i, the direction of feature i; hat = unit v
 Ground truth for one instance at ``hidden``: feature i ("x_i > 0") is a model feature when it is
 represented (||W_i|| >= ``represented_norm``): the model writes it into h and reads it back out.
 A dropped feature is absent: h carries nothing of it. The feature directions are not orthogonal
-in superposition, so probe and steering vectors differ there.
+in superposition, so probe and steering vectors differ there. ``counterfactuals`` toggles one
+feature per input (off where it is on, a fresh U(0, 1] value where it is off), for the used axis
+by counterfactual patching.
 """
 
 from __future__ import annotations
@@ -182,12 +184,17 @@ def train_toy_superposition(
                            config.n_features, rng)  # fmt: skip
     features: dict[str, Tensor] = {}
     ground_truth: dict[str, GroundTruth] = {}
+    counterfactuals: dict[str, Tensor] = {}
+    fresh = 1.0 - torch.rand(inputs.shape, generator=generator(config.seed, "tms", "counterfactuals"))
     for i in range(config.n_features):
         labels = (inputs[:, 0, i] > 0).long()
         if labels.min() == labels.max():
             continue  # a feature never active in the sample cannot be labelled
         features[f"x_{i}"] = labels
         ground_truth[f"x_{i}"] = "model feature" if bool(represented[i]) else "absent"
+        toggled = inputs.clone()  # x_i switched off where it is on, on (a fresh U(0, 1] value) where off
+        toggled[:, 0, i] = torch.where(labels.bool(), 0.0, fresh[:, 0, i])
+        counterfactuals[f"x_{i}"] = toggled
     with torch.no_grad():
         loss = float((inputs - model(inputs)).square().sum(dim=(1, 2)).mean())
     dims = metrics["dimensionality"][represented]
@@ -214,4 +221,5 @@ def train_toy_superposition(
         ground_truth=ground_truth,
         description=description,
         checks=checks,
+        counterfactuals=counterfactuals,
     )

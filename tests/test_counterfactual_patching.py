@@ -5,6 +5,7 @@ from featurecontrols.battery import Battery
 from featurecontrols.controls.counterfactual_patching import CounterfactualPatching, assess_patching
 from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders import RidgeProbe
 from featurecontrols.sites import Site, call_model
 from featurecontrols.testbeds.base import Testbed
 from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
@@ -79,6 +80,18 @@ def test_bad_counterfactuals_raise_clear_errors(parity: Testbed) -> None:
         battery.run(
             parity.model, parity.inputs, parity.site, features, counterfactuals={"x_99": parity.inputs}
         )
+    with pytest.raises(FeatureControlsError, match="run_used=False"):
+        Battery(weight_controls=[], run_used=False, progress=False).run(
+            parity.model, parity.inputs, parity.site, features, counterfactuals={"parity": parity.inputs}
+        )
+    with pytest.raises(FeatureControlsError, match="no predict_proba"):
+        Battery(codelength_probe=RidgeProbe(), progress=False).run(  # type: ignore[arg-type]
+            parity.model, parity.inputs, parity.site, features
+        )
+    broken = parity.inputs.clone()
+    broken[7, 0] = float("nan")
+    with pytest.raises(FeatureControlsError, match="NaN or inf activations"):
+        battery.run(parity.model, parity.inputs, parity.site, features, counterfactuals={"parity": broken})
     with pytest.raises(FeatureControlsError, match="one counterfactual per input"):
         battery.run(
             parity.model, parity.inputs, parity.site, features, counterfactuals={"parity": parity.inputs[:-1]}

@@ -147,6 +147,17 @@ class Battery:
             raise FeatureControlsError("no candidate features were given", "pass features={name: labels}")
         batches = as_batches(inputs, self.batch_size)
         counterfactual_batches = _counterfactual_batches(counterfactuals, names, batches, self.batch_size)
+        if counterfactual_batches and not self.run_used:
+            raise FeatureControlsError(
+                "counterfactuals were given but run_used=False, so they would be ignored",
+                "set run_used=True (the used axis patches from them), or drop counterfactuals",
+            )
+        if self.codelength_probe is not None and not isinstance(self.codelength_probe, ProbabilisticProbe):
+            raise FeatureControlsError(
+                f"codelength_probe {type(self.codelength_probe).__name__} has no predict_proba, so it "
+                "cannot code labels",
+                "use a probabilistic probe, e.g. codelength_probe=LogisticProbe()",
+            )
         timings: dict[str, float] = {}
 
         def activations(m: nn.Module, what: str) -> Tensor:

@@ -101,6 +101,11 @@ class CounterfactualPatching:
         sources = []
         for b, (batch, clean) in enumerate(zip(counterfactual_batches, self.clean_, strict=True)):
             source = site_tensor(outputs.model, outputs.site, batch, self.forward)
+            if not bool(torch.isfinite(source).all()):
+                raise FeatureControlsError(
+                    f"counterfactual batch {b} gives NaN or inf activations at the site",
+                    "check the counterfactual inputs (they run through the model like the inputs)",
+                )
             if source.shape != clean.shape:
                 raise FeatureControlsError(
                     f"counterfactual batch {b} gives site activations of shape {tuple(source.shape)}, "

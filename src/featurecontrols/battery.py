@@ -152,7 +152,9 @@ class Battery:
                 "counterfactuals were given but run_used=False, so they would be ignored",
                 "set run_used=True (the used axis patches from them), or drop counterfactuals",
             )
-        if self.codelength_probe is not None and not isinstance(self.codelength_probe, ProbabilisticProbe):
+        if self.codelength_probe is not None and not callable(
+            getattr(self.codelength_probe, "predict_proba", None)
+        ):
             raise FeatureControlsError(
                 f"codelength_probe {type(self.codelength_probe).__name__} has no predict_proba, so it "
                 "cannot code labels",

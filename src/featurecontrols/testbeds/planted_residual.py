@@ -25,6 +25,9 @@ Ground truth at the site ``resid_post`` (label 1 = XOR true, or x_i = +1)
   compute it from the x_i and x_j directions: that is the method, not the model.)
 The trained variables themselves are left unlabelled: the MLP reads them, but each one alone is
 uncorrelated with every output, so they are neither clearly model nor dataset features.
+``counterfactuals``: each feature's inputs with one variable flipped (x_a for ``xor_a_b``, x_i for
+``x_i``), which toggles that feature; the unused variables reach resid_post through the residual
+stream, so patching there tests the used axis where a feature is carried but not read.
 
 Why the unused variables end up exactly unused
 ----------------------------------------------
@@ -345,15 +348,19 @@ def train_planted_residual(
 
     features: dict[str, Tensor] = {}
     ground_truth: dict[str, GroundTruth] = {}
+    counterfactuals: dict[str, Tensor] = {}  # one input variable flipped: that feature toggles
     for a, b in config.trained_pairs:
         features[f"xor_{a}_{b}"] = xor_label(inputs, a, b)
         ground_truth[f"xor_{a}_{b}"] = "model feature"
+        counterfactuals[f"xor_{a}_{b}"] = _flip(inputs, a)
     for var in config.unused_vars:
         features[f"x_{var}"] = (inputs[:, var] > 0).long()
         ground_truth[f"x_{var}"] = "dataset feature"
+        counterfactuals[f"x_{var}"] = _flip(inputs, var)
     for a, b in config.absent_pairs:
         features[f"xor_{a}_{b}"] = xor_label(inputs, a, b)
         ground_truth[f"xor_{a}_{b}"] = "absent"
+        counterfactuals[f"xor_{a}_{b}"] = _flip(inputs, a)
 
     description = (
         f"Residual MLP on {config.n_vars} binary inputs in {{-1, +1}} (frozen orthonormal embedding, "
@@ -373,4 +380,5 @@ def train_planted_residual(
         ground_truth=ground_truth,
         description=description,
         checks=checks,
+        counterfactuals=counterfactuals,
     )

@@ -6,6 +6,7 @@ from featurecontrols.controls.counterfactual_patching import CounterfactualPatch
 from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import RidgeProbe
+from featurecontrols.report import to_html
 from featurecontrols.sites import Site, call_model
 from featurecontrols.testbeds.base import Testbed
 from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
@@ -123,3 +124,16 @@ def test_tms_counterfactuals_toggle_exactly_one_feature() -> None:
         changed = (cf != tms.inputs)[:, 0]  # (n, features)
         assert bool(changed[:, i].all()) and int(changed.sum()) == changed.shape[0]
         assert bool(((cf[:, 0, i] > 0).long() != tms.features[name]).all())  # the label flips everywhere
+
+
+def test_the_report_plots_patched_against_noise_per_example(parity: Testbed) -> None:
+    bit = _support(parity)[0]
+    battery = Battery(weight_controls=[], n_shuffles=50, used_examples=128, n_bootstrap=50, progress=False)
+    result = battery.run(
+        parity.model, parity.inputs[:512], parity.site, {bit: parity.features[bit][:512]},
+        counterfactuals={bit: parity.counterfactuals[bit][:512]},
+    )  # fmt: skip
+    (evidence,) = result.features[0].axes["used"].evidence
+    assert len(evidence.detail["patched"]) == len(evidence.detail["noise"]) == 512  # one whole batch
+    page = to_html(result)
+    assert "one dot per example" in page and page.count("<circle") >= 512

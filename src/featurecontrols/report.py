@@ -132,6 +132,8 @@ def _feature_section(f: FeatureResult, steering: list[dict[str, Any]], searches:
                 plots.append(_histogram(ev.null, ev.score, f"{ev.axis}: {ev.control}", ev.metric))
             elif "copy_accuracies" in ev.detail:
                 plots.append(_strip(ev, f"{ev.axis}: {ev.control}"))
+            elif "patched" in ev.detail:
+                plots.append(_paired_scatter(ev, f"{ev.axis}: counterfactual patching"))
     return (
         f"<section><h2>{html.escape(f.name)}: {html.escape(f.verdict)}</h2>"
         f"<div class='plots'>{''.join(plots)}</div></section>"
@@ -186,6 +188,36 @@ def _strip(ev: Evidence, title: str) -> str:
         f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>1</text></svg>"
     )
     return _figure(svg, f"{ev.metric}: randomised copies (blue) and the trained model (red)")
+
+
+def _paired_scatter(ev: Evidence, title: str) -> str:
+    """SVG scatter, one dot per example: the change under noise (x) against the change when patched
+    from the counterfactual (y), on a common square-root scale, with the diagonal y = x."""
+    w, h, pad = 320, 180, 28
+    xs: list[float] = ev.detail["noise"]
+    ys: list[float] = ev.detail["patched"]
+    top = math.sqrt(max(*xs, *ys, 0.0)) or 1.0
+
+    def at(v: float, size: int) -> float:
+        return pad + math.sqrt(max(v, 0.0)) / top * (size - 2 * pad)
+
+    dots = "".join(
+        f"<circle cx='{at(a, w):.1f}' cy='{h - at(b, h):.1f}' r='2' fill='#1a73e8' fill-opacity='0.5'/>"
+        for a, b in zip(xs, ys, strict=True)
+    )
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
+        f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>"
+        f"<line x1='{pad}' y1='{h - pad}' x2='{w - pad}' y2='{pad}' stroke='#d93025'/>"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+        f"<line x1='{pad}' x2='{pad}' y1='{pad}' y2='{h - pad}' stroke='#999'/>{dots}</svg>"
+    )
+    caption = (
+        f"{ev.metric}, one dot per example (square-root scale): under equal-norm noise (x) and patched "
+        f"from the counterfactual (y); {ev.detail['examples_above_noise']}/{ev.detail['examples']} "
+        "above the red diagonal"
+    )
+    return _figure(svg, caption)
 
 
 _KIND_COLOURS = {

@@ -147,5 +147,10 @@ def assess_patching(
         ci_low=float(low[0]),
         ci_high=float(high[0]),
         p_value=paired_sign_test(d > 0, d < 0),
-        detail={"examples": int(d.numel()), "examples_above_noise": int((d > 0).sum())},
+        detail={
+            "examples": int(d.numel()),
+            "examples_above_noise": int((d > 0).sum()),
+            "patched": [round(float(v), 6) for v in real],  # per example, for the report's plot
+            "noise": [round(float(v), 6) for v in noise],
+        },
     )

@@ -88,6 +88,28 @@ def test_demo_cli_writes_json_and_html(tmp_path: Path, capsys: pytest.CaptureFix
     assert page.count("<svg") > 9 and "steering along each kind of vector" in page
 
 
+def test_demo_cli_with_counterfactuals_patches_on_the_used_axis(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "demo",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        "--weight-seeds",
+        "1",
+        "--no-html",
+        "--counterfactuals",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert all(f"{kind}: " in out and "verdicts match" in out for kind in ("model feature", "absent"))
+    assert "model feature: 3/3" in out and "dataset feature: 4/4" in out and "absent: 2/2" in out
+    data = json.loads((tmp_path / "report.json").read_text())
+    used = {f["name"]: f["axes"]["used"]["evidence"][0]["control"] for f in data["features"]}
+    assert set(used.values()) == {"counterfactual patching vs equal-norm noise"}
+
+
 class _Tiny(nn.Module):
     def __init__(self) -> None:
         super().__init__()

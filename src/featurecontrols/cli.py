@@ -42,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--weight-seeds", type=int, default=3, help="randomised copies per weight control")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument(
+        "--counterfactuals",
+        action="store_true",
+        help="used axis by counterfactual patching (each feature's inputs with one variable flipped) "
+        "instead of directional ablation",
+    )
+    demo.add_argument(
         "--executor",
         choices=("local", "ray"),
         default=None,
@@ -104,8 +110,9 @@ def _demo(args: argparse.Namespace) -> int:
         n_shuffles=args.n_shuffles, n_weight_seeds=args.weight_seeds, seed=args.seed, progress=not args.quiet
     )
     result = battery.run(
-        testbed.model, testbed.inputs, testbed.site, testbed.features, ground_truth=testbed.ground_truth
-    )
+        testbed.model, testbed.inputs, testbed.site, testbed.features, ground_truth=testbed.ground_truth,
+        counterfactuals=testbed.counterfactuals if args.counterfactuals else None,
+    )  # fmt: skip
     result.steering = _steering_curves(testbed, result)
     result.timings = {"train testbed": trained, **result.timings, "total": time.perf_counter() - start}
     result.settings["testbed"] = {"name": testbed.name, "checks": testbed.checks}

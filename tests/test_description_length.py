@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from featurecontrols.battery import Battery, tests_per_feature
+from featurecontrols.battery import Battery, count_tests_per_feature
 from featurecontrols.controls.control_task import ControlTask
 from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.shuffled_labels import ShuffledLabels
@@ -98,7 +98,7 @@ def test_battery_puts_the_codelength_on_the_learned_axis() -> None:
     controls = [e.control for e in learned.evidence]
     assert "control task (codelength)" in controls and "control task" in controls
     assert result.settings["n_tests_corrected"] == 4  # decodable, reinitialised, control task, codelength
-    assert tests_per_feature(1, False, True, True) == 4  # the count the automatic null sizes use
+    assert count_tests_per_feature(1, False, True, True) == 4  # the count the automatic null sizes use
     assert result.settings["n_shuffles"] == 200
     assert result.settings["codelength_probe"] == "LogisticProbe"
     codelength = learned.evidence[controls.index("control task (codelength)")]

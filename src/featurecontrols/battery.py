@@ -171,7 +171,7 @@ class Battery:
         Y = _label_matrix(features, names, X.shape[0])
         split = Split.random(X.shape[0], self.test_fraction, generator(self.seed, "split"))
         split.check_both_classes(Y, names)
-        n_tests = len(names) * tests_per_feature(
+        n_tests = len(names) * count_tests_per_feature(
             len(weight_controls), self.run_used, cells is not None, self.codelength_probe is not None
         )
         n_null = null_size(self.n_shuffles, n_tests, self.alpha, "n_shuffles")
@@ -349,7 +349,7 @@ def _batch_rows(batch: Any) -> int:
     return next(int(v.shape[0]) for v in values if isinstance(v, Tensor))
 
 
-def tests_per_feature(n_weight_controls: int, used: bool, control_task: bool, codelength: bool) -> int:
+def count_tests_per_feature(n_weight_controls: int, used: bool, control_task: bool, codelength: bool) -> int:
     """Tests a run makes per feature: shuffled labels, each weight control, the used axis, and with
     cells the control task (and the codelength against it)."""
     return 1 + n_weight_controls + int(used) + int(control_task) + int(control_task and codelength)

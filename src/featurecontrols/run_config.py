@@ -44,7 +44,7 @@ from torch import nn
 
 from featurecontrols import atomic, report
 from featurecontrols.adapters.huggingface import Level, Readout, resid_aliases, resolve_alias
-from featurecontrols.battery import Battery, null_size, tests_per_feature
+from featurecontrols.battery import Battery, count_tests_per_feature, null_size
 from featurecontrols.controls._weights import KEEP_PRESETS, WeightControlBase
 from featurecontrols.controls.base import RandomisedModel, WeightControl
 from featurecontrols.controls.moment_matched_weights import MomentMatchedWeights
@@ -280,7 +280,7 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     )
     controls: list[WeightControl] = [SharedCopies(c) for c in config.weight_controls()]
     # Every test of the run (all sites) is corrected together, so the automatic null sizes count them all.
-    per_feature = tests_per_feature(len(controls), config.used, cells is not None, config.codelength)
+    per_feature = count_tests_per_feature(len(controls), config.used, cells is not None, config.codelength)
     n_tests = len(sites) * len(features) * per_feature
     battery = Battery(
         weight_controls=controls,

@@ -4,7 +4,7 @@ One run, same batches (the built-in token dataset), same machine, methods interl
 - a plain forward pass of the transformers model (every layer, no hooks);
 - transformers' own ``output_hidden_states=True``, keeping the site's non-pad tokens;
 - featurecontrols ``read_activations`` through a token ``Readout``, in memory;
-- the same, streamed to disk in shards with ``featurecontrols.store``.
+- the same, streamed to disk in shards with ``featurecontrols.pipeline.store``.
 The site is the last layer's output, so the project cannot win by stopping the forward pass early.
 Peak memory is the peak resident set size above the level before the method (sampled every 2 ms).
 TransformerLens cannot load this model (it has no all-MiniLM-L6-v2 config), so it is not compared.
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from featurecontrols.adapters.huggingface import READOUT_MASK, Readout
-from featurecontrols.run_config import load_model
-from featurecontrols.sites import read_activations
-from featurecontrols.store import ShardedStore
-from featurecontrols.text_tasks import encode, make_task
+from featurecontrols.adapters.sites import read_activations
+from featurecontrols.apps.run_config import load_model
+from featurecontrols.pipeline.store import ShardedStore
+from featurecontrols.testbeds.text_tasks import encode, make_task
 
 SITE = "blocks.5.hook_resid_post"
 PLAIN = "plain forward (transformers, no hooks)"

@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from featurecontrols.axes.split import Split
-from featurecontrols.controls.control_task import control_task_selectivity
+from featurecontrols.controls.label.control_task import control_task_selectivity
 from featurecontrols.finders import LogisticProbe, MLPProbe
 from featurecontrols.finders.base import Probe
+from featurecontrols.pipeline.split import Split
 from featurecontrols.testbeds.token_embeddings import token_embedding_task
 
 

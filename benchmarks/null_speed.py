@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from featurecontrols.controls.shuffled_labels import ShuffledLabels
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.finders import LogisticProbe, RidgeProbe
 
 

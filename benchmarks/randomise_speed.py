@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
-from featurecontrols.run_config import load_model
+from featurecontrols.apps.run_config import load_model
+from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from featurecontrols.controls.planted_structure import PlantedSparseFeatures
+from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
 from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
 
 D_IN, D_SAE, K, BATCH = 512, 4096, 32, 4096

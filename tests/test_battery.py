@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from featurecontrols import report
-from featurecontrols.battery import Battery
-from featurecontrols.cli import main
+from featurecontrols.apps.cli import main
+from featurecontrols.axes.evidence import RunResult
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import RunResult
+from featurecontrols.pipeline.battery import Battery
 from featurecontrols.testbeds import Testbed, train_planted_residual
 
 

@@ -8,9 +8,17 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from featurecontrols.bench import TestbedRuns, neg_log10_p, summarise
-from featurecontrols.cli import main
-from featurecontrols.evidence import Axis, AxisName, AxisStatus, Evidence, FeatureResult, RunResult, Verdict
+from featurecontrols.apps.bench import TestbedRuns, neg_log10_p, summarise
+from featurecontrols.apps.cli import main
+from featurecontrols.axes.evidence import (
+    Axis,
+    AxisName,
+    AxisStatus,
+    Evidence,
+    FeatureResult,
+    RunResult,
+    Verdict,
+)
 from featurecontrols.stats import auroc_delong, wilson_interval
 
 

@@ -8,10 +8,10 @@ import math
 import torch
 
 from featurecontrols.axes.decodable import assess_decodable
-from featurecontrols.axes.split import Split
-from featurecontrols.controls.control_task import control_task_selectivity
-from featurecontrols.controls.shuffled_labels import ShuffledLabels
+from featurecontrols.controls.label.control_task import control_task_selectivity
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.finders import RidgeProbe
+from featurecontrols.pipeline.split import Split
 
 SEEDS = 200
 N_NULL = 199

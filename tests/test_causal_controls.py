@@ -4,13 +4,20 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.interventions import (
+    AddVector,
+    Patch,
+    ProjectOut,
+    SetProjection,
+    applied,
+    site_tensor,
+)
+from featurecontrols.adapters.sites import read_activations
 from featurecontrols.axes.used import class_mean_directions
-from featurecontrols.causal_effects import SteeringEffects, bernoulli_log_probs
-from featurecontrols.controls.erasure import Erasure
+from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.interventions import AddVector, Patch, ProjectOut, SetProjection, applied, site_tensor
-from featurecontrols.sites import read_activations
-from featurecontrols.steering_vectors import SteeringVectors, dual_basis
+from featurecontrols.measures.causal_effects import SteeringEffects, bernoulli_log_probs
+from featurecontrols.measures.steering_vectors import SteeringVectors, dual_basis
 from featurecontrols.testbeds import Testbed, train_planted_residual
 from featurecontrols.testbeds.toy_superposition import ToySuperpositionConfig, train_toy_superposition
 

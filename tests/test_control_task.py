@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from featurecontrols.axes.split import Split
-from featurecontrols.controls.control_task import ControlTask, control_task_selectivity, selectivity
+from featurecontrols.controls.label.control_task import ControlTask, control_task_selectivity, selectivity
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe, MLPProbe, RidgeProbe
+from featurecontrols.pipeline.split import Split
 from featurecontrols.testbeds.token_embeddings import token_embedding_task
 
 

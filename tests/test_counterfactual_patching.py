@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from featurecontrols.battery import Battery
-from featurecontrols.controls.counterfactual_patching import CounterfactualPatching, assess_patching
-from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.adapters.sites import Site, call_model
+from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching, assess_patching
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import RidgeProbe
+from featurecontrols.pipeline.battery import Battery
 from featurecontrols.report import to_html
-from featurecontrols.sites import Site, call_model
 from featurecontrols.testbeds.base import Testbed
 from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
 from featurecontrols.testbeds.toy_superposition import ToySuperpositionConfig, train_toy_superposition

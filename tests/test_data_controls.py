@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from featurecontrols.controls.planted_structure import PlantedSparseFeatures
-from featurecontrols.controls.random_inputs import RandomInputs
+from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
+from featurecontrols.controls.input.random_inputs import RandomInputs
 from featurecontrols.errors import FeatureControlsError
 
 

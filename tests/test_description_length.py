@@ -2,13 +2,17 @@ import pytest
 import torch
 from torch import nn
 
-from featurecontrols.battery import Battery, count_tests_per_feature
-from featurecontrols.controls.control_task import ControlTask
-from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
-from featurecontrols.controls.shuffled_labels import ShuffledLabels
-from featurecontrols.description_length import BLOCK_FRACTIONS, codelength_selectivity, online_codelength
+from featurecontrols.controls.label.control_task import ControlTask
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe
+from featurecontrols.measures.description_length import (
+    BLOCK_FRACTIONS,
+    codelength_selectivity,
+    online_codelength,
+)
+from featurecontrols.pipeline.battery import Battery, count_tests_per_feature
 from featurecontrols.report import to_html
 from featurecontrols.testbeds.token_embeddings import token_embedding_task
 

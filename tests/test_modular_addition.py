@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from featurecontrols.adapters.sites import read_activations
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.sites import read_activations
 from featurecontrols.testbeds import grokking_measures as gm
 from featurecontrols.testbeds.base import Testbed
 from featurecontrols.testbeds.modular_addition import (

@@ -2,11 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from featurecontrols.controls._weights import KEEP_PRESETS, keep_patterns
 from featurecontrols.controls.base import WeightControl
-from featurecontrols.controls.moment_matched_weights import MomentMatchedWeights
-from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
-from featurecontrols.controls.shuffled_weights import ShuffledWeights
+from featurecontrols.controls.weight._copy import KEEP_PRESETS, keep_patterns
+from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.weight.shuffled_weights import ShuffledWeights
 from featurecontrols.errors import FeatureControlsError
 
 Control = type[MomentMatchedWeights] | type[ShuffledWeights]

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from featurecontrols.probe_search import (
+from featurecontrols.adapters.sites import read_activations
+from featurecontrols.measures.probe_search import (
     ProbeSearch,
     ProbeSpec,
     SearchResult,
@@ -13,7 +14,6 @@ from featurecontrols.probe_search import (
     hypervolume_2d,
     pareto_front,
 )
-from featurecontrols.sites import read_activations
 from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
 
 

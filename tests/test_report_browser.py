@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from featurecontrols import report
-from featurecontrols.evidence import Axis, AxisName, Evidence, FeatureResult, RunResult
-from featurecontrols.probe_search import ProbeSearch, SearchSpace
+from featurecontrols.axes.evidence import Axis, AxisName, Evidence, FeatureResult, RunResult
+from featurecontrols.measures.probe_search import ProbeSearch, SearchSpace
 from featurecontrols.stats import summarise_null
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless_shell")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from featurecontrols.controls.shuffled_labels import ShuffledLabels
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.ridge_regression import RidgeRegression
 from featurecontrols.stats import permutation_p_value

@@ -3,14 +3,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featurecontrols.controls.moment_matched_weights import MomentMatchedWeights
-from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
-from featurecontrols.controls.shuffled_weights import ShuffledWeights
-from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
+from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.weight.shuffled_weights import ShuffledWeights
+from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.pca import PCA
 from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
-from featurecontrols.sae_metrics import (
+from featurecontrols.measures.sae_metrics import (
     beyond_control,
     evaluate_dictionary,
     explained_variance,
@@ -155,8 +155,8 @@ def markov_language(n: int, length: int = 16, vocab: int = 24, seed: int = 0) ->
 
 
 def test_tiny_language_model_under_weight_and_data_controls() -> None:
-    from featurecontrols.controls.random_inputs import RandomInputs
-    from featurecontrols.sae_metrics import default_loss
+    from featurecontrols.controls.input.random_inputs import RandomInputs
+    from featurecontrols.measures.sae_metrics import default_loss
 
     torch.manual_seed(0)
     model = TinyTransformer()

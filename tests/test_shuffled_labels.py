@@ -1,6 +1,6 @@
 import torch
 
-from featurecontrols.controls.shuffled_labels import ShuffledLabels
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 
 
 def test_each_column_is_a_permutation_keeping_the_marginals() -> None:

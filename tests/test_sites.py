@@ -5,8 +5,8 @@ import torch
 from torch import Tensor, nn
 
 from featurecontrols.adapters import huggingface, transformer_lens
+from featurecontrols.adapters.sites import Site, intervene, read_activations, resolve_module, site_names
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.sites import Site, intervene, read_activations, resolve_module, site_names
 
 
 class Counted(nn.Module):
@@ -457,7 +457,11 @@ def test_adapters_are_not_imported_by_the_package() -> None:
     import subprocess
     import sys
 
-    code = "import sys, featurecontrols.sites, featurecontrols.store; print(sorted(sys.modules))"
+    code = (
+        "import sys, featurecontrols.adapters.sites, featurecontrols.pipeline.store; "
+        "print(sorted(sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "featurecontrols.adapters" not in out
+    assert "featurecontrols.adapters.huggingface" not in out
+    assert "featurecontrols.adapters.transformer_lens" not in out
     assert "transformers" not in out and "transformer_lens" not in out

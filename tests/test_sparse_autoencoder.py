@@ -4,12 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from featurecontrols.controls.planted_structure import PlantedSparseFeatures
+from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Dictionary, UnsupervisedFinder
 from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
-from featurecontrols.sae_metrics import evaluate_dictionary
-from featurecontrols.store import ShardedStore
+from featurecontrols.measures.sae_metrics import evaluate_dictionary
+from featurecontrols.pipeline.store import ShardedStore
 
 
 def tms_data(
@@ -155,7 +155,7 @@ def test_bad_parameters_and_data() -> None:
 def test_topk_sae_on_the_trained_toy_superposition_testbed() -> None:
     """TMS testbed (trained, n 20 in m 5, p 0.03): the SAE finds the represented feature directions."""
     tms = pytest.importorskip("featurecontrols.testbeds.toy_superposition")
-    from featurecontrols.sites import read_activations
+    from featurecontrols.adapters.sites import read_activations
 
     config = tms.ToySuperpositionConfig(instance=3, n_examples=30000)
     testbed = tms.train_toy_superposition(config)

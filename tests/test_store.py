@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.sites import read_activations
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.sites import read_activations
-from featurecontrols.store import ShardedStore, cache_key, fingerprint
+from featurecontrols.pipeline.store import ShardedStore, cache_key, fingerprint
 
 SITES = ["0", "1:input[-1]"]
 

@@ -1,7 +1,7 @@
 import pytest
 
-from featurecontrols.evidence import Evidence
-from featurecontrols.verdict import correct_all, decide, make_axis
+from featurecontrols.axes.evidence import Evidence
+from featurecontrols.axes.verdict import correct_all, decide, make_axis
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ import torch
 from torch import Tensor, nn
 
 from featurecontrols.controls.base import RandomisedModel, WeightControl
-from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
-from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights, haar_columns
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights, haar_columns
 from featurecontrols.errors import FeatureControlsError
 
 Control = type[ReinitialisedWeights] | type[SpectrumMatchedWeights]

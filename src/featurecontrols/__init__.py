@@ -4,14 +4,14 @@ The usual entry point is :class:`Battery`; every piece (sites, finders, controls
 report) can also be used on its own from its module.
 """
 
-from featurecontrols.battery import Battery
-from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
-from featurecontrols.controls.shuffled_labels import ShuffledLabels
-from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
+from featurecontrols.adapters.sites import Site, read_activations
+from featurecontrols.axes.evidence import RunResult
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import RunResult
 from featurecontrols.finders import RidgeProbe
-from featurecontrols.sites import Site, read_activations
+from featurecontrols.pipeline.battery import Battery
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 """One call: fit the same unsupervised finder on the trained model and on each randomised copy.
 
 For the trained model and for every weight control's copy, activations are read at the site on the
-same inputs, a fresh finder is fitted on them and evaluated with :mod:`featurecontrols.sae_metrics`.
+same inputs, a fresh finder is fitted on them and evaluated with :mod:`featurecontrols.measures.sae_metrics`.
 A metric that scores the randomised copies as well as the trained model does not tell what the
 model learned (Heap et al. 2025). ``beyond_control`` then asks, latent by latent, whether the
 trained run's latents beat the control's.
@@ -16,16 +16,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.sites import Site, read_activations
 from featurecontrols.controls.base import WeightControl
 from featurecontrols.finders.base import UnsupervisedFinder
-from featurecontrols.sae_metrics import (
+from featurecontrols.measures.sae_metrics import (
     DictionaryMetrics,
     LossFn,
     beyond_control,
     evaluate_dictionary,
     loss_recovered,
 )
-from featurecontrols.sites import Site, read_activations
 
 TRAINED = "trained"
 

@@ -21,8 +21,8 @@ from typing import Any, Literal
 from torch import Tensor, nn
 from torch.nn import functional
 
+from featurecontrols.adapters.sites import Site, call_model, intervene, site_names
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.sites import Site, call_model, intervene, site_names
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def resolve_alias(model: nn.Module, spec: str | Site) -> Site:
     raise FeatureControlsError(
         f"{type(model).__name__} has no alias or module named {site.module!r}{hint}",
         "see featurecontrols.adapters.huggingface.resid_aliases(model) for the aliases and "
-        "featurecontrols.sites.site_names(model) for the module paths",
+        "featurecontrols.adapters.sites.site_names(model) for the module paths",
     )
 
 
@@ -141,7 +141,7 @@ class Readout(nn.Module):
     of :func:`resid_aliases` or a module path) the tensor h (batch, seq, d) is turned into rows:
     ``level="token"``: h at the masked tokens, (n_tokens, d), in row-major order;
     ``level="sentence"``: the mean of h over the masked tokens, (batch, d). The rows pass through
-    the ``nn.Identity`` submodule ``read``, so ``featurecontrols.sites`` reads and intervenes on
+    the ``nn.Identity`` submodule ``read``, so ``featurecontrols.adapters.sites`` reads and intervenes on
     them as on any site; a change made there goes back into h (added to each masked token) before
     the model goes on. The output is the model's sentence embedding: the unit-normalised mean of
     its last hidden state over the attention mask (the sentence-transformers pooling).

@@ -9,8 +9,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from featurecontrols.adapters.sites import call_model
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.sites import call_model
 
 
 def hook_names(model: nn.Module) -> list[str]:
@@ -19,7 +19,7 @@ def hook_names(model: nn.Module) -> list[str]:
     if not isinstance(hook_dict, Mapping):
         raise FeatureControlsError(
             f"{type(model).__name__} has no hook_dict, so it is not a TransformerLens HookedTransformer",
-            "for other models, list module paths with featurecontrols.sites.site_names(model)",
+            "for other models, list module paths with featurecontrols.adapters.sites.site_names(model)",
         )
     return list(hook_dict)
 

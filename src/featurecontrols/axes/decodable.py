@@ -12,10 +12,10 @@ import copy
 
 from torch import Tensor
 
-from featurecontrols.axes.split import Split
+from featurecontrols.axes.evidence import Evidence
 from featurecontrols.controls.base import LabelControl
-from featurecontrols.evidence import Evidence
 from featurecontrols.finders.base import Probe
+from featurecontrols.pipeline.split import Split
 from featurecontrols.seeding import generator
 from featurecontrols.stats import bootstrap_mean_ci, permutation_p_value, summarise_null
 

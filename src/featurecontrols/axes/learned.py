@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from featurecontrols.evidence import Evidence
+from featurecontrols.axes.evidence import Evidence
 from featurecontrols.seeding import generator
 from featurecontrols.stats import bootstrap_mean_ci, paired_sign_test
 

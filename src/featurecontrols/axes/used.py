@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from featurecontrols.evidence import Evidence
+from featurecontrols.axes.evidence import Evidence
 from featurecontrols.seeding import generator
 from featurecontrols.stats import bootstrap_mean_ci, permutation_p_value, summarise_null
 

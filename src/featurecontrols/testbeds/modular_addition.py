@@ -69,9 +69,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from featurecontrols.adapters.interventions import ProjectOut, applied, site_tensor
 from featurecontrols.atomic import write_bytes, write_json
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.interventions import ProjectOut, applied, site_tensor
 from featurecontrols.progress import track
 from featurecontrols.seeding import generator
 from featurecontrols.testbeds import grokking_measures as gm

@@ -41,12 +41,12 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.controls.output_change import OutputChange
+from featurecontrols.adapters.interventions import Patch, site_tensor
+from featurecontrols.adapters.sites import Site
+from featurecontrols.axes.evidence import Evidence
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import Evidence
-from featurecontrols.interventions import Patch, site_tensor
+from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.seeding import generator
-from featurecontrols.sites import Site
 from featurecontrols.stats import bootstrap_mean_ci, paired_sign_test
 
 Forward = Callable[[nn.Module, Any], Any]

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.sites import Site
 from featurecontrols.atomic import write_json
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.sites import Site
 
 FORMAT = "featurecontrols-activations"
 VERSION = 1
@@ -145,7 +145,7 @@ class ShardedStore:
         if not key or key.startswith(".") or Path(key).name != key:
             raise FeatureControlsError(
                 f"store key must be a plain folder name, got {key!r}",
-                "use featurecontrols.store.cache_key(model, sites, data_id)",
+                "use featurecontrols.pipeline.store.cache_key(model, sites, data_id)",
             )
         if shard_rows < 1:
             raise FeatureControlsError(f"shard_rows must be at least 1, got {shard_rows}", "use e.g. 65536")

@@ -50,14 +50,14 @@ import torch
 from torch import Tensor
 
 from featurecontrols import atomic
-from featurecontrols.battery import Battery
+from featurecontrols.axes.evidence import AxisName, Evidence, FeatureResult, RunResult, Verdict
+from featurecontrols.axes.verdict import make_axis
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import AxisName, Evidence, FeatureResult, RunResult, Verdict
+from featurecontrols.pipeline.battery import Battery
 from featurecontrols.progress import track
 from featurecontrols.report import fixed_width
 from featurecontrols.stats import auroc_delong, wilson_interval
 from featurecontrols.testbeds.base import GroundTruth, Testbed
-from featurecontrols.verdict import make_axis
 
 AXES: tuple[AxisName, ...] = get_args(AxisName)
 TRUTHS: tuple[GroundTruth, ...] = get_args(GroundTruth)

@@ -26,10 +26,10 @@ import torch
 from torch import Tensor
 
 from featurecontrols.axes.decodable import fit_and_check
-from featurecontrols.axes.split import Split
+from featurecontrols.axes.evidence import Evidence
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import Evidence
 from featurecontrols.finders.base import Probe
+from featurecontrols.pipeline.split import Split
 from featurecontrols.seeding import generator
 from featurecontrols.stats import (
     bootstrap_mean_ci,
@@ -124,7 +124,7 @@ class Selectivity:
     control_accuracies: tuple[float, ...]
 
     def as_evidence(self) -> Evidence:
-        """The same numbers as evidence on the *learned* axis (see ``featurecontrols.evidence``)."""
+        """The same numbers as evidence on the *learned* axis (see ``featurecontrols.axes.evidence``)."""
         return Evidence(
             axis="learned",
             control=ControlTask.name,

@@ -29,7 +29,7 @@ from featurecontrols.errors import FeatureControlsError
 from featurecontrols.progress import track
 
 if TYPE_CHECKING:
-    from featurecontrols.store import ShardedStore
+    from featurecontrols.pipeline.store import ShardedStore
 
 Forward = Callable[[nn.Module, Any], Any]
 IO = Literal["output", "input"]
@@ -130,7 +130,7 @@ def resolve_module(model: nn.Module, name: str) -> nn.Module:
         hint = f"; nearest: {', '.join(nearest)}" if nearest else ""
         raise FeatureControlsError(
             f"{type(model).__name__} has no module named {name!r}{hint}",
-            "pick a name from print(featurecontrols.sites.site_names(model))",
+            "pick a name from print(featurecontrols.adapters.sites.site_names(model))",
         ) from None
 
 
@@ -172,7 +172,8 @@ def _unwrap(value: Any, site: Site) -> Tensor:
         got = f"empty {got}"
     raise FeatureControlsError(
         f"site {site}: the module's {what} is a {got}, not a tensor or a tuple/list starting with one",
-        "choose a site whose module takes or returns a tensor (see featurecontrols.sites.site_names(model)), "
+        "choose a site whose module takes or returns a tensor "
+        "(see featurecontrols.adapters.sites.site_names(model)), "
         "or wrap the computation you want in an nn.Identity submodule and name that",
     )
 

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.interventions import Intervention, applied
+from featurecontrols.adapters.sites import Site
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.interventions import Intervention, applied
-from featurecontrols.sites import Site
 
 Forward = Callable[[nn.Module, Any], Any]
 

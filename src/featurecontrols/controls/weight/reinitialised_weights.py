@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from featurecontrols.controls._weights import WeightControlBase, seeded_global_rng
+from featurecontrols.controls.weight._copy import WeightControlBase, seeded_global_rng
 from featurecontrols.seeding import derive_seed, generator
 
 MOMENT_MATCHED = "moment-matched Gaussian"

@@ -1,7 +1,7 @@
 """Target and off-target effects of steering, as curves over the steering strength alpha.
 
 For each steering vector v_i of feature i (see ``steering_vectors.py``) and each alpha, the site's
-activations become h + alpha v_i (an :class:`~featurecontrols.interventions.AddVector`), and per
+activations become h + alpha v_i (an :class:`~featurecontrols.adapters.interventions.AddVector`), and per
 input x (bootstrap intervals across inputs, ``stats.bootstrap_mean_ci``):
 
     read-out    Δ r_i . h(x)                                      the target feature's probe
@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.controls.output_change import flat_output
+from featurecontrols.adapters.interventions import AddVector, applied
+from featurecontrols.adapters.sites import Site, call_model, read_activations
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.interventions import AddVector, applied
+from featurecontrols.measures.output_change import flat_output
+from featurecontrols.measures.steering_vectors import SteeringVectors
 from featurecontrols.seeding import generator
-from featurecontrols.sites import Site, call_model, read_activations
 from featurecontrols.stats import bootstrap_mean_ci
-from featurecontrols.steering_vectors import SteeringVectors
 
 Forward = Callable[[nn.Module, Any], Any]
 TargetMetric = Callable[[Tensor, int], Tensor]

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.sites import Site, call_model, intervene
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.sites import Site, call_model, intervene
 
 Forward = Callable[[nn.Module, Any], Any]
 

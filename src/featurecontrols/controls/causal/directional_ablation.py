@@ -27,11 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.interventions import Intervention, ProjectOut
+from featurecontrols.adapters.sites import Site
 from featurecontrols.axes.used import class_mean_directions
-from featurecontrols.controls.output_change import OutputChange
-from featurecontrols.controls.shuffled_labels import ShuffledLabels
-from featurecontrols.interventions import Intervention, ProjectOut
-from featurecontrols.sites import Site
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
+from featurecontrols.measures.output_change import OutputChange
 
 Forward = Callable[[nn.Module, Any], Any]
 

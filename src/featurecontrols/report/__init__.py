@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from featurecontrols import atomic
-from featurecontrols.evidence import Axis, Evidence, FeatureResult, RunResult
+from featurecontrols.axes.evidence import Axis, Evidence, FeatureResult, RunResult
 
 
 def axis_cell(axis: Axis) -> str:

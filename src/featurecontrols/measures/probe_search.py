@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from featurecontrols.axes.split import Split
-from featurecontrols.controls.control_task import control_task_selectivity
+from featurecontrols.controls.label.control_task import control_task_selectivity
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Probe
 from featurecontrols.finders.logistic_probe import LogisticProbe
 from featurecontrols.finders.mlp_probe import MLPProbe
+from featurecontrols.pipeline.split import Split
 from featurecontrols.seeding import derive_seed, generator
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Scale-out: the job grid of a run (site x feature x control x seed), in-process or on Ray.
 
 A job is a pure function of the grid and its coordinates: it loads the site's activations from the
-shard store (``featurecontrols.store``) by reference, draws ``n_null`` control label columns with
+shard store (``featurecontrols.pipeline.store``) by reference, draws ``n_null`` control label columns with
 the seed ``derive_seed(grid.seed, site, feature, control, seed)``, fits the probe once on
 [real labels, control labels] on the grid's split, and returns the held-out accuracy, the control
 accuracies and the permutation p-value p = (1 + #{b : control_b >= real}) / (1 + B). So every
@@ -27,16 +27,16 @@ from torch import Tensor
 
 from featurecontrols import atomic
 from featurecontrols.axes.decodable import fit_and_check
-from featurecontrols.axes.split import Split
 from featurecontrols.controls.base import LabelControl
-from featurecontrols.controls.control_task import ControlTask
-from featurecontrols.controls.shuffled_labels import ShuffledLabels
+from featurecontrols.controls.label.control_task import ControlTask
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Probe
 from featurecontrols.finders.ridge_probe import RidgeProbe
+from featurecontrols.pipeline.split import Split
+from featurecontrols.pipeline.store import ShardedStore, fingerprint
 from featurecontrols.seeding import generator
 from featurecontrols.stats import permutation_p_value
-from featurecontrols.store import ShardedStore, fingerprint
 
 ControlName = Literal["shuffled labels", "control task"]
 

@@ -23,29 +23,32 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.sites import Site, call_model, read_activations
 from featurecontrols.axes.decodable import assess_decodable, fit_and_check
+from featurecontrols.axes.evidence import Axis, AxisName, Evidence, FeatureResult, RunResult
 from featurecontrols.axes.learned import assess_learned
-from featurecontrols.axes.split import Split
 from featurecontrols.axes.used import assess_used, class_mean_directions
+from featurecontrols.axes.verdict import correct_all, decide, make_axis
 from featurecontrols.controls.base import LabelControl, WeightControl
-from featurecontrols.controls.control_task import ControlTask, check_cells, control_task_selectivity
-from featurecontrols.controls.counterfactual_patching import CounterfactualPatching, assess_patching
-from featurecontrols.controls.directional_ablation import DirectionalAblation, shuffled_label_directions
-from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
-from featurecontrols.controls.shuffled_labels import ShuffledLabels
-from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
-from featurecontrols.description_length import ProbabilisticProbe, codelength_selectivity
+from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching, assess_patching
+from featurecontrols.controls.causal.directional_ablation import (
+    DirectionalAblation,
+    shuffled_label_directions,
+)
+from featurecontrols.controls.label.control_task import ControlTask, check_cells, control_task_selectivity
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import Axis, AxisName, Evidence, FeatureResult, RunResult
 from featurecontrols.finders.base import Probe
 from featurecontrols.finders.ridge_probe import RidgeProbe
+from featurecontrols.measures.description_length import ProbabilisticProbe, codelength_selectivity
+from featurecontrols.measures.spectra import activation_spectrum
+from featurecontrols.pipeline.split import Split
 from featurecontrols.progress import track
 from featurecontrols.seeding import derive_seed, generator
-from featurecontrols.sites import Site, call_model, read_activations
-from featurecontrols.spectra import activation_spectrum
 from featurecontrols.stats import Correction
 from featurecontrols.validation import check_activations, check_binary_labels
-from featurecontrols.verdict import correct_all, decide, make_axis
 
 Forward = Callable[[nn.Module, Any], Any]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.controls._weights import WeightControlBase
+from featurecontrols.controls.weight._copy import WeightControlBase
 from featurecontrols.seeding import generator
 
 SPECTRUM_MATCHED = "spectrum-matched"

@@ -14,12 +14,12 @@ from typing import Any
 import torch
 
 from featurecontrols import report
-from featurecontrols.battery import Battery
-from featurecontrols.causal_effects import SteeringEffects
+from featurecontrols.adapters.sites import read_activations
+from featurecontrols.axes.evidence import RunResult
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import RunResult
-from featurecontrols.sites import read_activations
-from featurecontrols.steering_vectors import SteeringVectors
+from featurecontrols.measures.causal_effects import SteeringEffects
+from featurecontrols.measures.steering_vectors import SteeringVectors
+from featurecontrols.pipeline.battery import Battery
 from featurecontrols.testbeds.base import Testbed
 
 
@@ -85,13 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "search":
             return _search(args)
         if args.command == "bench":
-            from featurecontrols.bench import main as bench_main
+            from featurecontrols.apps.bench import main as bench_main
 
             return bench_main(
                 args.fast, args.seeds, args.testbeds, args.json, n_null=args.n_null, progress=not args.quiet
             )
         if args.command == "run":
-            from featurecontrols.run_config import main as run_main
+            from featurecontrols.apps.run_config import main as run_main
 
             return run_main(args.config, progress=not args.quiet)
         return _demo(args)
@@ -133,7 +133,7 @@ def _search(args: argparse.Namespace) -> int:
     except for 10% irregular types, and every type's label can also be memorised. The battery
     (shuffled labels; control task over token ids) and two searches, by raw accuracy and by
     selectivity, go into one report."""
-    from featurecontrols.probe_search import ProbeSearch, SearchSpace
+    from featurecontrols.measures.probe_search import ProbeSearch, SearchSpace
     from featurecontrols.testbeds.token_embeddings import token_embedding_task
 
     start = time.perf_counter()
@@ -174,9 +174,9 @@ def _search(args: argparse.Namespace) -> int:
 def _grid(testbed: Testbed, args: argparse.Namespace) -> dict[str, Any]:
     """Both label controls as a job grid: activations in shards under OUT/activations, one result file per
     job under OUT/runs; control-task cells are the input's code (the token id)."""
-    from featurecontrols.executors import LocalExecutor, RayExecutor, RunGrid, run_grid
-    from featurecontrols.probe_search import bit_cells
-    from featurecontrols.store import ShardedStore, cache_key, fingerprint
+    from featurecontrols.measures.probe_search import bit_cells
+    from featurecontrols.pipeline.executors import LocalExecutor, RayExecutor, RunGrid, run_grid
+    from featurecontrols.pipeline.store import ShardedStore, cache_key, fingerprint
 
     store = ShardedStore(
         args.out / "activations", cache_key(testbed.model, [testbed.site], fingerprint(testbed.inputs))

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.sites import Site, call_model, intervene
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Dictionary, check_dictionary
-from featurecontrols.sites import Site, call_model, intervene
 from featurecontrols.validation import check_activations
 
 LossFn = Callable[[nn.Module, Any], Tensor]

@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.controls.directional_ablation import random_directions
-from featurecontrols.controls.output_change import flat_output
+from featurecontrols.adapters.interventions import ProjectOut, applied
+from featurecontrols.adapters.sites import Site, call_model
+from featurecontrols.controls.causal.directional_ablation import random_directions
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.interventions import ProjectOut, applied
+from featurecontrols.measures.output_change import flat_output
 from featurecontrols.seeding import generator
-from featurecontrols.sites import Site, call_model
 from featurecontrols.stats import permutation_p_value
 from featurecontrols.validation import check_activations, check_binary_labels
 

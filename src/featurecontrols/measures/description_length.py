@@ -28,10 +28,10 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from featurecontrols.axes.evidence import Evidence
 from featurecontrols.controls.base import LabelControl
-from featurecontrols.controls.control_task import ControlTask
+from featurecontrols.controls.label.control_task import ControlTask
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import Evidence
 from featurecontrols.finders.base import Probe, check_binary_columns
 from featurecontrols.seeding import generator
 from featurecontrols.stats import (

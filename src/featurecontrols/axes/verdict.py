@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from featurecontrols.evidence import Axis, AxisName, AxisStatus, Evidence, RunResult, Verdict
+from featurecontrols.axes.evidence import Axis, AxisName, AxisStatus, Evidence, RunResult, Verdict
 from featurecontrols.stats import Correction, adjust_p_values
 
 

@@ -3,7 +3,7 @@
 A config is a flat TOML table (every key optional)::
 
     model = "all-minilm-l6-v2"     # or a local folder with a transformers model and tokenizer
-    dataset = "sentences"          # a generator of featurecontrols.text_tasks.DATASETS
+    dataset = "sentences"          # a generator of featurecontrols.testbeds.text_tasks.DATASETS
     n_sentences = 400
     level = "sentence"             # "token" or "sentence"; must be the dataset's level
     sites = "all layers"           # or a list: ["embeddings", "blocks.3.hook_mlp_out", ...]
@@ -23,7 +23,7 @@ A config is a flat TOML table (every key optional)::
 
 :func:`load_config` validates it into a :class:`RunConfig` (unknown keys, wrong types and bad
 values raise ``FeatureControlsError`` naming the problem and the fix); :func:`run` loads the model
-offline, checks every site name before any work, runs :class:`~featurecontrols.battery.Battery`
+offline, checks every site name before any work, runs :class:`~featurecontrols.pipeline.battery.Battery`
 per site, corrects every p-value of the run (all sites, features and controls) together
 (``verdict.judge_together``; the automatic null sizes count every test of the run) and writes the
 reports atomically.
@@ -44,18 +44,24 @@ from torch import nn
 
 from featurecontrols import atomic, report
 from featurecontrols.adapters.huggingface import Level, Readout, resid_aliases, resolve_alias
-from featurecontrols.battery import Battery, count_tests_per_feature, null_size
-from featurecontrols.controls._weights import KEEP_PRESETS, WeightControlBase
+from featurecontrols.axes.evidence import RunResult
+from featurecontrols.axes.verdict import judge_together
 from featurecontrols.controls.base import RandomisedModel, WeightControl
-from featurecontrols.controls.moment_matched_weights import MomentMatchedWeights
-from featurecontrols.controls.reinitialised_weights import ReinitialisedWeights
-from featurecontrols.controls.shuffled_weights import ShuffledWeights
-from featurecontrols.controls.spectrum_matched_weights import SpectrumMatchedWeights
+from featurecontrols.controls.weight._copy import KEEP_PRESETS, WeightControlBase
+from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.weight.shuffled_weights import ShuffledWeights
+from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.evidence import RunResult
 from featurecontrols.finders import LogisticProbe
-from featurecontrols.text_tasks import DATASETS, encode, encode_counterfactuals, make_task, token_cells
-from featurecontrols.verdict import judge_together
+from featurecontrols.pipeline.battery import Battery, count_tests_per_feature, null_size
+from featurecontrols.testbeds.text_tasks import (
+    DATASETS,
+    encode,
+    encode_counterfactuals,
+    make_task,
+    token_cells,
+)
 
 ALPHA = 0.05  # every verdict's level; p-values are Holm-corrected over every test of the run
 
@@ -190,7 +196,7 @@ def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
             kinds = " or ".join("a list of strings" if t is list else t.__name__ for t in allowed)
             raise FeatureControlsError(
                 f"{source}: {key} must be {kinds}, got {value!r} ({type(value).__name__})",
-                f"write {key} as {kinds} (see featurecontrols.run_config for an example)",
+                f"write {key} as {kinds} (see featurecontrols.apps.run_config for an example)",
             )
         values[key] = tuple(value) if isinstance(value, list) else value
     return RunConfig(**values)
@@ -240,7 +246,7 @@ def layer_sites(model: nn.Module) -> list[str]:
     if not layers:
         raise FeatureControlsError(
             f"{type(model).__name__} has no recognised layer list, so 'all layers' means nothing",
-            "list the sites by name (featurecontrols.sites.site_names(model))",
+            "list the sites by name (featurecontrols.adapters.sites.site_names(model))",
         )
     return ["blocks.0.hook_resid_pre", *(f"blocks.{i}.hook_resid_post" for i in layers)]
 

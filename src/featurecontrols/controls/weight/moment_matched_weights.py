@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from featurecontrols.controls._weights import WeightControlBase
+from featurecontrols.controls.weight._copy import WeightControlBase
 from featurecontrols.seeding import generator
 
 MOMENT_MATCHED = "moment-matched Gaussian"

@@ -3,7 +3,7 @@
 One run, same batches (the built-in token dataset), same machine, methods interleaved over repeats:
 - a plain forward pass of the transformers model (every layer, no hooks);
 - transformers' own ``output_hidden_states=True``, keeping the site's non-pad tokens;
-- featurecontrols ``read_activations`` through a token ``Readout``, in memory;
+- featurecontrols ``read_activations`` through a token-level ``HuggingFaceEncoder``, in memory;
 - the same, streamed to disk in shards with ``featurecontrols.pipeline.store``.
 The site is the last layer's output, so the project cannot win by stopping the forward pass early.
 Peak memory is the peak resident set size above the level before the method (sampled every 2 ms).
@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from featurecontrols.adapters.huggingface import READOUT_MASK, Readout
-from featurecontrols.adapters.sites import read_activations
+from featurecontrols.adapters.huggingface import READOUT_MASK, HuggingFaceEncoder
 from featurecontrols.apps.run_config import load_model
 from featurecontrols.pipeline.store import ShardedStore
 from featurecontrols.testbeds.text_tasks import encode, make_task
@@ -75,7 +74,8 @@ def main() -> None:
     inputs = [{k: v for k, v in b.items() if k != READOUT_MASK} for b in batches]
     n_tokens = sum(int(b[READOUT_MASK].sum()) for b in batches)
     layer = int(SITE.split(".")[1]) + 1  # hidden_states[0] is the embeddings' output
-    readout = Readout(model, SITE, "token")
+    encoder = HuggingFaceEncoder(model, "token")
+    tap = encoder.resolve(SITE)
     folder = Path(tempfile.mkdtemp(prefix="fc-bench-"))
 
     def plain() -> None:
@@ -92,15 +92,15 @@ def main() -> None:
         return torch.cat(rows)
 
     def in_memory() -> torch.Tensor:
-        return read_activations(readout, batches, "read")["read"]
+        return encoder.activations(batches, [tap])[str(tap)]
 
     runs = [0]
 
     def streamed() -> torch.Tensor:
         runs[0] += 1
         store = ShardedStore(folder, f"run{runs[0]}", shard_rows=4096)
-        read_activations(readout, batches, "read", store=store)
-        return next(iter(store.iter_shards("read")))
+        encoder.activations(batches, [tap], store=store)
+        return next(iter(store.iter_shards(tap)))
 
     methods: dict[str, Callable[[], Any]] = {
         PLAIN: plain,

@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from featurecontrols.controls.label.control_task import control_task_selectivity
 from featurecontrols.finders import LogisticProbe, MLPProbe
 from featurecontrols.finders.base import Probe
-from featurecontrols.pipeline.split import Split
+from featurecontrols.finders.split import Split
+from featurecontrols.measures.selectivity import control_task_selectivity
 from featurecontrols.testbeds.token_embeddings import token_embedding_task
 
 
@@ -64,8 +64,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         interval = f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
         print(
-            f"{name:<26} {result.task_accuracy:>9.3f} {result.control_accuracy:>12.3f} "
-            f"{result.estimate:>12.3f} {interval:>17} {seconds:>6.1f}"
+            f"{name:<26} {result.score:>9.3f} {result.control_score:>12.3f} "
+            f"{result.effect:>12.3f} {interval:>17} {seconds:>6.1f}"
         )
 
 

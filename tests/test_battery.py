@@ -9,9 +9,9 @@ from torch import nn
 
 from featurecontrols import report
 from featurecontrols.apps.cli import main
-from featurecontrols.axes.evidence import RunResult
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.battery import Battery
+from featurecontrols.pipeline.results import RunResult
 from featurecontrols.testbeds import Testbed, train_planted_residual
 
 
@@ -29,7 +29,7 @@ def full_run(testbed: Testbed) -> RunResult:
 
 def test_every_verdict_matches_the_ground_truth(full_run: RunResult) -> None:
     by_truth: dict[str, list[bool]] = {}
-    for f in full_run.features:
+    for f in full_run.candidates:
         assert f.ground_truth is not None
         by_truth.setdefault(f.ground_truth, []).append(bool(f.correct))
     assert {truth: len(v) for truth, v in by_truth.items()} == {
@@ -37,26 +37,26 @@ def test_every_verdict_matches_the_ground_truth(full_run: RunResult) -> None:
         "dataset feature": 4,
         "absent": 2,
     }
-    wrong = [(f.name, f.ground_truth, f.verdict) for f in full_run.features if not f.correct]
+    wrong = [(f.name, f.ground_truth, f.verdict) for f in full_run.candidates if not f.correct]
     assert wrong == []
 
 
 def test_used_axis_alone_separates_model_features_from_the_rest(full_run: RunResult) -> None:
     expected = {"model feature": "yes", "dataset feature": "no", "absent": "no"}
-    for f in full_run.features:
+    for f in full_run.candidates:
         assert f.ground_truth is not None
         assert f.axes["used"].status == expected[f.ground_truth], f.name
 
 
 def test_axes_carry_effects_intervals_and_corrected_p_values(full_run: RunResult) -> None:
-    every = [e for f in full_run.features for axis in f.axes.values() for e in axis.evidence]
-    assert len(every) == full_run.settings["n_tests_corrected"] == 9 * 4
+    every = [e for f in full_run.candidates for axis in f.axes.values() for e in axis.evidence]
+    assert len(every) == full_run.settings.n_tests_corrected == 9 * 4
     for e in every:
         assert e.ci_low <= e.effect + 1e-9 or e.axis == "learned"  # learned: CI of the strongest copy
         assert e.ci_low <= e.ci_high
         assert 0 < e.p_value <= e.p_adjusted <= 1
     # the shuffled-label null sits at chance for balanced labels
-    for f in full_run.features:
+    for f in full_run.candidates:
         assert abs(f.axes["decodable"].evidence[0].control_score - 0.5) < 0.02
 
 
@@ -67,7 +67,7 @@ def test_same_seed_same_numbers_and_another_seed_differs(testbed: Testbed) -> No
     def run(seed: int) -> dict[str, object]:
         battery = Battery(n_weight_seeds=1, seed=seed, progress=False)
         d = battery.run(testbed.model, testbed.inputs, testbed.site, features).to_dict()
-        d.pop("timings_s")
+        d.pop("timings")
         return d
 
     first = run(3)
@@ -80,7 +80,7 @@ def test_demo_cli_writes_json_and_html(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "model feature: 3/3 verdicts match" in out
     data = json.loads((tmp_path / "report.json").read_text())
-    assert {f["ground_truth"] for f in data["features"]} == {"model feature", "dataset feature", "absent"}
+    assert {f["ground_truth"] for f in data["candidates"]} == {"model feature", "dataset feature", "absent"}
     dual = [c for c in data["steering"] if c["kind"] == "dual"]
     assert len(dual) == 7  # every decodable feature, steered as one set
     assert max(abs(v) for c in dual for v in c["off_target"]["mean"]) < 1e-4
@@ -106,7 +106,7 @@ def test_demo_cli_with_counterfactuals_patches_on_the_used_axis(
     assert all(f"{kind}: " in out and "verdicts match" in out for kind in ("model feature", "absent"))
     assert "model feature: 3/3" in out and "dataset feature: 4/4" in out and "absent: 2/2" in out
     data = json.loads((tmp_path / "report.json").read_text())
-    used = {f["name"]: f["axes"]["used"]["evidence"][0]["control"] for f in data["features"]}
+    used = {f["name"]: f["axes"]["used"]["evidence"][0]["control"] for f in data["candidates"]}
     assert set(used.values()) == {"counterfactual patching vs equal-norm noise"}
 
 

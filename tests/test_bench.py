@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import records
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -14,11 +15,12 @@ from featurecontrols.axes.evidence import (
     Axis,
     AxisName,
     AxisStatus,
+    CandidateResult,
     Evidence,
-    FeatureResult,
-    RunResult,
+    GroundTruth,
     Verdict,
 )
+from featurecontrols.pipeline.results import RunResult
 from featurecontrols.stats import auroc_delong, wilson_interval
 
 
@@ -71,15 +73,15 @@ def _evidence(axis: AxisName, control: str, effect: float, p: float) -> Evidence
 
 
 def _feature(
-    name: str, truth: str, verdict: Verdict, learned_effect: float, learned_p: float
-) -> FeatureResult:
+    name: str, truth: GroundTruth, verdict: Verdict, learned_effect: float, learned_p: float
+) -> CandidateResult:
     learned: AxisStatus = "yes" if learned_p < 0.05 and learned_effect > 0 else "no"
     axes: dict[AxisName, Axis] = {
-        "decodable": Axis("decodable", "yes", [_evidence("decodable", "shuffled labels", 0.5, 0.001)]),
-        "learned": Axis("learned", learned, [_evidence("learned", "reinit", learned_effect, learned_p)]),
-        "used": Axis("used", "not run", []),
+        "decodable": Axis("decodable", "yes", (_evidence("decodable", "shuffled labels", 0.5, 0.001),)),
+        "learned": Axis("learned", learned, (_evidence("learned", "reinit", learned_effect, learned_p),)),
+        "used": Axis("used", "not run", ()),
     }
-    return FeatureResult(name, verdict, axes, ground_truth=truth)
+    return CandidateResult("s", name, "labelled feature", verdict, axes, ground_truth=truth)
 
 
 def test_summary_counts_confusion_fpr_and_auroc() -> None:
@@ -91,7 +93,7 @@ def test_summary_counts_confusion_fpr_and_auroc() -> None:
         _feature("d3", "dataset feature", "dataset feature", -0.1, 1.0),
         _feature("a1", "absent", "not found", -0.2, 1.0),
     ]
-    result = RunResult(site="s", features=features, settings={})
+    result = RunResult(sites=("s",), candidates=tuple(features), settings=records.settings())
     s = summarise(TestbedRuns("toy", {0: result}, {0: {}}, 1.0), alpha=0.05, level=0.95)
     assert s.counts == {"model feature": 2, "dataset feature": 3, "absent": 1}
     assert s.confusion["model feature"] == {

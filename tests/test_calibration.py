@@ -6,12 +6,12 @@
 import math
 
 import torch
+from torch import nn
 
-from featurecontrols.axes.decodable import assess_decodable
-from featurecontrols.controls.label.control_task import control_task_selectivity
-from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
+from featurecontrols import Battery
 from featurecontrols.finders import RidgeProbe
-from featurecontrols.pipeline.split import Split
+from featurecontrols.finders.split import Split
+from featurecontrols.measures.selectivity import control_task_selectivity
 
 SEEDS = 200
 N_NULL = 199
@@ -38,24 +38,16 @@ def _count_below(p_values: list[float], level: float) -> tuple[int, int, int]:
 
 
 def test_shuffled_label_p_values_are_uniform_under_the_null() -> None:
+    """Through the whole battery (one test per run, so no correction): the decodable axis' p-values."""
     p_values = []
+    identity = nn.Sequential(nn.Identity())  # the site "0" reads the inputs as they are
     for seed in range(SEEDS):
         g = torch.Generator().manual_seed(seed)
         X = torch.randn(200, 5, generator=g)
-        y = (torch.rand(200, 1, generator=g) < 0.4).float()
-        split = Split.random(200, 0.3, g)
-        (evidence,) = assess_decodable(
-            RidgeProbe(),
-            X,
-            y,
-            ["y"],
-            split,
-            ShuffledLabels(),
-            N_NULL,
-            seed=seed,
-            n_bootstrap=10,
-            confidence=0.95,
-        )
+        y = (torch.rand(200, generator=g) < 0.4).float()
+        battery = Battery(weight_controls=[], run_used=False, n_shuffles=N_NULL, n_bootstrap=10, seed=seed)
+        result = battery.set_params(progress=False).run(identity, X, "0", {"y": y})
+        (evidence,) = result.candidates[0].axes["decodable"].evidence
         p_values.append(evidence.p_value)
     assert min(p_values) >= 1 / (N_NULL + 1)
     for level in (0.05, 0.5):

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters import TorchModel
 from featurecontrols.adapters.interventions import (
     AddVector,
     Patch,
@@ -13,9 +14,12 @@ from featurecontrols.adapters.interventions import (
     site_tensor,
 )
 from featurecontrols.adapters.sites import read_activations
-from featurecontrols.axes.used import class_mean_directions
+from featurecontrols.axes import used
+from featurecontrols.axes.evidence import Bootstrap
+from featurecontrols.controls.base import CausalTarget
 from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.mass_mean_probe import class_mean_directions
 from featurecontrols.measures.causal_effects import SteeringEffects, bernoulli_log_probs
 from featurecontrols.measures.steering_vectors import SteeringVectors, dual_basis
 from featurecontrols.testbeds import Testbed, train_planted_residual
@@ -86,14 +90,17 @@ def test_erasing_a_model_feature_costs_more_than_random_subspaces_and_a_dataset_
     pairs = ((0, 1), (2, 3), (4, 5))
     targets = torch.stack([planted.features[f"xor_{a}_{b}"] for a, b in pairs], 1).float()
     X = read_activations(planted.model, [planted.inputs], ["resid_post"])["resid_post"]
-    names = ["xor_0_1", "x_6"]
-    Y = torch.stack([planted.features[n] for n in names], dim=1)
-    erasure = Erasure(task=lambda out: ((out > 0).float() == targets).float(), n_random=19).fit(
-        planted.model, [planted.inputs], "resid_post", X, Y, names
+    adapter = TorchModel(planted.model)
+    site = adapter.resolve("resid_post")
+    erasure = Erasure(task=lambda out: ((out > 0).float() == targets).float())
+    cases = [CausalTarget(n, labels=planted.features[n]) for n in ("xor_0_1", "x_6")]
+    raw = erasure.scores(adapter, [planted.inputs], site, X, cases, n_null=19, seed=0)
+    bootstrap = Bootstrap(0, 100, 0.95)
+    model_feature, dataset_feature = (
+        used.assess(erasure.name, raw[n], (n,), bootstrap) for n in ("xor_0_1", "x_6")
     )
-    model_feature, dataset_feature = erasure.results_["xor_0_1"], erasure.results_["x_6"]
-    assert model_feature.drop > 0.1 and model_feature.p_value == pytest.approx(1 / 20)  # measured 0.25
-    assert abs(dataset_feature.drop) < 0.01 and dataset_feature.p_value > 0.5
+    assert model_feature.score > 0.1 and model_feature.p_value == pytest.approx(1 / 20)  # measured 0.25
+    assert abs(dataset_feature.score) < 0.01 and dataset_feature.p_value > 0.5
 
 
 def test_interventions_compose_patch_and_set_projections() -> None:

@@ -1,10 +1,14 @@
 import pytest
 import torch
 
-from featurecontrols.controls.label.control_task import ControlTask, control_task_selectivity, selectivity
+from featurecontrols.axes import learned
+from featurecontrols.axes.evidence import Bootstrap
+from featurecontrols.axes.scores import NullScores
+from featurecontrols.controls.label.control_task import ControlTask
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe, MLPProbe, RidgeProbe
-from featurecontrols.pipeline.split import Split
+from featurecontrols.finders.split import Split
+from featurecontrols.measures.selectivity import control_task_selectivity
 from featurecontrols.testbeds.token_embeddings import token_embedding_task
 
 
@@ -41,25 +45,31 @@ def test_selectivity_of_a_memorisable_and_of_a_real_feature() -> None:
     split = Split.random(4000, 0.3, torch.Generator().manual_seed(1))
     real = (embedding[cells, 0] > 0).float()
     real_result = control_task_selectivity(RidgeProbe(), X, real, cells, split, 99, seed=0)
-    assert real_result.task_accuracy > 0.95
-    assert real_result.estimate > 0.3 and real_result.ci_low > 0.25
+    assert real_result.score > 0.95
+    assert real_result.effect > 0.3 and real_result.ci_low > 0.25
     assert real_result.p_value == pytest.approx(0.01)
     random_of_cell = (torch.rand(300, generator=g) < 0.5).float()[cells]
     memorised = control_task_selectivity(RidgeProbe(), X, random_of_cell, cells, split, 99, seed=0)
-    assert memorised.ci_low < 0 < memorised.ci_high or abs(memorised.estimate) < 0.05
+    assert memorised.ci_low < 0 < memorised.ci_high or abs(memorised.effect) < 0.05
     assert memorised.p_value > 0.05
-    assert memorised.as_evidence().axis == "learned"
+    assert memorised.axis == "learned"
 
 
 def test_selectivity_interval_and_p_value() -> None:
+    """The learned axis' test of a control task: paired per-example difference, permutation p."""
     task = torch.ones(200)
     control = torch.zeros(200, 9)
     control[:100] = 1
-    result = selectivity(task, control, n_bootstrap=500, seed=0)
-    assert result.estimate == pytest.approx(0.5)
+    scores = NullScores("accuracy", task, control.mean(dim=0), control.mean(dim=1))
+    bootstrap = Bootstrap(0, 500, 0.95)
+    result = learned.assess("control task", scores, ("x",), bootstrap)
+    assert result.effect == pytest.approx(0.5)
     assert result.ci_low <= 0.5 <= result.ci_high
     assert result.p_value == pytest.approx(0.1)  # (1 + 0) / (1 + 9)
-    clustered = selectivity(task, control, cells=torch.arange(200) // 100, n_bootstrap=500, seed=0)
+    clustered_scores = NullScores(
+        "accuracy", task, control.mean(0), control.mean(1), torch.arange(200) // 100
+    )
+    clustered = learned.assess("control task", clustered_scores, ("x",), bootstrap)
     assert clustered.ci_high - clustered.ci_low > result.ci_high - result.ci_low  # two clusters only
 
 
@@ -74,11 +84,9 @@ def test_bad_inputs_raise_clear_errors() -> None:
             torch.tensor([0.0, float("nan"), 1.0, 0.0]), 3, torch.Generator()
         )
     with pytest.raises(FeatureControlsError, match="integer"):
-        ControlTask(torch.rand(4))
+        ControlTask(torch.rand(4)).null_labels(y, 3, torch.Generator())
     with pytest.raises(FeatureControlsError, match="4 cells"):
         ControlTask(torch.arange(4)).null_labels(torch.tensor([0, 1]), 3, torch.Generator())
-    with pytest.raises(FeatureControlsError, match="same non-empty"):
-        selectivity(torch.ones(3), torch.ones(4, 2))
 
 
 def test_hewitt_liang_pattern_on_token_embeddings() -> None:
@@ -96,7 +104,7 @@ def test_hewitt_liang_pattern_on_token_embeddings() -> None:
         "dropout 0.5": MLPProbe(**mlp, dropout=0.5),
     }
     selectivity = {
-        name: control_task_selectivity(probe, data.activations, data.labels, data.tokens, split, 5).estimate
+        name: control_task_selectivity(probe, data.activations, data.labels, data.tokens, split, 5).effect
         for name, probe in probes.items()
     }
     assert selectivity["linear"] > 0.15 and selectivity["mlp"] < 0.05

@@ -1,8 +1,11 @@
 import pytest
 import torch
 
-from featurecontrols.adapters.sites import Site, call_model
-from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching, assess_patching
+from featurecontrols.adapters import TorchModel
+from featurecontrols.axes import used
+from featurecontrols.axes.evidence import Bootstrap
+from featurecontrols.controls.base import CausalTarget
+from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching, _equal_norm
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import RidgeProbe
@@ -26,17 +29,23 @@ def test_patching_finds_the_relevant_bits_used_and_the_others_ignored(parity: Te
     """At the hidden layer the output reads the relevant bits only through their product, so no single
     direction carries them; patching the layer from inputs with one bit flipped does."""
     batches = list(torch.split(parity.inputs[:1024], 256))
-    patching = CounterfactualPatching(call_model).fit(parity.model, batches, Site.parse(parity.site))
+    adapter = TorchModel(parity.model)
+    site = adapter.resolve(parity.site)
+    X = adapter.activations(batches, [site])[parity.site]
     others = [n for n, t in parity.ground_truth.items() if t == "dataset feature"][:4]
-    for name in _support(parity) + others:
-        flipped = list(torch.split(parity.counterfactuals[name][:1024], 256))
-        real, noise = patching.change(flipped, seed=0)
-        evidence = assess_patching(real, noise, name, seed=0, n_bootstrap=200, confidence=0.95)
+    names = _support(parity) + others
+    targets = [
+        CausalTarget(n, counterfactuals=list(torch.split(parity.counterfactuals[n][:1024], 256)))
+        for n in names
+    ]
+    raw = CounterfactualPatching().scores(adapter, batches, site, X, targets, n_null=0, seed=0)
+    for name in names:
+        evidence = used.assess(CounterfactualPatching.name, raw[name], (name,), Bootstrap(0, 200, 0.95))
         if name in others:  # the trained output is less sensitive to these flips than to noise of their size
             assert evidence.effect < 0 and evidence.p_value > 0.5, name
         else:
             assert evidence.effect > 1.0 and evidence.ci_low > 0 and evidence.p_value < 1e-100, name
-            assert evidence.detail["examples_above_noise"] == 1024
+            assert evidence.detail["examples_above_control"] == 1024
 
 
 def test_the_battery_judges_use_by_patching_where_counterfactuals_are_given(parity: Testbed) -> None:
@@ -51,7 +60,7 @@ def test_the_battery_judges_use_by_patching_where_counterfactuals_are_given(pari
         parity.model, parity.inputs, parity.site, {n: parity.features[n] for n in names},
         counterfactuals={n: parity.counterfactuals[n] for n in names},
     )  # fmt: skip
-    by_name = {f.name: f for f in result.features}
+    by_name = {f.name: f for f in result.candidates}
     for name in names:
         (evidence,) = by_name[name].axes["used"].evidence
         assert evidence.control == CounterfactualPatching.name
@@ -63,19 +72,19 @@ def test_the_battery_judges_use_by_patching_where_counterfactuals_are_given(pari
 def test_only_the_features_with_counterfactuals_are_patched(parity: Testbed) -> None:
     bit = _support(parity)[0]
     battery = Battery(
-        weight_controls=[], n_shuffles=100, n_random_directions=20, used_examples=256, progress=False
+        weight_controls=[], n_shuffles=100, n_random_directions=100, used_examples=256, progress=False
     )
     result = battery.run(
         parity.model, parity.inputs[:1000], parity.site,
         {bit: parity.features[bit][:1000], "x_parity": parity.features["parity"][:1000]},
         counterfactuals={bit: parity.counterfactuals[bit][:1000]},
     )  # fmt: skip
-    controls = {f.name: f.axes["used"].evidence[0].control for f in result.features}
+    controls = {f.name: f.axes["used"].evidence[0].control for f in result.candidates}
     assert controls == {bit: CounterfactualPatching.name, "x_parity": "ablation vs shuffled-label directions"}
 
 
 def test_bad_counterfactuals_raise_clear_errors(parity: Testbed) -> None:
-    battery = Battery(weight_controls=[], n_shuffles=10, progress=False)
+    battery = Battery(weight_controls=[], n_shuffles=100, progress=False)
     features = {"parity": parity.features["parity"]}
     with pytest.raises(FeatureControlsError, match="unknown feature"):
         battery.run(
@@ -101,19 +110,19 @@ def test_bad_counterfactuals_raise_clear_errors(parity: Testbed) -> None:
 
 @pytest.mark.parametrize("noise", ["covariance", "isotropic"])
 def test_noise_has_the_norm_of_the_difference_per_position(parity: Testbed, noise: str) -> None:
-    patching = CounterfactualPatching(
-        call_model, noise=noise
-    ).fit(  # type: ignore[arg-type]
-        parity.model, [parity.inputs[:300]], Site.parse(parity.site)
-    )
+    adapter = TorchModel(parity.model)
+    site = adapter.resolve(parity.site)
+    shape = CounterfactualPatching(noise=noise)._noise_shape([adapter.site_tensor(site, parity.inputs[:300])])  # type: ignore[arg-type]
     difference = torch.randn(3, 5, 1000)
-    r = patching._equal_norm(difference, torch.Generator().manual_seed(0))
+    r = _equal_norm(difference, shape, torch.Generator().manual_seed(0))
     assert torch.allclose(r.norm(dim=-1), difference.norm(dim=-1), rtol=1e-4)
     assert not torch.allclose(r, difference)
     with pytest.raises(FeatureControlsError, match="noise in"):
-        CounterfactualPatching(call_model, noise="gaussian").fit(  # type: ignore[arg-type]
-            parity.model, [parity.inputs[:10]], Site.parse(parity.site)
-        )
+        X = adapter.activations([parity.inputs[:10]], [site])[parity.site]
+        target = CausalTarget("x", counterfactuals=[parity.inputs[:10]])
+        CounterfactualPatching(noise="gaussian").scores(
+            adapter, [parity.inputs[:10]], site, X, [target], 0, 0
+        )  # type: ignore[arg-type]
 
 
 def test_tms_counterfactuals_toggle_exactly_one_feature() -> None:
@@ -133,7 +142,7 @@ def test_the_report_plots_patched_against_noise_per_example(parity: Testbed) -> 
         parity.model, parity.inputs[:512], parity.site, {bit: parity.features[bit][:512]},
         counterfactuals={bit: parity.counterfactuals[bit][:512]},
     )  # fmt: skip
-    (evidence,) = result.features[0].axes["used"].evidence
-    assert len(evidence.detail["patched"]) == len(evidence.detail["noise"]) == 512  # one whole batch
+    (evidence,) = result.candidates[0].axes["used"].evidence
+    assert len(evidence.detail["real"]) == len(evidence.detail["control"]) == 512  # one whole batch
     page = to_html(result)
     assert "one dot per example" in page and page.count("<circle") >= 512

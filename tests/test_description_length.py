@@ -12,7 +12,7 @@ from featurecontrols.measures.description_length import (
     codelength_selectivity,
     online_codelength,
 )
-from featurecontrols.pipeline.battery import Battery, count_tests_per_feature
+from featurecontrols.pipeline.battery import Battery
 from featurecontrols.report import to_html
 from featurecontrols.testbeds.token_embeddings import token_embedding_task
 
@@ -71,20 +71,20 @@ def test_codelength_evidence_separates_structure_from_a_random_function_of_the_c
     than control tasks over the tokens; a label drawn at random per token does not."""
     X, y, tokens = _token_task(exceptions=0.0)
     structured = codelength_selectivity(LogisticProbe, X, y, ControlTask(tokens), n_controls=99, seed=0)
-    assert structured.p_value == pytest.approx(0.01)  # below every one of the 99 control tasks
-    assert 0.0 < structured.ci_low <= structured.per_example <= structured.ci_high
-    assert structured.per_example == pytest.approx(structured.selectivity_bits / 3000)
-    evidence = structured.as_evidence()
+    evidence = structured.evidence
+    assert evidence.p_value == pytest.approx(0.01)  # below every one of the 99 control tasks
+    assert 0.0 < evidence.ci_low <= evidence.effect <= evidence.ci_high
+    assert evidence.effect == pytest.approx(structured.selectivity_bits / 3000)
     assert evidence.axis == "learned" and evidence.control == "control task (codelength)"
     assert evidence.score < evidence.control_score and evidence.effect > 0.3  # bits per example
-    assert evidence.detail["compression"] > 3.0
+    assert structured.task.compression.item() > 3.0
 
     random_of_token = (torch.rand(200, generator=torch.Generator().manual_seed(4)) < 0.5).float()[tokens]
     memorised = codelength_selectivity(
         LogisticProbe, X, random_of_token, ControlTask(tokens), n_controls=99, seed=0
     )
-    assert memorised.p_value > 0.05
-    assert memorised.ci_low < 0.0 < memorised.ci_high
+    assert memorised.evidence.p_value > 0.05
+    assert memorised.evidence.ci_low < 0.0 < memorised.evidence.ci_high
 
 
 def test_battery_puts_the_codelength_on_the_learned_axis() -> None:
@@ -98,13 +98,12 @@ def test_battery_puts_the_codelength_on_the_learned_axis() -> None:
         codelength_probe=LogisticProbe(), n_bootstrap=200, progress=False,
     )  # fmt: skip
     result = battery.run(model, tokens, "0", {"property": y}, cells=tokens)
-    learned = result.features[0].axes["learned"]
+    learned = result.candidates[0].axes["learned"]
     controls = [e.control for e in learned.evidence]
     assert "control task (codelength)" in controls and "control task" in controls
-    assert result.settings["n_tests_corrected"] == 4  # decodable, reinitialised, control task, codelength
-    assert count_tests_per_feature(1, False, True, True) == 4  # the count the automatic null sizes use
-    assert result.settings["n_shuffles"] == 200
-    assert result.settings["codelength_probe"] == "LogisticProbe"
+    assert result.settings.n_tests_corrected == 4  # decodable, reinitialised, control task, codelength
+    assert result.settings.n_shuffles == 200
+    assert result.settings.codelength_probe == "LogisticProbe()"
     codelength = learned.evidence[controls.index("control task (codelength)")]
     assert codelength.p_adjusted <= 0.05 and codelength.effect > 0
     assert "codelength" in to_html(result)

@@ -1,83 +1,89 @@
-import time
-from collections.abc import Iterator, Sequence
+"""Executors run the whole plan (weight-control copies included): in-process and on Ray with the same
+numbers, and resumable job by job."""
+
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 import torch
 
+from featurecontrols import Battery
 from featurecontrols.pipeline import executors
-from featurecontrols.pipeline.executors import Job, JobResult, LocalExecutor, RunGrid, run_grid
-from featurecontrols.pipeline.store import ShardedStore
+from featurecontrols.pipeline.context import RunContext
+from featurecontrols.pipeline.executors import LocalExecutor, RayExecutor
+from featurecontrols.pipeline.jobs import Job, Output
+from featurecontrols.pipeline.results import RunResult
+from featurecontrols.testbeds import Testbed, train_planted_residual
 
 
 class StoppedError(Exception):
     pass
 
 
-def _grid(root: Path) -> RunGrid:
-    """Two sites of random activations in a shard store, two features, both label controls, two seeds."""
-    rng = torch.Generator().manual_seed(0)
-    n = 200
-    x = torch.randint(0, 2, (n, 4), generator=rng)
-    store = ShardedStore(root, "acts", shard_rows=64)
-    with store.writing() as writer:
-        for site in ("a", "b"):
-            writer.append(site, torch.randn(n, 8, generator=rng) + 2.0 * x[:, :2].float().repeat(1, 4))
-    labels = {"x0": x[:, 0], "x3": x[:, 3]}
-    cells = x[:, 0] * 2 + x[:, 1]
-    return RunGrid(
-        str(root), "acts", ("a", "b"), labels, ("shuffled labels", "control task"), (0, 1), cells, n_null=20
-    )
+@pytest.fixture(scope="module")
+def testbed() -> Testbed:
+    return train_planted_residual()
 
 
-def test_jobs_and_keys_are_deterministic(tmp_path: Path) -> None:
-    grid = _grid(tmp_path)
-    jobs = grid.jobs()
-    assert len(jobs) == 2 * 2 * 2 * 2 and len({j.key for j in jobs}) == len(jobs)
-    assert Job("a", "x0", "control task", 1).key == jobs[3].key
-    assert grid.key == _grid(tmp_path / "elsewhere").key  # where the store lies is not in the key
-    result = run_grid(grid, tmp_path / "runs").results
-    assert result[0].accuracy > 0.9 and result[0].p_value < 0.1  # x0 is written into the activations
-    assert JobResult.from_dict(result[0].as_dict()) == result[0]
+def _battery(**kwargs: object) -> Battery:
+    return Battery(n_weight_seeds=2, n_bootstrap=200, progress=False, **kwargs)  # type: ignore[arg-type]
 
 
-def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    grid = _grid(tmp_path)
-    calls: list[str] = []
+def _run(testbed: Testbed, battery: Battery) -> RunResult:
+    names = ["xor_0_1", "x_6", "xor_6_7"]
+    features = {n: testbed.features[n] for n in names}
+    return battery.run(testbed.model, testbed.inputs, testbed.site, features, cells=torch.arange(4000) % 64)
+
+
+def _numbers(result: RunResult) -> list[object]:
+    return [result.to_dict()["candidates"], result.spectra]
+
+
+class StopsAfter(LocalExecutor):
+    """Runs like the local executor, then raises after ``limit`` jobs (a crash halfway)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.ran: list[Job] = []
+
+    def run(
+        self, ctx: RunContext, jobs: Sequence[Job], inputs: Mapping[Job, Output]
+    ) -> Iterator[tuple[Job, Output]]:
+        for job, output in super().run(ctx, jobs, inputs):
+            self.ran.append(job)
+            yield job, output
+            if len(self.ran) == self.limit:
+                raise StoppedError
+
+
+def test_an_interrupted_run_resumes_without_recomputing_finished_jobs(
+    testbed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = _run(testbed, _battery())
+    crashing = StopsAfter(limit=7)
+    with pytest.raises(StoppedError):
+        _run(testbed, _battery(executor=crashing, run_dir=tmp_path))
+    finished = set(crashing.ran)
+    counted: list[Job] = []
     real_run_job = executors.run_job
 
-    def counted(g: RunGrid, job: Job) -> JobResult:
-        calls.append(job.key)
-        return real_run_job(g, job)
+    def counting(ctx: RunContext, job: Job, inputs: Mapping[Job, Output], threads: int) -> Output:
+        counted.append(job)
+        return real_run_job(ctx, job, inputs, threads)
 
-    class StopsAfter(LocalExecutor):
-        def run(self, grid: RunGrid, jobs: Sequence[Job]) -> Iterator[JobResult]:
-            for i, result in enumerate(super().run(grid, jobs)):
-                yield result
-                if i == 4:
-                    raise StoppedError
-
-    monkeypatch.setattr(executors, "run_job", counted)
-    with pytest.raises(StoppedError):
-        run_grid(grid, tmp_path / "runs", StopsAfter())
-    assert len(calls) == 5
-    resumed = run_grid(grid, tmp_path / "runs")
-    assert (resumed.computed, resumed.reused) == (11, 5)
-    assert len(calls) == 16 and len(set(calls)) == 16  # no job ran twice
-    fresh = run_grid(grid, tmp_path / "again", resume=False)
-    assert fresh.results == resumed.results
+    monkeypatch.setattr(executors, "run_job", counting)
+    resumed = _run(testbed, _battery(run_dir=tmp_path))
+    assert counted and not finished & set(counted)  # nothing finished ran again
+    assert _numbers(resumed) == _numbers(reference)
+    again = len(counted)
+    _run(testbed, _battery(run_dir=tmp_path))
+    assert len(counted) == again  # a third run reads every job from the folder
 
 
-def test_ray_gives_the_same_numbers_as_in_process(tmp_path: Path) -> None:
+def test_ray_runs_the_whole_plan_with_the_numbers_of_in_process(testbed: Testbed, tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    grid = _grid(tmp_path)
-    start = time.perf_counter()
-    local = run_grid(grid, tmp_path / "local")
-    local_s = time.perf_counter() - start
-    with executors.RayExecutor(num_cpus=2) as ray_executor:
-        start = time.perf_counter()
-        on_ray = run_grid(grid, tmp_path / "ray", ray_executor)
-        ray_s = time.perf_counter() - start
-    print(f"local {local_s:.2f} s, ray (including start-up) {ray_s:.2f} s")
-    assert on_ray.results == local.results
-    assert on_ray.computed == len(grid.jobs())
+    local = _run(testbed, _battery())
+    with RayExecutor(num_cpus=2) as ray:
+        on_ray = _run(testbed, _battery(executor=ray, run_dir=tmp_path))
+    assert on_ray.settings.executor == "RayExecutor"
+    assert _numbers(on_ray) == _numbers(local)

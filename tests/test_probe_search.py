@@ -5,12 +5,12 @@ import torch
 from torch import Tensor
 
 from featurecontrols.adapters.sites import read_activations
+from featurecontrols.controls.label.control_task import bit_cells
 from featurecontrols.measures.probe_search import (
     ProbeSearch,
     ProbeSpec,
     SearchResult,
     SearchSpace,
-    bit_cells,
     hypervolume_2d,
     pareto_front,
 )

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import records
 import torch
 
 from featurecontrols import report
-from featurecontrols.axes.evidence import Axis, AxisName, Evidence, FeatureResult, RunResult
+from featurecontrols.axes.evidence import Axis, AxisName, CandidateResult, Evidence
 from featurecontrols.measures.probe_search import ProbeSearch, SearchSpace
+from featurecontrols.pipeline.results import RunResult
 from featurecontrols.stats import summarise_null
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless_shell")
@@ -35,21 +37,24 @@ def _result() -> RunResult:
     learned = Evidence("learned", "reinitialised weights", accuracy, 0.9, 0.6, 0.3, 0.2, 0.4, 0.01, 0.02,
                        detail=copies)  # fmt: skip
     axes: dict[AxisName, Axis] = {
-        "decodable": Axis("decodable", "yes", [decodable]),
-        "learned": Axis("learned", "yes", [learned]),
-        "used": Axis("used", "not run", []),
+        "decodable": Axis("decodable", "yes", (decodable,)),
+        "learned": Axis("learned", "yes", (learned,)),
+        "used": Axis("used", "not run", ()),
     }
     X = torch.randn(300, 6, generator=rng)
     y = (X[:, 0] > 0).long()
     cells = (X[:, :3] > 0).long() @ torch.tensor([1, 2, 4])
     space = SearchSpace(hidden=(2, 4), steps=(5, 10))
     search = ProbeSearch(n_trials=3, n_controls=2, space=space).fit(X, y, cells).result_
-    settings = {"n_examples": 300, "n_test": 90, "correction": "holm", "n_tests_corrected": 2, "alpha": 0.05}
+    candidate = CandidateResult(
+        "resid_post", "x_0", "labelled feature", "model feature", axes, "model feature"
+    )
+    spectra = {"trained": [[3.0, 1.0, 0.3, 0.1]], "reinitialised weights": [[1.5, 1.2, 1.0, 0.9]]}
     return RunResult(
-        site="resid_post",
-        features=[FeatureResult("x_0", "model feature", axes, ground_truth="model feature")],
-        settings=settings,
-        spectra={"trained": [[3.0, 1.0, 0.3, 0.1]], "reinitialised weights": [[1.5, 1.2, 1.0, 0.9]]},
+        sites=("resid_post",),
+        candidates=(candidate,),
+        settings=records.settings(n_examples=300, n_test=90, n_tests=2),
+        spectra={"resid_post": spectra},
         search={"x_0": [search.as_dict()]},
     )
 

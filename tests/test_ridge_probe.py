@@ -54,7 +54,7 @@ def test_bad_labels_and_activations_raise_clear_errors() -> None:
     X, Y = _data(50, 4, 1)
     with pytest.raises(FeatureControlsError, match="0/1"):
         RidgeProbe().fit(X, Y * 2)
-    with pytest.raises(FeatureControlsError, match="do not match"):
+    with pytest.raises(FeatureControlsError, match="labels have 10 rows"):
         RidgeProbe().fit(X, Y[:10])
     with pytest.raises(FeatureControlsError, match="NaN"):
         RidgeProbe().fit(X.clone().fill_(float("nan")), Y)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.validation import check_activations, check_binary_labels
+from featurecontrols.validation import check_activations, check_labels
 
 
 @pytest.mark.parametrize(
@@ -23,10 +23,10 @@ def test_bad_activations(X: torch.Tensor, match: str) -> None:
 
 def test_bad_labels() -> None:
     with pytest.raises(FeatureControlsError, match="3 rows but the activations have 4"):
-        check_binary_labels(torch.tensor([0, 1, 0]), 4)
+        check_labels(torch.tensor([0, 1, 0]), 4)
     with pytest.raises(FeatureControlsError, match="'x' has 1 distinct value"):
-        check_binary_labels(torch.ones(4), 4, ["x"])
+        check_labels(torch.ones(4), 4, ["x"])
     with pytest.raises(FeatureControlsError, match="NaN"):
-        check_binary_labels(torch.tensor([0.0, float("nan"), 1.0]), 3)
-    out = check_binary_labels(torch.tensor([[-1, 5], [1, 5], [1, 7]]), 3)
+        check_labels(torch.tensor([0.0, float("nan"), 1.0]), 3)
+    out = check_labels(torch.tensor([[-1, 5], [1, 5], [1, 7]]), 3)
     assert out.tolist() == [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]

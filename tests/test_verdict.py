@@ -1,7 +1,7 @@
 import pytest
 
 from featurecontrols.axes.evidence import Evidence
-from featurecontrols.axes.verdict import correct_all, decide, make_axis
+from featurecontrols.axes.verdict import corrected, decide, make_axis
 
 
 @pytest.mark.parametrize(
@@ -25,12 +25,10 @@ def _ev(p: float, effect: float = 0.1) -> Evidence:
 
 
 def test_axis_needs_every_piece_significant_after_correction() -> None:
-    evidence = [_ev(0.001), _ev(0.02)]
-    correct_all(evidence, "holm")
+    evidence = corrected([_ev(0.001), _ev(0.02)], "holm")
     assert [e.p_adjusted for e in evidence] == pytest.approx([0.002, 0.02])
     assert make_axis("learned", evidence, 0.05).status == "yes"
     assert make_axis("learned", evidence, 0.01).status == "no"
     assert make_axis("learned", [], 0.05).status == "not run"
-    negative = [_ev(0.0001, effect=-0.1)]
-    correct_all(negative, "holm")
+    negative = corrected([_ev(0.0001, effect=-0.1)], "holm")
     assert make_axis("learned", negative, 0.05).status == "no"

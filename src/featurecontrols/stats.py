@@ -18,9 +18,13 @@ Correction = Literal["holm", "bh"]
 def permutation_p_value(real: Tensor, null: Tensor) -> Tensor:
     """One-sided permutation p-value per column, never zero (Phipson & Smyth 2010).
 
-    p = (1 + #{b : null_b >= real}) / (1 + B), with ``real`` of shape (k,) and ``null`` (k, B).
+    p = (1 + #{b : null_b >= real}) / (1 + B), with ``real`` of shape (k,) and ``null`` (k, B). A null
+    value within a relative 1e-12 of the real one counts as a tie: the same count over the same n can
+    come out of two floating-point sums one ulp apart.
     """
-    exceed = (null >= real[:, None]).sum(dim=1).double()
+    real = real.double()
+    tolerance = 1e-12 * real.abs().clamp(min=1.0)
+    exceed = (null.double() >= (real - tolerance)[:, None]).sum(dim=1).double()
     return (1.0 + exceed) / (1.0 + null.shape[1])
 
 

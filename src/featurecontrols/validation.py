@@ -43,17 +43,20 @@ def check_activations(X: Tensor, what: str = "activations") -> Tensor:
     return X
 
 
-def check_binary_labels(Y: Tensor, n: int, names: list[str] | None = None) -> Tensor:
-    """Require labels of shape (n,) or (n, k) with exactly two classes per column.
+def check_labels(
+    Y: Tensor, n: int, names: list[str] | None = None, *, recode: bool = True, both_classes: bool = True
+) -> Tensor:
+    """Require binary labels of shape (n,) or (n, k); return a float (n, k) matrix of 0/1.
 
-    Returns a float (n, k) tensor of 0/1 values (the larger class value becomes 1).
+    ``recode``: any two distinct values per column become 0/1 (the larger is 1); otherwise the values
+    must already be 0/1. ``both_classes``: every column must hold both classes (a probe cannot be
+    fitted on one); a scored test split may not, so scoring passes False.
     """
     if not isinstance(Y, Tensor):
         raise FeatureControlsError(
             f"labels must be a torch.Tensor, got {type(Y).__name__}", "convert with torch.as_tensor(labels)"
         )
-    if Y.ndim == 1:
-        Y = Y[:, None]
+    Y = Y[:, None] if Y.ndim == 1 else Y
     if Y.ndim != 2:
         raise FeatureControlsError(
             f"labels must be (n,) or (n, k), got shape {tuple(Y.shape)}",
@@ -68,15 +71,86 @@ def check_binary_labels(Y: Tensor, n: int, names: list[str] | None = None) -> Te
         raise FeatureControlsError(
             "labels contain NaN or inf", "drop the unlabelled examples from both labels and inputs"
         )
-    out = torch.empty(Y.shape, dtype=torch.float32)
-    for j in range(Y.shape[1]):
-        values = torch.unique(Y[:, j])
-        name = names[j] if names is not None else f"column {j}"
-        if values.numel() != 2:
+    if not recode:
+        if not bool(((Y == 0) | (Y == 1)).all()):
             raise FeatureControlsError(
-                f"label {name!r} has {values.numel()} distinct value(s) {values.tolist()[:5]}; "
-                "a binary probe needs exactly two classes",
+                "probe labels must be 0/1", "encode the two classes as 0 and 1 (validation.check_labels)"
+            )
+        out = Y.float()
+    else:
+        out = torch.empty(Y.shape, dtype=torch.float32, device=Y.device)
+        for j in range(Y.shape[1]):
+            values = torch.unique(Y[:, j])
+            if values.numel() > 2:
+                raise FeatureControlsError(
+                    f"label {_column(names, j)!r} has {values.numel()} distinct values "
+                    f"{values.tolist()[:5]}; a binary probe needs exactly two classes",
+                    "binarise the label (e.g. labels == value) or give one column per class",
+                )
+            out[:, j] = (Y[:, j] == values[-1]).float()
+    if both_classes:
+        positives = out.sum(dim=0)
+        single = torch.nonzero((positives == 0) | (positives == n)).flatten().tolist()
+        if single:
+            raise FeatureControlsError(
+                f"label {_column(names, single[0])!r} has 1 distinct value: a single class "
+                f"({len(single)} column(s) like it)",
                 "a single-class label cannot be decoded: drop the feature or add examples of the other class",
             )
-        out[:, j] = (Y[:, j] == values[1]).float()
     return out
+
+
+def _column(names: list[str] | None, j: int) -> str:
+    return names[j] if names is not None else f"column {j}"
+
+
+def check_targets(T: Tensor, n: int) -> Tensor:
+    """Real-valued targets (n,) or (n, k) as a finite, non-constant float (n, k) matrix."""
+    if not isinstance(T, Tensor):
+        raise FeatureControlsError(
+            f"targets must be a torch.Tensor, got {type(T).__name__}", "convert with torch.as_tensor(targets)"
+        )
+    T = T[:, None] if T.ndim == 1 else T
+    if T.ndim != 2 or T.shape[0] != n:
+        raise FeatureControlsError(
+            f"targets of shape {tuple(T.shape)} do not match {n} activation rows",
+            "give targets of shape (n,) or (n, k) for the same n examples as the activations",
+        )
+    T = T.to(torch.float64) if T.dtype == torch.float64 else T.float()
+    if not bool(torch.isfinite(T).all()):
+        raise FeatureControlsError(
+            f"targets contain {int((~torch.isfinite(T)).sum())} NaN or infinite values",
+            "drop the examples without a target from the targets and the activations alike",
+        )
+    constant = torch.nonzero((T[:1] == T).all(dim=0)).flatten().tolist()
+    if constant:
+        raise FeatureControlsError(
+            f"target column(s) {constant[:5]} are constant: R^2 is undefined",
+            "drop those columns; a constant target carries nothing to decode",
+        )
+    return T
+
+
+def check_in_open_unit(name: str, value: float, example: str) -> float:
+    """Require 0 < value < 1 (a level, a rate, a fraction)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise FeatureControlsError(f"{name} must be in (0, 1), got {value!r}", f"use e.g. {name}={example}")
+    return float(value)
+
+
+def check_at_least(name: str, value: int | None, low: int, *, optional: bool = False) -> int | None:
+    """Require an integer >= low (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        hint = " (or None for the automatic size)" if optional else ""
+        raise FeatureControlsError(
+            f"{name} must be an integer >= {low}, got {value!r}", f"pass {name}={max(low, 1)} or more{hint}"
+        )
+    return value
+
+
+def check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
+    """Require one of ``choices``."""
+    if value not in choices:
+        raise FeatureControlsError(f"unknown {name} {value!r}", f"use one of {list(choices)}")

@@ -1,8 +1,51 @@
-"""Thin adapters for model libraries, imported only when used.
+"""Model adapters: the only code that knows a model library (contract in ``adapters/base.py``).
 
-- :mod:`featurecontrols.adapters.transformer_lens`: list hook names, call a HookedTransformer.
-- :mod:`featurecontrols.adapters.huggingface`: TransformerLens-style names for Hugging Face
-  module paths, call a model on tokenizer output, read a site per token or per sentence (``Readout``).
+- :class:`~featurecontrols.adapters.torch_model.TorchModel`: any ``nn.Module`` (the default).
+- :class:`~featurecontrols.adapters.huggingface.HuggingFaceEncoder`: a Hugging Face encoder read per
+  token or per sentence at TransformerLens-style site names; its output is the sentence embedding.
+- :class:`~featurecontrols.adapters.transformer_lens.TransformerLensModel`: a HookedTransformer, its
+  hook names as sites.
 
-Neither imports its library: both work on the model object they are given.
+:func:`adapt` wraps a bare module in the adapter its library needs; :data:`ADAPTERS` names them for
+configs. No adapter imports its library: each works on the model object it is given.
 """
+
+from __future__ import annotations
+
+from torch import nn
+
+from featurecontrols.adapters.base import ModelAdapter
+from featurecontrols.adapters.torch_model import TorchModel
+from featurecontrols.errors import FeatureControlsError
+
+
+def adapt(model: ModelAdapter | nn.Module) -> ModelAdapter:
+    """``model`` if it is an adapter; a TransformerLens model or an nnsight wrapper in its adapter;
+    any other ``nn.Module`` as a :class:`TorchModel`."""
+    if isinstance(model, ModelAdapter):
+        return model
+    bases = {cls.__name__ for cls in type(model).__mro__}
+    if "HookedTransformer" in bases:
+        from featurecontrols.adapters.transformer_lens import TransformerLensModel
+
+        return TransformerLensModel(model)
+    if "Envoy" in bases or "NNsight" in bases:
+        inner = getattr(model, "_model", None)
+        if isinstance(inner, nn.Module):
+            return adapt(inner)
+    if not isinstance(model, nn.Module):
+        raise FeatureControlsError(
+            f"the model must be a torch.nn.Module or a featurecontrols adapter, got {type(model).__name__}",
+            "pass the torch module, or wrap it: featurecontrols.adapters.TorchModel(module, forward=...)",
+        )
+    return TorchModel(model)
+
+
+ADAPTERS: dict[str, str] = {
+    "torch": "featurecontrols.adapters.torch_model.TorchModel",
+    "huggingface-encoder": "featurecontrols.adapters.huggingface.HuggingFaceEncoder",
+    "transformer-lens": "featurecontrols.adapters.transformer_lens.TransformerLensModel",
+}
+"""The adapters by name (their modules are imported only when used)."""
+
+__all__ = ["ADAPTERS", "ModelAdapter", "TorchModel", "adapt"]

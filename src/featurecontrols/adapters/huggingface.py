@@ -6,8 +6,9 @@ holds that tensor in BERT-like (``encoder.layer.{l}``), GPT-2 (``h.{l}``) and Ll
 whose module exists are listed. BERT is post-LayerNorm: its residual stream is read after each
 LayerNorm, so ``hook_resid_mid`` there is the output of ``attention.output`` (after its LayerNorm).
 
-:class:`Readout` wraps an encoder so that one site is read per token (pad and special tokens
-dropped) or mean-pooled per sentence, and the model's output is its sentence embedding.
+:class:`HuggingFaceEncoder` is the adapter of an encoder: a :class:`Readout` reads each site per token
+(pad and special tokens dropped) or mean-pooled per sentence, and the model's output is its sentence
+embedding.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from torch import Tensor, nn
 from torch.nn import functional
 
 from featurecontrols.adapters.sites import Site, call_model, intervene, site_names
+from featurecontrols.adapters.torch_model import TorchModel
 from featurecontrols.errors import FeatureControlsError
 
 
@@ -135,48 +139,99 @@ READOUT_MASK = "readout_mask"
 
 
 class Readout(nn.Module):
-    """A Hugging Face encoder read at one site per token or per sentence, at its own site ``"read"``.
+    """A Hugging Face encoder read at any number of sites, per token or per sentence.
 
-    The batch is the tokenizer output plus ``readout_mask`` (batch, seq). At ``site`` (an alias
-    of :func:`resid_aliases` or a module path) the tensor h (batch, seq, d) is turned into rows:
+    The batch is the tokenizer output plus ``readout_mask`` (batch, seq). :meth:`tap` adds a site (an
+    alias of :func:`resid_aliases` or a module path) and returns where to read it: the ``nn.Identity``
+    submodule ``taps.<key>``. In the forward pass the site's tensor h (batch, seq, d) becomes rows:
     ``level="token"``: h at the masked tokens, (n_tokens, d), in row-major order;
-    ``level="sentence"``: the mean of h over the masked tokens, (batch, d). The rows pass through
-    the ``nn.Identity`` submodule ``read``, so ``featurecontrols.adapters.sites`` reads and intervenes on
-    them as on any site; a change made there goes back into h (added to each masked token) before
-    the model goes on. The output is the model's sentence embedding: the unit-normalised mean of
-    its last hidden state over the attention mask (the sentence-transformers pooling).
+    ``level="sentence"``: the mean of h over the masked tokens, (batch, d). The rows pass through the
+    tap, so ``featurecontrols.adapters.sites`` reads and intervenes on them as on any site; a change made
+    there goes back into h (added to each masked token) before the model goes on. The output is the
+    model's sentence embedding: the unit-normalised mean of its last hidden state over the attention
+    mask (the sentence-transformers pooling).
     """
 
-    def __init__(self, model: nn.Module, site: str | Site, level: Level = "sentence") -> None:
+    def __init__(self, model: nn.Module, level: Level = "sentence") -> None:
         super().__init__()
         if level not in ("token", "sentence"):
             raise FeatureControlsError(f"level must be 'token' or 'sentence', got {level!r}", "use one")
-        resolved = resolve_alias(model, site)
+        self.model = model
+        self.level = level
+        self.taps = nn.ModuleDict()
+        self.tapped: dict[str, Site] = {}
+
+    def tap(self, site: str | Site) -> Site:
+        """The site that reads ``site`` per token or per sentence (added once, then reused)."""
+        resolved = resolve_alias(self.model, site)
         if resolved.position is not None:
             raise FeatureControlsError(
                 f"a Readout site selects its tokens with the mask, not a position: {site}",
                 f"drop the position: use '{Site(resolved.module, resolved.io)}'",
             )
-        self.model = model
-        self.site = resolved
-        self.level = level
-        self.read = nn.Identity()
+        key = re.sub(r"\W", "_", str(Site.parse(site)))
+        if key not in self.taps:
+            self.taps[key] = nn.Identity()
+            self.tapped[key] = resolved
+        return Site(f"taps.{key}")
 
     def forward(self, readout_mask: Tensor, **inputs: Tensor) -> Tensor:
         mask = readout_mask.bool()
-        with intervene(self.model, self.site, lambda h: self._through_read(h, mask)):
+        with ExitStack() as stack:
+            for key, site in self.tapped.items():
+                stack.enter_context(intervene(self.model, site, partial(self._through, self.taps[key], mask)))
             hidden: Tensor = self.model(**inputs).last_hidden_state
         return functional.normalize(mean_pool(hidden, inputs["attention_mask"]), dim=-1)
 
-    def _through_read(self, h: Tensor, mask: Tensor) -> Tensor:
+    def _through(self, tap: nn.Module, mask: Tensor, h: Tensor) -> Tensor:
         rows = h[mask] if self.level == "token" else mean_pool(h, mask)
-        new: Tensor = self.read(rows)
+        new: Tensor = tap(rows)
         if new is rows:
             return h
         delta = new - rows
         if self.level == "token":
             return h.index_put((mask,), delta, accumulate=True)
         return h + delta[:, None, :] * mask[..., None].to(h.dtype)
+
+
+class HuggingFaceEncoder(TorchModel):
+    """A Hugging Face encoder (BERT, all-MiniLM-L6-v2, ...) read per token or per sentence.
+
+    Sites are the aliases of :func:`resid_aliases` (``blocks.3.hook_resid_post``) or module paths,
+    read through a :class:`Readout`; batches are tokenizer outputs plus ``readout_mask``
+    (``testbeds/text_tasks.encode`` makes them); the outputs are the sentence embeddings. Call
+    ``model.eval()`` first: dropout left on makes every forward pass different.
+    """
+
+    def __init__(self, model: nn.Module, level: Level = "sentence") -> None:
+        super().__init__(model if isinstance(model, Readout) else Readout(model, level))
+
+    @property
+    def readout(self) -> Readout:
+        assert isinstance(self.module, Readout)
+        return self.module
+
+    def run(self, batch: Any) -> Any:
+        if not isinstance(batch, Mapping) or READOUT_MASK not in batch:
+            raise FeatureControlsError(
+                f"a HuggingFaceEncoder batch is a tokenizer output with {READOUT_MASK!r}, got "
+                f"{type(batch).__name__}",
+                "make batches with featurecontrols.testbeds.text_tasks.encode(task, tokenizer, batch_size)",
+            )
+        return call_model(self.module, batch)
+
+    def outputs(self, batch: Any) -> Tensor:
+        out: Tensor = self.run(batch)
+        return out.detach()
+
+    def resolve(self, site: str | Site) -> Site:
+        return self.readout.tap(site)
+
+    def site_names(self) -> list[str]:
+        return [*resid_aliases(self.readout.model), *site_names(self.readout.model)]
+
+    def rewrap(self, module: nn.Module) -> HuggingFaceEncoder:
+        return HuggingFaceEncoder(module)
 
 
 def mean_pool(h: Tensor, mask: Tensor) -> Tensor:

@@ -149,6 +149,24 @@ def call_model(model: nn.Module, batch: Any) -> Any:
     return model(batch)
 
 
+def batch_rows(batch: Any) -> int:
+    """Number of inputs in a batch: the first dimension of its first tensor."""
+    values = (
+        batch.values()
+        if isinstance(batch, Mapping)
+        else batch
+        if isinstance(batch, (tuple, list))
+        else [batch]
+    )
+    for value in values:
+        if isinstance(value, Tensor):
+            return int(value.shape[0])
+    raise FeatureControlsError(
+        f"a batch of type {type(batch).__name__} holds no tensor, so its number of inputs is unknown",
+        "give batches as tensors, tuples of tensors, or dicts of tensors",
+    )
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Tensor):
         return batch.to(device)

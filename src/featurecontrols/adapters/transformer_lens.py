@@ -1,5 +1,6 @@
 """TransformerLens: its HookPoints are ordinary submodules, so ``Site("blocks.0.hook_resid_post")``
-resolves like any module path. This adapter lists the hook names and calls the model.
+resolves like any module path. :class:`TransformerLensModel` lists the hook names as its sites and
+calls the model on tokens; its outputs are the logits.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from featurecontrols.adapters.sites import call_model
+from featurecontrols.adapters.torch_model import TorchModel
 from featurecontrols.errors import FeatureControlsError
 
 
@@ -37,3 +39,17 @@ def forward(model: nn.Module, batch: Any) -> Any:
             "pass token tensors of shape (batch, seq), e.g. model.to_tokens(texts)",
         )
     return call_model(model, batch)
+
+
+class TransformerLensModel(TorchModel):
+    """A HookedTransformer: hook names as sites, tokens (or text) as batches, logits as outputs."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__(module, forward=forward)
+        hook_names(module)  # refuses anything that is not a HookedTransformer
+
+    def site_names(self) -> list[str]:
+        return hook_names(self.module)
+
+    def rewrap(self, module: nn.Module) -> TransformerLensModel:
+        return TransformerLensModel(module)

@@ -25,11 +25,11 @@ Wilson intervals treat them as independent and are too narrow to the extent that
 DeLong's interval is a point at perfect separation (no discordant pair was observed) and when
 every score is tied (e.g. every p-value at the permutation floor).
 
-Modes: ``--fast`` (one seed, nulls of 100, one copy per weight control) is a smoke test for CI; its
-small nulls cannot survive the correction, so its verdicts mean nothing. The full mode (seeds 0-2)
-uses the battery's own defaults (null sizes max(1000, 4 m / alpha) for m tests), i.e. the verdicts a
-user gets. ``--n-null B`` overrides both null sizes; a p-value at the permutation floor 1 / (B + 1)
-can survive Holm's correction only if B + 1 > m / alpha.
+Modes: ``--fast`` (one seed, one copy per weight control, 100 bootstrap resamples) is a smoke test
+for CI. The full mode (seeds 0-2) uses the battery's own defaults (null sizes max(1000, 4 m / alpha)
+for m tests), i.e. the verdicts a user gets. ``--n-null B`` overrides both null sizes; the battery
+refuses a B too small for a p-value at the permutation floor 1 / (B + 1) to survive Holm's
+correction (B + 1 > m / alpha).
 
 Run time on 2 CPU cores shared with other jobs (OMP_NUM_THREADS=1; under contention two threads
 made training 6x slower): ``featurecontrols bench --n-null 6000`` (every testbed, 3 seeds, nulls of
@@ -50,10 +50,12 @@ import torch
 from torch import Tensor
 
 from featurecontrols import atomic
-from featurecontrols.axes.evidence import AxisName, Evidence, FeatureResult, RunResult, Verdict
+from featurecontrols.axes.evidence import AxisName, CandidateResult, Evidence, Verdict
 from featurecontrols.axes.verdict import make_axis
+from featurecontrols.controls.label.control_task import input_type_cells
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.battery import Battery
+from featurecontrols.pipeline.results import RunResult, finite_or_none
 from featurecontrols.progress import track
 from featurecontrols.report import fixed_width
 from featurecontrols.stats import auroc_delong, wilson_interval
@@ -86,7 +88,7 @@ class BenchSettings:
 FULL = BenchSettings(
     seeds=(0, 1, 2), n_shuffles=None, n_random_directions=None, n_weight_seeds=3, n_bootstrap=1000
 )
-FAST = BenchSettings(seeds=(0,), n_shuffles=100, n_random_directions=100, n_weight_seeds=1, n_bootstrap=100)
+FAST = BenchSettings(seeds=(0,), n_shuffles=None, n_random_directions=None, n_weight_seeds=1, n_bootstrap=100)
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,6 @@ class BenchTestbed:
     build: Callable[[int], Testbed]
     cells: Callable[[Testbed], Tensor] | None = None
     seeds: tuple[int, ...] | None = None
-
-
-def input_types(testbed: Testbed) -> Tensor:
-    """Control-task cells: each example's index among the distinct input vectors (its input type)."""
-    cells: Tensor = torch.unique(testbed.inputs.flatten(1), dim=0, return_inverse=True)[1]
-    return cells
 
 
 def _planted_residual(seed: int) -> Testbed:
@@ -143,7 +139,9 @@ def testbeds() -> dict[str, BenchTestbed]:
     model, run with battery seed 0 only.
     """
     return {
-        "planted_residual": BenchTestbed(_planted_residual, cells=input_types),
+        "planted_residual": BenchTestbed(
+            _planted_residual, cells=lambda testbed: input_type_cells(testbed.inputs)
+        ),
         "sparse_parity": BenchTestbed(_sparse_parity),
         "toy_superposition": BenchTestbed(_toy_superposition),
         "modular_addition": BenchTestbed(_modular_addition, seeds=(0,)),
@@ -273,7 +271,7 @@ class TestbedSummary:
     checks: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
-def _truth(f: FeatureResult) -> GroundTruth:
+def _truth(f: CandidateResult) -> GroundTruth:
     if f.ground_truth not in TRUTHS:
         raise ValueError(f"feature {f.name!r} has no known ground truth ({f.ground_truth!r})")
     return f.ground_truth
@@ -286,7 +284,7 @@ def passes(e: Evidence, alpha: float) -> bool:
 
 def summarise(runs: TestbedRuns, alpha: float, level: float) -> TestbedSummary:
     """Pool the features of every seed of one testbed into its control, axis and verdict summaries."""
-    features = [f for result in runs.runs.values() for f in result.features]
+    features = [f for result in runs.runs.values() for f in result.candidates]
     counts = {t: sum(_truth(f) == t for f in features) for t in TRUTHS}
 
     evidence: dict[tuple[AxisName, str], list[tuple[GroundTruth, Evidence]]] = {}
@@ -423,11 +421,11 @@ def to_dict(
                 ],
             }
             for seed, result in r.runs.items()
-            for f in result.features
+            for f in result.candidates
         ]
         for r in runs
     }
-    out: dict[str, Any] = _finite_or_none(
+    out: dict[str, Any] = finite_or_none(
         {
             "settings": asdict(settings),
             "wall_time_s": seconds,
@@ -435,17 +433,6 @@ def to_dict(
         }
     )
     return out
-
-
-def _finite_or_none(obj: Any) -> Any:
-    """``obj`` with every NaN or infinite float replaced by None (JSON has neither)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    return obj
 
 
 def main(

@@ -1,4 +1,4 @@
-"""``featurecontrols run CONFIG.toml``: a pretrained Hugging Face encoder under the battery, per site.
+"""``featurecontrols run CONFIG.toml``: a pretrained Hugging Face encoder under the battery, at many sites.
 
 A config is a flat TOML table (every key optional)::
 
@@ -18,24 +18,25 @@ A config is a flat TOML table (every key optional)::
     counterfactuals = false        # sentence level, with used: the used axis by counterfactual patching
     used_examples = 16
     n_random_directions = 1000     # used-axis null size (omit: automatic)
+    alpha = 0.05                   # every verdict's level
+    correction = "holm"            # over every test of the run: "holm" or "bh"
     batch_size = 64
-    out = "runs/minilm"            # report.json, report.html and one page per site
+    out = "runs/minilm"            # report.json and report.html
 
 :func:`load_config` validates it into a :class:`RunConfig` (unknown keys, wrong types and bad
-values raise ``FeatureControlsError`` naming the problem and the fix); :func:`run` loads the model
-offline, checks every site name before any work, runs :class:`~featurecontrols.pipeline.battery.Battery`
-per site, corrects every p-value of the run (all sites, features and controls) together
-(``verdict.judge_together``; the automatic null sizes count every test of the run) and writes the
-reports atomically.
+values, the battery's parameters among them, raise ``FeatureControlsError`` naming the problem and
+the fix, before any work); :func:`run` loads the model offline and runs one
+:class:`~featurecontrols.pipeline.battery.Battery` over every site of the config: its plan checks every
+site name first, sizes the nulls for all the run's tests and corrects every p-value together; the
+reports are written atomically.
 """
 
 from __future__ import annotations
 
 import difflib
-import html
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, get_args
@@ -43,27 +44,15 @@ from typing import Any, get_args
 from torch import nn
 
 from featurecontrols import atomic, report
-from featurecontrols.adapters.huggingface import Level, Readout, resid_aliases, resolve_alias
-from featurecontrols.axes.evidence import RunResult
-from featurecontrols.axes.verdict import judge_together
-from featurecontrols.controls.base import RandomisedModel, WeightControl
-from featurecontrols.controls.weight._copy import KEEP_PRESETS, WeightControlBase
-from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights
-from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
-from featurecontrols.controls.weight.shuffled_weights import ShuffledWeights
-from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
+from featurecontrols.adapters.huggingface import READOUT_MASK, HuggingFaceEncoder, Level, resid_aliases
+from featurecontrols.controls.label.control_task import token_cells
+from featurecontrols.controls.registry import WEIGHT_CONTROLS
+from featurecontrols.controls.weight._copy import KEEP_PRESETS
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe
-from featurecontrols.pipeline.battery import Battery, count_tests_per_feature, null_size
-from featurecontrols.testbeds.text_tasks import (
-    DATASETS,
-    encode,
-    encode_counterfactuals,
-    make_task,
-    token_cells,
-)
-
-ALPHA = 0.05  # every verdict's level; p-values are Holm-corrected over every test of the run
+from featurecontrols.pipeline.battery import Battery
+from featurecontrols.stats import Correction
+from featurecontrols.testbeds.text_tasks import DATASETS, encode, encode_counterfactuals, make_task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,9 +61,6 @@ else:  # pragma: no cover
 
 MINILM = "all-minilm-l6-v2"
 ALL_LAYERS = "all layers"
-WEIGHT_CONTROLS: dict[str, type[WeightControlBase]] = {
-    c.name: c for c in (ReinitialisedWeights, SpectrumMatchedWeights, MomentMatchedWeights, ShuffledWeights)
-}
 
 
 @dataclass(frozen=True)
@@ -97,6 +83,8 @@ class RunConfig:
     counterfactuals: bool = False
     used_examples: int = 16
     n_random_directions: int | None = None
+    alpha: float = 0.05
+    correction: Correction = "holm"
     batch_size: int = 64
     out: str = "runs/minilm"
 
@@ -150,9 +138,23 @@ class RunConfig:
                 f"unknown weight control(s) {unknown or self.controls}",
                 f"use names of {sorted(WEIGHT_CONTROLS)}",
             )
+        self.battery()  # the battery checks its own parameters (alpha, correction, null sizes, ...)
 
-    def weight_controls(self) -> list[WeightControl]:
-        return [WEIGHT_CONTROLS[name](presets=self.keep) for name in self.controls]
+    def battery(self, progress: bool = False) -> Battery:
+        """The battery this config runs."""
+        return Battery(
+            weight_controls=[WEIGHT_CONTROLS[name](presets=self.keep) for name in self.controls],
+            n_shuffles=self.n_shuffles,
+            n_weight_seeds=self.seeds,
+            n_random_directions=self.n_random_directions,
+            codelength_probe=LogisticProbe() if self.codelength else None,
+            run_used=self.used,
+            used_examples=self.used_examples,
+            alpha=self.alpha,
+            correction=self.correction,
+            seed=self.seed,
+            progress=progress,
+        )
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -172,6 +174,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "counterfactuals": (bool,),
     "used_examples": (int,),
     "n_random_directions": (int,),
+    "alpha": (float, int),
+    "correction": (str,),
     "batch_size": (int,),
     "out": (str,),
 }
@@ -251,120 +255,33 @@ def layer_sites(model: nn.Module) -> list[str]:
     return ["blocks.0.hook_resid_pre", *(f"blocks.{i}.hook_resid_post" for i in layers)]
 
 
-class SharedCopies:
-    """A weight control over a :class:`Readout` that randomises the wrapped model once per seed.
-
-    Every site of a run wraps the same model, so each randomised copy is made once and re-wrapped.
-    """
-
-    def __init__(self, control: WeightControl) -> None:
-        self.control = control
-        self.name = control.name
-        self._copies: dict[int, RandomisedModel] = {}
-
-    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel:
-        if not isinstance(model, Readout):
-            raise FeatureControlsError("SharedCopies randomises Readout models only", "wrap it in a Readout")
-        if seed not in self._copies:
-            self._copies[seed] = self.control.randomise(model.model, seed)
-        copy = self._copies[seed]
-        wrapped = Readout(copy.model, model.site, model.level)
-        return RandomisedModel(model=wrapped, control=copy.control, seed=seed, methods=copy.methods)
-
-
 def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Run the battery at every site of ``config``; write ``report.json`` and ``report.html`` to ``out``."""
+    """Run the battery over every site of ``config``; write ``report.json`` and ``report.html`` to ``out``."""
     start = time.perf_counter()
     model, tokenizer = load_model(config.model)
     sites = layer_sites(model) if config.sites == ALL_LAYERS else list(config.sites)
-    resolved = {site: resolve_alias(model, site) for site in sites}  # every name checked before any work
     task = make_task(config.dataset, config.n_sentences, config.seed)
     batches, features = encode(task, tokenizer, config.batch_size)
-    cells = token_cells(batches) if config.control_task and config.level == "token" else None
+    cells = token_cells(batches, READOUT_MASK) if config.control_task and config.level == "token" else None
     counterfactuals = (
         encode_counterfactuals(task, tokenizer, config.batch_size) if config.counterfactuals else None
     )
-    controls: list[WeightControl] = [SharedCopies(c) for c in config.weight_controls()]
-    # Every test of the run (all sites) is corrected together, so the automatic null sizes count them all.
-    per_feature = count_tests_per_feature(len(controls), config.used, cells is not None, config.codelength)
-    n_tests = len(sites) * len(features) * per_feature
-    battery = Battery(
-        weight_controls=controls,
-        n_shuffles=null_size(config.n_shuffles, n_tests, ALPHA, "n_shuffles"),
-        n_weight_seeds=config.seeds,
-        n_random_directions=null_size(config.n_random_directions, n_tests, ALPHA, "n_random_directions"),
-        codelength_probe=LogisticProbe() if config.codelength else None,
-        alpha=ALPHA,
-        run_used=config.used,
-        used_examples=config.used_examples,
-        seed=config.seed,
-        progress=progress,
+    adapter = HuggingFaceEncoder(model, config.level)
+    result = config.battery(progress).run(
+        adapter, batches, sites, features, cells=cells, counterfactuals=counterfactuals
     )
-    results: list[RunResult] = []
-    for site in sites:
-        result = battery.run(
-            Readout(model, site, config.level), batches, "read", features,
-            cells=cells, counterfactuals=counterfactuals,
-        )  # fmt: skip
-        result.site = f"{site} ({resolved[site]}, per {config.level})"
-        results.append(result)
-        if progress:
-            print(
-                f"{site} (corrected within the site): "
-                + ", ".join(f"{f.name} {f.verdict}" for f in result.features),
-                file=sys.stderr,
-            )
-    judge_together(results, battery.correction, ALPHA)
     total = time.perf_counter() - start
-    summary = {r.site: {f.name: f.verdict for f in r.features} for r in results}
-    out = Path(config.out)
     document = {
         "config": asdict(config),
         "dataset": {"name": task.name, "level": task.level, "examples": task.texts()[:5]},
-        "verdicts": summary,
+        "verdicts": {site: {c.name: c.verdict for c in result.at(site)} for site in result.sites},
         "total_s": total,
-        "sites": [r.to_dict() for r in results],
+        "run": result.to_dict(),
     }
+    out = Path(config.out)
     atomic.write_json(out / "report.json", document)
-    for i, r in enumerate(results):
-        atomic.write_text(out / f"site_{i}.html", report.to_html(r))
-    atomic.write_text(out / "report.html", _index_html(config, results, total))
+    report.write_html(result, out / "report.html")
     return document
-
-
-def _index_html(config: RunConfig, results: Sequence[RunResult], total: float) -> str:
-    """One page: per site and feature the verdict and its three axes, linking to each site's page."""
-    e = html.escape
-    names = [f.name for f in results[0].features]
-    head = "".join(f"<th>{e(n)}</th>" for n in names)
-    rows = "".join(
-        f"<tr><td><a href='site_{i}.html'>{e(r.site)}</a></td>"
-        + "".join(
-            f"<td class='{f.verdict.replace(' ', '-')}'><b>{e(f.verdict)}</b><br><small>"
-            + "<br>".join(f"{a}: {e(report.axis_cell(f.axes[a]))}" for a in ("decodable", "learned", "used"))
-            + "</small></td>"
-            for f in r.features
-        )
-        + "</tr>"
-        for i, r in enumerate(results)
-    )
-    settings = "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in asdict(config).items())
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>featurecontrols: {e(config.model)} per layer</title>
-<style>
-body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; }}
-.model-feature {{ background: #e6f4ea; }} .dataset-feature {{ background: #fef7e0; }}
-.not-found {{ background: #f1f3f4; }} .inconclusive {{ background: #fce8e6; }}
-</style></head><body>
-<h1>{e(config.model)}: verdicts per site ({e(config.dataset)}, per {e(config.level)})</h1>
-<table><tr><th>site</th>{head}</tr>{rows}</table>
-<p>cells: verdict; per axis status, real score vs control score, corrected p (weakest control).
-Corrections are per site. Total {total:.0f} s.</p>
-<h2>Config</h2><table>{settings}</table>
-</body></html>
-"""
 
 
 def main(path: str | Path, progress: bool = True) -> int:

@@ -1,65 +1,25 @@
-"""Decodable: does the probe beat its shuffled-label null at this site?
+"""Decodable: does the finder beat its null at this site?
 
-The probe is fitted on the training split and scored on the test split, for the real labels and
-for ``n_null`` control label columns (all fitted in one batched call per feature). The p-value is
-the permutation p-value of the real held-out accuracy among the null accuracies; the effect is
-accuracy minus the null's mean accuracy, with a bootstrap interval over test examples.
+- A labelled feature (or a direction given with labels): the probe's held-out accuracy against the
+  same probe fitted on shuffled labels, which keep the class balance and break any relation to the
+  activations (``NullScores``: permutation p, effect = accuracy - mean null accuracy).
+- A dictionary latent ("found"): its best code correlation with a dictionary refitted with another
+  seed, on held-out rows, against the matches that chance gives (``MatchScores``).
+
+If not, the candidate is *not found* at this site.
 """
 
 from __future__ import annotations
 
-import copy
-
-from torch import Tensor
-
-from featurecontrols.axes.evidence import Evidence
-from featurecontrols.controls.base import LabelControl
-from featurecontrols.finders.base import Probe
-from featurecontrols.pipeline.split import Split
-from featurecontrols.seeding import generator
-from featurecontrols.stats import bootstrap_mean_ci, permutation_p_value, summarise_null
+from featurecontrols.axes.evidence import Bootstrap, Evidence
+from featurecontrols.axes.from_scores import from_match, from_null
+from featurecontrols.axes.scores import MatchScores, NullScores, RawScores
 
 
-def fit_and_check(probe: Probe, X: Tensor, Y: Tensor, split: Split) -> Tensor:
-    """Fit a fresh copy of ``probe`` on the training rows; return test correctness (n_test, k)."""
-    fitted = copy.deepcopy(probe).fit(X[split.train], Y[split.train])
-    return fitted.predict(X[split.test]) == Y[split.test]
-
-
-def assess_decodable(
-    probe: Probe,
-    X: Tensor,
-    Y: Tensor,
-    names: list[str],
-    split: Split,
-    control: LabelControl,
-    n_null: int,
-    *,
-    seed: int,
-    n_bootstrap: int,
-    confidence: float,
-) -> list[Evidence]:
-    """One ``Evidence`` per feature (column of Y)."""
-    correct = fit_and_check(probe, X, Y, split).double()
-    accuracy = correct.mean(dim=0)
-    low, high = bootstrap_mean_ci(correct, n_bootstrap, confidence, generator(seed, "bootstrap", "decodable"))
-    tests = []
-    for j, name in enumerate(names):
-        null_labels = control.null_labels(Y[:, j], n_null, generator(seed, control.name, name))
-        null_accuracy = fit_and_check(probe, X, null_labels, split).double().mean(dim=0)
-        null_mean = float(null_accuracy.mean())
-        tests.append(
-            Evidence(
-                axis="decodable",
-                control=control.name,
-                metric="held-out accuracy",
-                score=float(accuracy[j]),
-                control_score=null_mean,
-                effect=float(accuracy[j]) - null_mean,
-                ci_low=float(low[j]) - null_mean,
-                ci_high=float(high[j]) - null_mean,
-                p_value=float(permutation_p_value(accuracy[j : j + 1], null_accuracy[None])[0]),
-                null=summarise_null(null_accuracy),
-            )
-        )
-    return tests
+def assess(control: str, scores: RawScores, key: tuple[str, ...], bootstrap: Bootstrap) -> Evidence:
+    """The decodable axis' evidence from one control's raw scores for one candidate."""
+    if isinstance(scores, NullScores):
+        return from_null("decodable", control, scores, key, bootstrap)
+    if isinstance(scores, MatchScores):
+        return from_match("decodable", control, scores, bootstrap.confidence)
+    raise TypeError(f"the decodable axis takes NullScores or MatchScores, got {type(scores).__name__}")

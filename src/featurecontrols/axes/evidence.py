@@ -1,34 +1,44 @@
-"""The records a run produces, from one statistical test up to the whole run.
+"""The records the axes produce, from one statistical test up to one candidate's verdict.
 
-    Evidence    one control against the real result: effect, interval, p-value (raw and corrected)
-    Axis        one of DESIGN.md's three questions (decodable, learned, used), from its tests
-    FeatureResult   a candidate feature: its three axes and its verdict
-    RunResult   every feature of a run, with the settings that reproduce it
+    Evidence         one control against the real result: effect, interval, p-value (raw and corrected)
+    Axis             one of DESIGN.md's three questions (decodable, learned, used), from its tests
+    CandidateResult  a candidate at a site: its three axes and its verdict
 
-All are plain dataclasses that serialise to JSON with ``to_dict``.
+All are frozen dataclasses: a run builds them once and nothing rewrites them afterwards.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AxisName = Literal["decodable", "learned", "used"]
 AxisStatus = Literal["yes", "no", "not run"]
 Verdict = Literal["model feature", "dataset feature", "not found", "inconclusive"]
+GroundTruth = Literal["model feature", "dataset feature", "absent"]
+"""What a testbed's candidate is, by construction: the verdict it should get (absent: not found)."""
+AXES: tuple[AxisName, ...] = ("decodable", "learned", "used")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Bootstrap:
+    """How intervals are drawn: the run seed, the number of resamples and the confidence level."""
+
+    seed: int
+    n: int
+    confidence: float
+
+
+@dataclass(frozen=True)
 class Evidence:
     """One control against the real result.
 
     ``score`` is the real statistic (e.g. held-out probe accuracy), ``control_score`` the same
-    statistic under the control (mean of the null, or of the randomised copies), ``effect`` the
-    difference that the test is about, ``ci_low``/``ci_high`` its confidence interval,
-    ``p_value`` the one-sided p-value that the real result does NOT beat the control, and
-    ``p_adjusted`` the same after correction across every test of the run.
-    ``null`` summarises the null distribution when there is one (``stats.summarise_null``: mean,
-    sd, quantiles, histogram), for reports and plots.
+    statistic under the control (the null's mean, or the copy the test is against), ``effect`` the
+    difference that the test is about, ``ci_low``/``ci_high`` its confidence interval, ``p_value``
+    the one-sided p-value that the real result does NOT beat the control, and ``p_adjusted`` the
+    same after the run's correction across every test. ``null`` summarises the null distribution
+    when there is one (``stats.summarise_null``), ``detail`` holds what a plot needs.
     """
 
     axis: AxisName
@@ -45,13 +55,13 @@ class Evidence:
     null: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Axis:
     """One axis of the verdict: ``yes`` when each piece of its evidence is significant after correction."""
 
     name: AxisName
     status: AxisStatus
-    evidence: list[Evidence]
+    evidence: tuple[Evidence, ...]
 
     @property
     def p_adjusted(self) -> float:
@@ -59,13 +69,16 @@ class Axis:
         return max((t.p_adjusted for t in self.evidence), default=float("nan"))
 
 
-@dataclass
-class FeatureResult:
+@dataclass(frozen=True)
+class CandidateResult:
+    """One candidate at one site: how it was defined (``kind``), its axes and its verdict."""
+
+    site: str
     name: str
+    kind: str
     verdict: Verdict
     axes: dict[AxisName, Axis]
-    ground_truth: str | None = None
-    direction_norm: float = float("nan")
+    ground_truth: GroundTruth | None = None
 
     @property
     def correct(self) -> bool | None:
@@ -74,58 +87,3 @@ class FeatureResult:
             return None
         expected = "not found" if self.ground_truth == "absent" else self.ground_truth
         return self.verdict == expected
-
-
-@dataclass
-class RunResult:
-    site: str
-    features: list[FeatureResult]
-    settings: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
-    steering: list[dict[str, Any]] = field(default_factory=list)
-    """Steering curves (``causal_effects.EffectCurve.to_dict``), when steering was measured."""
-    spectra: dict[str, list[list[float]]] = field(default_factory=dict)
-    """Activation spectra at the site (``spectra.activation_spectrum``): "trained" and each weight control's
-    copies, one list of singular values per model."""
-    search: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """Probe searches per feature (``probe_search.SearchResult.as_dict``, e.g. one by accuracy and one
-    by selectivity, shown side by side), when a search was run."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; every feature entry has ``name``, ``ground_truth``, ``verdict``."""
-        out: dict[str, Any] = {
-            "site": self.site,
-            "settings": self.settings,
-            "timings_s": self.timings,
-            "features": [],
-            "steering": self.steering,
-            "spectra": self.spectra,
-            "search": self.search,
-        }
-        for f in self.features:
-            out["features"].append(
-                {
-                    "name": f.name,
-                    "ground_truth": f.ground_truth,
-                    "verdict": f.verdict,
-                    "correct": f.correct,
-                    "axes": {
-                        name: {
-                            "status": axis.status,
-                            "p_adjusted": _finite_or_none(axis.p_adjusted),
-                            "evidence": [_evidence_dict(e) for e in axis.evidence],
-                        }
-                        for name, axis in f.axes.items()
-                    },
-                }
-            )
-        return out
-
-
-def _finite_or_none(x: float) -> float | None:
-    return None if x != x or x in (float("inf"), float("-inf")) else x
-
-
-def _evidence_dict(t: Evidence) -> dict[str, Any]:
-    d = asdict(t)
-    return {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in d.items()}

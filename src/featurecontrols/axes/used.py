@@ -1,58 +1,27 @@
-"""Used: does ablating the feature's direction change the outputs more than a random direction?
+"""Used: does changing the candidate at the site move the model's outputs more than an equally large
+change that carries no feature?
 
-The feature's direction is its class-mean difference at the site (the direction along which the
-model represents it, not the probe's read-off direction). The statistic is the mean relative
-output change (see ``controls/directional_ablation.py``); the null is the same statistic for
-random directions. p = (1 + #{null >= real}) / (1 + m); the effect is real minus the null mean,
-with a bootstrap interval over examples.
+- Directional ablation (and resample ablation): the relative output change when the candidate's
+  direction is ablated, against the same for the class-mean directions of shuffled labels, which have
+  the noise structure of an estimated direction but carry nothing (``NullScores``: permutation p).
+- Counterfactual patching: per example, the output change when the site is patched from an input
+  with the feature changed, against random perturbations of the same norm (``PairedScores``: sign
+  test over examples).
+- Erasure (LEACE): the task score lost when the concept is erased, against random subspaces of the
+  same rank (``NullScores``).
 """
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
-from featurecontrols.axes.evidence import Evidence
-from featurecontrols.seeding import generator
-from featurecontrols.stats import bootstrap_mean_ci, permutation_p_value, summarise_null
+from featurecontrols.axes.evidence import Bootstrap, Evidence
+from featurecontrols.axes.from_scores import from_null, from_pairs
+from featurecontrols.axes.scores import NullScores, PairedScores, RawScores
 
 
-def class_mean_directions(X: Tensor, Y: Tensor) -> Tensor:
-    """(k, d) directions mean(X | y_j = 1) - mean(X | y_j = 0)."""
-    Xd = X.double()
-    Yd = Y.double()
-    ones = (Yd.T @ Xd) / Yd.sum(dim=0)[:, None]
-    zeros = ((1.0 - Yd).T @ Xd) / (1.0 - Yd).sum(dim=0)[:, None]
-    return ones - zeros
-
-
-def assess_used(
-    feature_change: dict[str, Tensor],
-    null_change: Tensor,
-    control: str,
-    *,
-    seed: int,
-    n_bootstrap: int,
-    confidence: float,
-) -> dict[str, Evidence]:
-    """Evidence per feature from per-example changes (n,) and the null's mean changes (m,)."""
-    null_mean = float(null_change.mean())
-    out = {}
-    for name, change in feature_change.items():
-        score = float(change.mean())
-        low, high = bootstrap_mean_ci(
-            change[:, None], n_bootstrap, confidence, generator(seed, "bootstrap", "used", name)
-        )
-        out[name] = Evidence(
-            axis="used",
-            control=control,
-            metric="relative output change under mean-ablation",
-            score=score,
-            control_score=null_mean,
-            effect=score - null_mean,
-            ci_low=float(low[0]) - null_mean,
-            ci_high=float(high[0]) - null_mean,
-            p_value=float(permutation_p_value(torch.tensor([score]), null_change[None].double())[0]),
-            null=summarise_null(null_change),
-        )
-    return out
+def assess(control: str, scores: RawScores, key: tuple[str, ...], bootstrap: Bootstrap) -> Evidence:
+    """The used axis' evidence from one control's raw scores for one candidate."""
+    if isinstance(scores, NullScores):
+        return from_null("used", control, scores, key, bootstrap)
+    if isinstance(scores, PairedScores):
+        return from_pairs("used", control, scores, key, bootstrap)
+    raise TypeError(f"the used axis takes NullScores or PairedScores, got {type(scores).__name__}")

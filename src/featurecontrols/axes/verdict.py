@@ -1,7 +1,7 @@
 """From evidence to verdicts (DESIGN.md, "Evidence and verdict").
 
-Every p-value of a run (all features, all controls) is corrected together; an axis is ``yes``
-when each of its pieces of evidence has a corrected p below alpha and a positive effect. Then:
+Every p-value of a run (all sites, candidates and controls) is corrected together, once; an axis is
+``yes`` when each of its pieces of evidence has a corrected p below alpha and a positive effect. Then:
 
     not decodable                              -> not found
     decodable and (learned or used)            -> model feature
@@ -12,21 +12,21 @@ when each of its pieces of evidence has a corrected p below alpha and a positive
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
-from featurecontrols.axes.evidence import Axis, AxisName, AxisStatus, Evidence, RunResult, Verdict
+from featurecontrols.axes.evidence import Axis, AxisName, AxisStatus, Evidence, Verdict
 from featurecontrols.stats import Correction, adjust_p_values
 
 
-def correct_all(evidence: Sequence[Evidence], method: Correction) -> None:
-    """Fill ``p_adjusted`` of every piece of evidence, corrected as one family."""
+def corrected(evidence: Sequence[Evidence], method: Correction) -> list[Evidence]:
+    """The evidence with ``p_adjusted`` filled in, every p-value corrected as one family."""
     adjusted = adjust_p_values(torch.tensor([e.p_value for e in evidence], dtype=torch.float64), method)
-    for e, p in zip(evidence, adjusted.tolist(), strict=True):
-        e.p_adjusted = p
+    return [replace(e, p_adjusted=p) for e, p in zip(evidence, adjusted.tolist(), strict=True)]
 
 
-def make_axis(name: AxisName, evidence: list[Evidence], alpha: float) -> Axis:
+def make_axis(name: AxisName, evidence: Sequence[Evidence], alpha: float) -> Axis:
     """``not run`` without evidence; else ``yes`` iff every piece is significant with positive effect."""
     status: AxisStatus
     if not evidence:
@@ -35,7 +35,7 @@ def make_axis(name: AxisName, evidence: list[Evidence], alpha: float) -> Axis:
         status = "yes"
     else:
         status = "no"
-    return Axis(name=name, status=status, evidence=evidence)
+    return Axis(name=name, status=status, evidence=tuple(evidence))
 
 
 def decide(decodable: AxisStatus, learned: AxisStatus, used: AxisStatus) -> Verdict:
@@ -47,18 +47,3 @@ def decide(decodable: AxisStatus, learned: AxisStatus, used: AxisStatus) -> Verd
     if learned == "no" and used == "no":
         return "dataset feature"
     return "inconclusive"
-
-
-def judge_together(results: Sequence[RunResult], method: Correction, alpha: float) -> None:
-    """Correct every p-value of several runs as one family (every site of a model, say), then redo
-    each feature's axes and verdict in place."""
-    every = [e for r in results for f in r.features for axis in f.axes.values() for e in axis.evidence]
-    correct_all(every, method)
-    for result in results:
-        result.settings["n_tests_corrected"] = len(every)
-        for feature in result.features:
-            feature.axes = {
-                name: make_axis(name, axis.evidence, alpha) for name, axis in feature.axes.items()
-            }
-            axes = feature.axes
-            feature.verdict = decide(axes["decodable"].status, axes["learned"].status, axes["used"].status)

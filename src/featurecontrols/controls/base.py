@@ -1,20 +1,29 @@
-"""The control contracts. A control transforms ONE input of the pipeline (DESIGN.md):
+"""The four control contracts (DESIGN.md). A control transforms ONE input of the pipeline, or
+intervenes on the forward pass; it never builds Evidence and never knows which finder runs under it.
 
-- a :class:`LabelControl` turns real labels into control labels (shuffles, control tasks);
-- a :class:`WeightControl` turns the model into a randomised copy (the original is never touched);
-- an intervention changes the forward pass at a site (see ``directional_ablation``).
+    LabelControl   real labels -> control labels                (shuffled labels, control task)
+    InputControl   real inputs -> the control's activations      (random inputs, planted structure)
+    WeightControl  model -> a randomised copy                     (re-initialised, spectrum-matched, ...)
+    CausalControl  an intervention at a site -> raw scores, real against control, per candidate
+                   (directional and resample ablation, counterfactual patching, erasure)
 
-The finder and the statistics run the same way whatever the control, so every control works with
-every finder.
+The pipeline runs the same finder under every label, input and weight control and hands the raw
+scores to the axes (``axes/``), so every control works with every finder. One file per control,
+in the folder of its kind; ``controls/registry.py`` names them for configs and the CLI.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+from featurecontrols.adapters.base import ModelAdapter
+from featurecontrols.adapters.sites import Site
+from featurecontrols.axes.scores import RawScores
 
 
 @runtime_checkable
@@ -28,18 +37,36 @@ class LabelControl(Protocol):
         ...
 
 
-@dataclass
-class RandomisedModel:
-    """A randomised copy of a model and how each parameter was re-drawn.
+@runtime_checkable
+class InputControl(Protocol):
+    """Makes the activations of a structure-free version of the data, row for row like the real ones."""
 
-    ``methods`` maps every parameter name (as in ``named_parameters()``) to the method that
-    re-drew it, so a report can say exactly what was and was not randomised.
+    name: str
+
+    def control_activations(
+        self, adapter: ModelAdapter, batches: Sequence[Any], sites: Sequence[Site], seed: int
+    ) -> dict[str, Tensor]:
+        """Per site (keyed by ``str(site)``) the (N, d) activations of the control's data."""
+        ...
+
+
+@dataclass(frozen=True)
+class RandomisedModel:
+    """A randomised copy of a model (as an adapter) and how each parameter was re-drawn.
+
+    ``methods`` maps every parameter name (as in ``named_parameters()``) to the method that re-drew
+    it, so a report can say exactly what was and was not randomised.
     """
 
-    model: nn.Module
+    adapter: ModelAdapter
     control: str
     seed: int
     methods: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self) -> nn.Module:
+        """The randomised torch module."""
+        return self.adapter.module
 
 
 @runtime_checkable
@@ -48,4 +75,43 @@ class WeightControl(Protocol):
 
     name: str
 
-    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel: ...
+    def randomise(self, model: ModelAdapter | nn.Module, seed: int) -> RandomisedModel: ...
+
+
+Requirement = Literal["direction", "labels", "counterfactuals"]
+
+
+@dataclass(frozen=True)
+class CausalTarget:
+    """What a causal control changes for one candidate: its direction at the site (d,), its labels
+    (one per activation row), or its counterfactual batches (inputs with the candidate changed, batched
+    like the inputs), whichever the control requires."""
+
+    name: str
+    direction: Tensor | None = None
+    labels: Tensor | None = None
+    counterfactuals: Sequence[Any] | None = None
+
+
+@runtime_checkable
+class CausalControl(Protocol):
+    """Intervenes at a site on ``batches`` and returns raw scores per target name.
+
+    ``X`` holds the site's activations on the whole dataset (for means, covariances and null
+    directions); ``n_null`` is the null's size where the control draws one.
+    """
+
+    name: str
+    requires: ClassVar[Requirement]
+
+    def scores(
+        self,
+        adapter: ModelAdapter,
+        batches: Sequence[Any],
+        site: Site,
+        X: Tensor,
+        targets: Sequence[CausalTarget],
+        n_null: int,
+        seed: int,
+        progress: bool = False,
+    ) -> Mapping[str, RawScores]: ...

@@ -1,9 +1,12 @@
 """The finder contract: what every method that finds features must offer.
 
-A finder is a scikit-learn shaped estimator: parameters in ``__init__``, ``fit`` returns ``self``,
-learned state ends in ``_``. Supervised finders accept a *batch* of label columns at once, so a
-permutation null of 1,000 shuffles is one call, not a loop. A finder never knows which control it
-runs under: the controls change its inputs (labels, activations, weights), never the finder.
+A finder is a scikit-learn estimator: parameters in ``__init__`` only (``get_params``,
+``set_params``, ``sklearn.base.clone`` work through :class:`~featurecontrols.params.Params`), ``fit``
+returns ``self``, learned state ends in ``_`` (``n_features_in_`` among it), and predicting before
+fitting or at another width raises a clear error. Supervised finders accept a *batch* of label
+columns at once, so a permutation null of 1,000 shuffles is one call, not a loop. A finder never
+knows which control it runs under: the controls change its inputs (labels, activations, weights),
+never the finder.
 """
 
 from __future__ import annotations
@@ -15,7 +18,36 @@ import torch
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.validation import check_activations
+from featurecontrols.params import Params
+from featurecontrols.validation import check_activations, check_labels
+
+
+class Finder(Params):
+    """The shared checks of every finder: activations at fit, fitted state and width at predict."""
+
+    n_features_in_: int
+
+    def _fit_input(self, X: Tensor) -> Tensor:
+        """Checked activations (n, d) for ``fit``; records ``n_features_in_ = d``."""
+        X = check_activations(X)
+        self.n_features_in_ = int(X.shape[1])
+        return X
+
+    def _input(self, X: Tensor) -> Tensor:
+        """Checked activations for a fitted finder: it must be fitted, and X of its width."""
+        if not hasattr(self, "n_features_in_"):
+            raise FeatureControlsError(
+                f"this {type(self).__name__} is not fitted yet",
+                f"call {type(self).__name__}(...).fit(X, ...) first",
+            )
+        X = check_activations(X)
+        if X.shape[1] != self.n_features_in_:
+            raise FeatureControlsError(
+                f"{type(self).__name__} was fitted on width {self.n_features_in_}, got activations of "
+                f"width {X.shape[1]}",
+                "pass activations from the same site the finder was fitted at",
+            )
+        return X
 
 
 @runtime_checkable
@@ -99,8 +131,61 @@ def check_dictionary(dictionary: Dictionary, X: Tensor) -> int:
     return int(codes.shape[1])
 
 
-class BinaryClassifier:
-    """Mixin for probes with a ``decision_function`` (n, k) whose sign is the predicted class."""
+def check_codes(dictionary: Finder, Z: Tensor, m: int) -> Tensor:
+    """Codes (n, m) for a fitted dictionary of m latents; raises before fitting or at another m."""
+    if not hasattr(dictionary, "n_features_in_"):
+        raise FeatureControlsError(
+            f"this {type(dictionary).__name__} is not fitted yet", "call .fit(activations) first"
+        )
+    if Z.ndim != 2 or Z.shape[1] != m:
+        raise FeatureControlsError(
+            f"{type(dictionary).__name__} has {m} latents, got codes of shape {tuple(Z.shape)}",
+            f"pass codes of shape (n, {m}), e.g. from its encode",
+        )
+    return Z
+
+
+def fitted_state(finder: Finder) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """A fitted finder's learned state (its attributes ending in ``_``) as tensors and their kinds, for
+    a safetensors file: tensors as they are; ints, floats, bools and lists of numbers as tensors."""
+    tensors: dict[str, Tensor] = {}
+    kinds: dict[str, str] = {}
+    for name, value in vars(finder).items():
+        if not name.endswith("_") or name.startswith("_"):
+            continue
+        kind = _KINDS.get(type(value))
+        if isinstance(value, Tensor):
+            tensors[name], kinds[name] = value.detach().cpu().contiguous(), "tensor"
+        elif kind is not None:
+            tensors[name], kinds[name] = (
+                torch.tensor(value, dtype=torch.float64 if kind != "int" else torch.int64),
+                kind,
+            )
+        else:
+            raise FeatureControlsError(
+                f"{type(finder).__name__}.{name} of type {type(value).__name__} cannot be stored",
+                "keep a finder's fitted state in tensors, numbers and lists of numbers",
+            )
+    return tensors, kinds
+
+
+_KINDS = {int: "int", float: "float", bool: "bool", list: "list"}
+
+
+def restore_state(finder: Finder, tensors: dict[str, Tensor], kinds: dict[str, str]) -> Finder:
+    """Set the learned state of an unfitted ``finder`` (its parameters as when fitted) from
+    :func:`fitted_state`'s output; returns the finder, now fitted."""
+    for name, kind in kinds.items():
+        t = tensors[name]
+        value: object = {"tensor": t, "int": int(t), "float": float(t), "bool": bool(t), "list": t.tolist()}[
+            kind
+        ]
+        setattr(finder, name, value)
+    return finder
+
+
+class BinaryClassifier(Finder):
+    """Base of probes with a ``decision_function`` (n, k) whose sign is the predicted class."""
 
     def decision_function(self, X: Tensor) -> Tensor:
         raise NotImplementedError
@@ -111,60 +196,8 @@ class BinaryClassifier:
 
     def score(self, X: Tensor, Y: Tensor) -> Tensor:
         """Per-column accuracy (k,)."""
-        Y = as_label_matrix(Y, X.shape[0]).to(X.device)
+        Y = check_labels(Y, X.shape[0], recode=False, both_classes=False).to(X.device)
         return (self.predict(X) == Y).float().mean(dim=0)
-
-
-def as_label_matrix(Y: Tensor, n: int) -> Tensor:
-    """Labels (n,) or (n, k) of 0/1 as a float (n, k) matrix."""
-    if Y.ndim == 1:
-        Y = Y[:, None]
-    if Y.ndim != 2 or Y.shape[0] != n:
-        raise FeatureControlsError(
-            f"labels of shape {tuple(Y.shape)} do not match {n} activation rows",
-            "give labels of shape (n,) or (n, k) for the same n examples as the activations",
-        )
-    if not bool(((Y == 0) | (Y == 1)).all()):
-        raise FeatureControlsError(
-            "probe labels must be 0/1", "encode the two classes as 0 and 1 (featurecontrols.validation)"
-        )
-    return Y.float()
-
-
-def check_binary_columns(Y: Tensor, n: int) -> Tensor:
-    """``as_label_matrix``, also checking that every column has both classes."""
-    Y = as_label_matrix(Y, n)
-    positives = Y.sum(dim=0)
-    single = torch.nonzero((positives == 0) | (positives == n)).flatten().tolist()
-    if single:
-        raise FeatureControlsError(
-            f"label column(s) {single[:5]} have a single class (all 0 or all 1); a probe cannot be fitted",
-            "drop those columns, or add examples of the missing class",
-        )
-    return Y
-
-
-def as_target_matrix(T: Tensor, n: int) -> Tensor:
-    """Targets (n,) or (n, k) as a finite, non-constant float (n, k) matrix."""
-    T = T[:, None] if T.ndim == 1 else T
-    if T.ndim != 2 or T.shape[0] != n:
-        raise FeatureControlsError(
-            f"targets of shape {tuple(T.shape)} do not match {n} activation rows",
-            "give targets of shape (n,) or (n, k) for the same n examples as the activations",
-        )
-    T = T.to(torch.float64) if T.dtype == torch.float64 else T.float()
-    if not bool(torch.isfinite(T).all()):
-        raise FeatureControlsError(
-            f"targets contain {int((~torch.isfinite(T)).sum())} NaN or infinite values",
-            "drop the examples without a target from the targets and the activations alike",
-        )
-    constant = torch.nonzero((T[:1] == T).all(dim=0)).flatten().tolist()
-    if constant:
-        raise FeatureControlsError(
-            f"target column(s) {constant[:5]} are constant: R^2 is undefined",
-            "drop those columns; a constant target carries nothing to decode",
-        )
-    return T
 
 
 def r_squared(T: Tensor, predicted: Tensor) -> Tensor:

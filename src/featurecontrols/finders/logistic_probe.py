@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import BinaryClassifier, check_binary_columns
-from featurecontrols.validation import check_activations
+from featurecontrols.finders.base import BinaryClassifier
+from featurecontrols.validation import check_labels
 
 
 class LogisticProbe(BinaryClassifier):
@@ -59,8 +59,8 @@ class LogisticProbe(BinaryClassifier):
 
     def fit(self, X: Tensor, Y: Tensor) -> LogisticProbe:
         """Fit k probes: X (n, d) float, Y (n, k) or (n,) with values in {0, 1}."""
-        X = check_activations(X)
-        Y = check_binary_columns(Y, X.shape[0])
+        X = self._fit_input(X)
+        Y = check_labels(Y, X.shape[0], recode=False)
         if not (0.0 < self.C < float("inf")) or self.tol <= 0 or self.max_iter < 1:
             raise FeatureControlsError(
                 f"LogisticProbe needs 0 < C < inf, tol > 0 and max_iter >= 1; got C={self.C}, "
@@ -91,7 +91,7 @@ class LogisticProbe(BinaryClassifier):
 
     def decision_function(self, X: Tensor) -> Tensor:
         """Margins x . w + b, shape (n, k); positive means class 1."""
-        X = check_activations(X).to(self.coef_.dtype)
+        X = self._input(X).to(self.coef_.dtype)
         return torch.addmm(self.intercept_, X, self.coef_.T)
 
     def predict_proba(self, X: Tensor) -> Tensor:

@@ -20,10 +20,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from featurecontrols.axes.used import class_mean_directions
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import BinaryClassifier, check_binary_columns
-from featurecontrols.validation import check_activations
+from featurecontrols.finders.base import BinaryClassifier
+from featurecontrols.validation import check_labels
 
 Threshold = Literal["midpoint", "fitted"]
 
@@ -47,8 +46,8 @@ class MassMeanProbe(BinaryClassifier):
 
     def fit(self, X: Tensor, Y: Tensor) -> MassMeanProbe:
         """Fit k probes: X (n, d) float, Y (n, k) or (n,) with values in {0, 1}."""
-        X = check_activations(X)
-        Y = check_binary_columns(Y, X.shape[0])
+        X = self._fit_input(X)
+        Y = check_labels(Y, X.shape[0], recode=False)
         if not 0.0 <= self.shrinkage <= 1.0 or self.threshold not in ("midpoint", "fitted"):
             raise FeatureControlsError(
                 f"MassMeanProbe needs 0 <= shrinkage <= 1 and threshold 'midpoint' or 'fitted'; got "
@@ -81,7 +80,7 @@ class MassMeanProbe(BinaryClassifier):
 
     def decision_function(self, X: Tensor) -> Tensor:
         """Scores w . x + b, shape (n, k); positive means class 1."""
-        return torch.addmm(self.intercept_, check_activations(X).to(self.coef_.dtype), self.coef_.T)
+        return torch.addmm(self.intercept_, self._input(X).to(self.coef_.dtype), self.coef_.T)
 
 
 def _solve_psd(A: Tensor, B: Tensor) -> Tensor:
@@ -109,3 +108,12 @@ def _best_cut(scores: Tensor, Y: Tensor) -> Tensor:
     below = torch.gather(padded, 0, best[None])[0]  # score just below the cut (or a sentinel)
     above = torch.gather(padded, 0, (best + 1)[None])[0]
     return (below + above) / 2.0
+
+
+def class_mean_directions(X: Tensor, Y: Tensor) -> Tensor:
+    """(k, d) directions mean(X | y_j = 1) - mean(X | y_j = 0), in float64."""
+    Xd = X.double()
+    Yd = Y.double()
+    ones = (Yd.T @ Xd) / Yd.sum(dim=0)[:, None]
+    zeros = ((1.0 - Yd).T @ Xd) / (1.0 - Yd).sum(dim=0)[:, None]
+    return ones - zeros

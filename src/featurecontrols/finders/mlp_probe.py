@@ -30,11 +30,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import BinaryClassifier, as_target_matrix, check_binary_columns, r_squared
-from featurecontrols.validation import check_activations
+from featurecontrols.finders.base import BinaryClassifier, Finder, r_squared
+from featurecontrols.validation import check_labels, check_targets
 
 
-class _BatchedMLP:
+class _BatchedMLP(Finder):
     """The networks of the module docstring and their training; subclasses give the loss and read-out.
 
     Parameters
@@ -108,7 +108,7 @@ class _BatchedMLP:
 
     def _outputs(self, X: Tensor) -> Tensor:
         """Network outputs (n, k) for activations X."""
-        Z = (check_activations(X).float() - self.mean_) / self.scale_
+        Z = (self._input(X).float() - self.mean_) / self.scale_
         with torch.no_grad():
             return self._forward(Z, None)
 
@@ -172,7 +172,7 @@ class _BatchedMLP:
         return total / n
 
 
-class MLPProbe(_BatchedMLP, BinaryClassifier):
+class MLPProbe(BinaryClassifier, _BatchedMLP):
     """Batched MLP classifier (one network per 0/1 label column), trained on the binary cross-entropy.
 
     Parameters: those of the module's networks (``hidden``, ``depth``, ``dropout``, ``weight_decay``,
@@ -181,8 +181,8 @@ class MLPProbe(_BatchedMLP, BinaryClassifier):
 
     def fit(self, X: Tensor, Y: Tensor) -> MLPProbe:
         """Fit k networks: X (n, d) float, Y (n, k) or (n,) with values in {0, 1}."""
-        X = check_activations(X).float()
-        Y = check_binary_columns(Y, X.shape[0]).to(X.device)
+        X = self._fit_input(X).float()
+        Y = check_labels(Y, X.shape[0], recode=False).to(X.device)
         self._train(X, Y, lambda logits, y: F.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
         return self
 
@@ -204,8 +204,8 @@ class MLPRegression(_BatchedMLP):
 
     def fit(self, X: Tensor, T: Tensor) -> MLPRegression:
         """Fit k networks: X (n, d) float, T (n, k) or (n,) finite, non-constant real targets."""
-        X = check_activations(X).float()
-        T = as_target_matrix(T, X.shape[0]).float().to(X.device)
+        X = self._fit_input(X).float()
+        T = check_targets(T, X.shape[0]).float().to(X.device)
         self.target_mean_ = T.mean(dim=0)
         self.target_scale_ = T.std(dim=0, correction=0)
         self._train(
@@ -222,9 +222,7 @@ class MLPRegression(_BatchedMLP):
 
     def score(self, X: Tensor, T: Tensor) -> Tensor:
         """Per-column R^2 (k,) on (X, T)."""
-        return r_squared(
-            as_target_matrix(T, X.shape[0]).float().to(self.target_mean_.device), self.predict(X)
-        )
+        return r_squared(check_targets(T, X.shape[0]).float().to(self.target_mean_.device), self.predict(X))
 
 
 def _init_network(

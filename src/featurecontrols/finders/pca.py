@@ -14,10 +14,10 @@ import torch
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import batches_of
+from featurecontrols.finders.base import Finder, batches_of, check_codes
 
 
-class PCA:
+class PCA(Finder):
     """Principal component analysis, streamed.
 
     Parameters
@@ -55,6 +55,7 @@ class PCA:
                 f"PCA n_components must be in [1, {d}] (the activation width), got {self.n_components}",
                 f"choose n_components <= {d}",
             )
+        self.n_features_in_ = d
         mean = total / n
         cov = (outer - n * torch.outer(mean, mean)) / (n - 1)
         values, vectors = torch.linalg.eigh(cov)
@@ -65,12 +66,17 @@ class PCA:
         self.explained_variance_ratio_ = (values[top].clamp(min=0) / values.clamp(min=0).sum()).float()
         return self
 
+    @property
+    def n_latents(self) -> int:
+        """Number of latents (components), known before fitting."""
+        return self.n_components
+
     def encode(self, X: Tensor) -> Tensor:
         """Coordinates along the components: (X - mean_) components_^T, shape (n, k)."""
-        codes: Tensor = (X.float() - self.mean_) @ self.components_.T
+        codes: Tensor = (self._input(X).float() - self.mean_) @ self.components_.T
         return codes
 
     def decode(self, Z: Tensor) -> Tensor:
         """Back to activation space: Z components_ + mean_, shape (n, d)."""
-        back: Tensor = Z.float() @ self.components_ + self.mean_
+        back: Tensor = check_codes(self, Z, self.n_components).float() @ self.components_ + self.mean_
         return back

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import BinaryClassifier, as_label_matrix
-from featurecontrols.validation import check_activations
+from featurecontrols.finders.base import BinaryClassifier
+from featurecontrols.validation import check_labels
 
 
 class RidgeProbe(BinaryClassifier):
@@ -34,17 +34,22 @@ class RidgeProbe(BinaryClassifier):
 
     def fit(self, X: Tensor, Y: Tensor) -> RidgeProbe:
         """Fit k probes: X (n, d) float, Y (n, k) or (n,) with values in {0, 1}."""
-        X = check_activations(X)
-        Y = as_label_matrix(Y, X.shape[0])
-        W, b = ridge_solve(X, 2.0 * Y - 1.0, self.alpha)
-        self.coef_ = W.T.to(X.dtype).contiguous()  # (k, d)
-        self.intercept_ = b.to(X.dtype)  # (k,)
+        X = self._fit_input(X)
+        Y = check_labels(Y, X.shape[0], recode=False, both_classes=False)
+        self.coef_, self.intercept_ = ridge_coefficients(X, 2.0 * Y - 1.0, self.alpha)
         self.directions_ = self.coef_
         return self
 
     def decision_function(self, X: Tensor) -> Tensor:
         """Signed scores (n, k); positive means class 1."""
-        return check_activations(X) @ self.coef_.T + self.intercept_
+        return self._input(X) @ self.coef_.T + self.intercept_
+
+
+def ridge_coefficients(X: Tensor, T: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """Coefficients (k, d) and intercepts (k,) of the ridge fit of targets T (n, k) on X (n, d)
+    (:func:`ridge_solve`), in X's dtype."""
+    W, b = ridge_solve(X, T, alpha)
+    return W.T.to(X.dtype).contiguous(), b.to(X.dtype)
 
 
 def ridge_solve(X: Tensor, T: Tensor, alpha: float) -> tuple[Tensor, Tensor]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from featurecontrols.finders.base import as_target_matrix, r_squared
-from featurecontrols.finders.ridge_probe import ridge_solve
-from featurecontrols.validation import check_activations
+from featurecontrols.finders.base import Finder, r_squared
+from featurecontrols.finders.ridge_probe import ridge_coefficients
+from featurecontrols.validation import check_targets
 
 
-class RidgeRegression:
+class RidgeRegression(Finder):
     """Batched ridge regression (closed form), scored by R^2.
 
     Parameters
@@ -30,19 +30,16 @@ class RidgeRegression:
 
     def fit(self, X: Tensor, T: Tensor) -> RidgeRegression:
         """Fit k regressions: X (n, d) float, T (n, k) or (n,) finite real targets."""
-        X = check_activations(X)
-        T = as_target_matrix(T, X.shape[0])
-        W, b = ridge_solve(X, T, self.alpha)
-        self.coef_ = W.T.to(X.dtype).contiguous()  # (k, d)
-        self.intercept_ = b.to(X.dtype)  # (k,)
+        X = self._fit_input(X)
+        self.coef_, self.intercept_ = ridge_coefficients(X, check_targets(T, X.shape[0]), self.alpha)
         self.directions_ = self.coef_
         return self
 
     def predict(self, X: Tensor) -> Tensor:
         """Predicted targets (n, k)."""
-        return check_activations(X) @ self.coef_.T + self.intercept_
+        return self._input(X) @ self.coef_.T + self.intercept_
 
     def score(self, X: Tensor, T: Tensor) -> Tensor:
         """Per-column R^2 (k,) on (X, T)."""
-        T = as_target_matrix(T, X.shape[0]).to(self.coef_.dtype)
+        T = check_targets(T, X.shape[0]).to(self.coef_.dtype)
         return r_squared(T, self.predict(X))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import batches_of
+from featurecontrols.finders.base import Finder, batches_of, check_codes
 from featurecontrols.seeding import generator
 
 Activation = Literal["relu", "topk", "batchtopk"]
@@ -73,7 +73,7 @@ def _selected(
     return out
 
 
-class SparseAutoencoder:
+class SparseAutoencoder(Finder):
     """A sparse autoencoder trained with Adam on a stream of activation batches.
 
     Parameters
@@ -196,6 +196,7 @@ class SparseAutoencoder:
     def _initialise(self, first: Tensor) -> None:
         """Unit-norm random decoder rows, encoder = decoder (Gao et al. 2024), b_dec = batch mean."""
         d = first.shape[1]
+        self.n_features_in_ = d
         self.scale_ = math.sqrt(d / float(first.pow(2).sum(1).mean())) if self.normalise_input else 1.0
         rng = generator(self.seed, "sparse_autoencoder", "init")
         decoder = torch.randn(self.d_sae, d, generator=rng)
@@ -267,10 +268,15 @@ class SparseAutoencoder:
     # ------------------------------------------------------------------------------------------
     # Inference
 
+    @property
+    def n_latents(self) -> int:
+        """Number of latents m, known before fitting."""
+        return self.d_sae
+
     def encode(self, X: Tensor) -> Tensor:
         """Dense codes z, shape (n, m), in normalised units."""
         with torch.no_grad():
-            x = X.to(self.decoder_.device, torch.float32) * self.scale_
+            x = self._input(X).to(self.decoder_.device, torch.float32) * self.scale_
             pre = torch.addmm(self.b_enc_, x - self.b_dec_, self.encoder_.T)
             if self.activation == "relu":
                 return F.relu(pre)
@@ -282,7 +288,8 @@ class SparseAutoencoder:
     def decode(self, Z: Tensor) -> Tensor:
         """Reconstruction (Z W_dec + b_dec) / s, shape (n, d), in the input's units."""
         with torch.no_grad():
-            return (Z.to(self.decoder_.device, torch.float32) @ self.decoder_ + self.b_dec_) / self.scale_
+            Z = check_codes(self, Z, self.d_sae).to(self.decoder_.device, torch.float32)
+            return (Z @ self.decoder_ + self.b_dec_) / self.scale_
 
 
 def _chain(first: Tensor, rest: Iterator[Tensor]) -> Iterator[Tensor]:

@@ -22,15 +22,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.adapters.interventions import AddVector, applied
-from featurecontrols.adapters.sites import Site, call_model, read_activations
+from featurecontrols.adapters import adapt
+from featurecontrols.adapters.base import ModelAdapter
+from featurecontrols.adapters.interventions import AddVector
+from featurecontrols.adapters.sites import Site
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.measures.output_change import flat_output
+from featurecontrols.measures.output_change import outputs_under
 from featurecontrols.measures.steering_vectors import SteeringVectors
 from featurecontrols.seeding import generator
 from featurecontrols.stats import bootstrap_mean_ci
 
-Forward = Callable[[nn.Module, Any], Any]
 TargetMetric = Callable[[Tensor, int], Tensor]
 """(outputs (n, o), feature index i) -> per-example value (n,) that feature i should drive."""
 
@@ -93,7 +94,6 @@ class SteeringEffects:
     alphas : steering strengths, in units of the target probe's movement (vectors are calibrated).
     target : optional metric(outputs, i) -> (n,) of the output feature i should drive.
     log_probs : outputs -> log-probabilities for the KL; ``None`` skips the KL.
-    forward : ``forward(model, batch)``; defaults to ``sites.call_model``.
     n_bootstrap, confidence, seed : the bootstrap intervals across inputs.
     """
 
@@ -102,7 +102,6 @@ class SteeringEffects:
         alphas: Sequence[float] = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0),
         target: TargetMetric | None = None,
         log_probs: Callable[[Tensor], Tensor] | None = softmax_log_probs,
-        forward: Forward | None = None,
         n_bootstrap: int = 1000,
         confidence: float = 0.95,
         seed: int = 0,
@@ -110,14 +109,13 @@ class SteeringEffects:
         self.alphas = alphas
         self.target = target
         self.log_probs = log_probs
-        self.forward = forward
         self.n_bootstrap = n_bootstrap
         self.confidence = confidence
         self.seed = seed
 
     def fit(
         self,
-        model: nn.Module,
+        model: ModelAdapter | nn.Module,
         batches: Sequence[Any],
         site: str | Site,
         steering: SteeringVectors,
@@ -135,37 +133,21 @@ class SteeringEffects:
             )
         if len(self.alphas) == 0:
             raise FeatureControlsError("no alphas were given", "pass alphas=(-1.0, 0.0, 1.0) or similar")
-        parsed = Site.parse(site)
+        adapter = adapt(model)
+        parsed = adapter.resolve(site)
         elsewhere = list(unrelated) if unrelated is not None else list(batches)
-        run = self.forward if self.forward is not None else call_model
-
-        def readouts() -> Tensor:
-            acts = read_activations(model, batches, [parsed], forward=run)[str(parsed)]
-            return acts.double() @ R.T
-
-        def outputs(on: Sequence[Any]) -> Tensor:
-            with torch.no_grad():
-                return torch.cat([flat_output(run(model, b)) for b in on])
-
-        clean_read = readouts()
-        clean_out = outputs(batches) if self.target is not None else None
-        clean_lp = self.log_probs(outputs(elsewhere)) if self.log_probs is not None else None
+        clean = _Measured.of(adapter, batches, elsewhere, parsed, R, self.target is not None, self.log_probs)
         self.curves_: dict[tuple[str, str], EffectCurve] = {}
         for kind, vectors in steering.vectors_.items():
             for i, name in enumerate(names):
-                others = [j for j in range(len(names)) if j != i]
                 columns: dict[str, list[Tensor]] = {"readout": [], "off_target": [], "target": [], "kl": []}
                 for alpha in self.alphas:
-                    with applied(model, [(parsed, AddVector(vectors[i], alpha))]):
-                        moved = readouts() - clean_read
-                        columns["readout"].append(moved[:, i])
-                        columns["off_target"].append(moved[:, others].square().mean(dim=1).sqrt())
-                        if self.target is not None and clean_out is not None:
-                            delta = self.target(outputs(batches), i) - self.target(clean_out, i)
-                            columns["target"].append(delta)
-                        if self.log_probs is not None and clean_lp is not None:
-                            lp = self.log_probs(outputs(elsewhere))
-                            columns["kl"].append((clean_lp.exp() * (clean_lp - lp)).sum(dim=1))
+                    with adapter.intervening([(parsed, AddVector(vectors[i], alpha))]):
+                        moved = _Measured.of(
+                            adapter, batches, elsewhere, parsed, R, clean.outputs is not None, self.log_probs
+                        )
+                    for quantity, values in clean.effects(moved, i, self.target).items():
+                        columns[quantity].append(values)
                 curves = {q: self._curve(v, kind, name, q) for q, v in columns.items() if v}
                 self.curves_[kind, name] = EffectCurve(
                     kind=kind,
@@ -183,3 +165,45 @@ class SteeringEffects:
         rng = generator(self.seed, "steering effects", kind, name, quantity)
         low, high = bootstrap_mean_ci(values, self.n_bootstrap, self.confidence, rng)
         return Curve(mean=values.mean(dim=0), low=low, high=high)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What one forward configuration gives: probe read-outs (n, k), outputs, log-probs elsewhere."""
+
+    readouts: Tensor
+    outputs: Tensor | None
+    log_probs: Tensor | None
+
+    @classmethod
+    def of(
+        cls,
+        adapter: ModelAdapter,
+        batches: Sequence[Any],
+        elsewhere: Sequence[Any],
+        site: Site,
+        R: Tensor,
+        with_outputs: bool,
+        log_probs: Callable[[Tensor], Tensor] | None,
+    ) -> _Measured:
+        acts = adapter.activations(batches, [site])[str(site)]
+        outputs = (
+            torch.cat(outputs_under(adapter, batches, site, [None] * len(batches))) if with_outputs else None
+        )
+        lp = None
+        if log_probs is not None:
+            lp = log_probs(
+                torch.cat(outputs_under(adapter, elsewhere, site, [None] * len(elsewhere))).double()
+            )
+        return cls(acts.double() @ R.T, None if outputs is None else outputs.double(), lp)
+
+    def effects(self, moved: _Measured, i: int, target: TargetMetric | None) -> dict[str, Tensor]:
+        """Per example: the target probe's movement, the RMS of the others', the target, the KL."""
+        delta = moved.readouts - self.readouts
+        others = [j for j in range(delta.shape[1]) if j != i]
+        out = {"readout": delta[:, i], "off_target": delta[:, others].square().mean(dim=1).sqrt()}
+        if target is not None and self.outputs is not None and moved.outputs is not None:
+            out["target"] = target(moved.outputs, i) - target(self.outputs, i)
+        if self.log_probs is not None and moved.log_probs is not None:
+            out["kl"] = (self.log_probs.exp() * (self.log_probs - moved.log_probs)).sum(dim=1)
+        return out

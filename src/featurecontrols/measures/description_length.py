@@ -12,8 +12,8 @@ L_uniform = n bits, compression = L_uniform / L_online. Every label column is co
 fitted in the same batched call. While a column has a single class in the training prefix no probe
 can be fitted: its next block is coded with the Laplace estimate p(y = 1) = (n_1 + 1) / (t_i + 2).
 A control task or shuffled labels give the codelength the probe reaches without the real structure;
-codelength selectivity = L_online(control) - L_online(task), in bits. As evidence (on the *learned*
-axis, against a control task) it is given per example, with a bootstrap interval of the mean of the
+codelength selectivity = L_online(control) - L_online(task), in bits. The learned axis judges it
+per example (``axes/from_scores.from_null``, lower is better): a bootstrap interval of the mean of the
 per-example differences (whole cells resampled) and the permutation p-value of the task's codelength
 among the B control codelengths, p = (1 + #{b : L_b <= L_task}) / (1 + B).
 """
@@ -28,19 +28,15 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from featurecontrols.axes.evidence import Evidence
+from featurecontrols.axes import learned
+from featurecontrols.axes.evidence import Bootstrap, Evidence
+from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import LabelControl
 from featurecontrols.controls.label.control_task import ControlTask
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import Probe, check_binary_columns
+from featurecontrols.finders.base import Probe
 from featurecontrols.seeding import generator
-from featurecontrols.stats import (
-    bootstrap_mean_ci,
-    cluster_bootstrap_mean_ci,
-    permutation_p_value,
-    summarise_null,
-)
-from featurecontrols.validation import check_activations
+from featurecontrols.validation import check_activations, check_labels
 
 BLOCK_FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
 
@@ -86,7 +82,7 @@ def _checked(X: Tensor, Y: Tensor, fractions: Sequence[float]) -> tuple[Tensor, 
     """Checked activations, labels (n, k) and the block ends t_1 < ... < t_S = n."""
     X = check_activations(X)
     n = X.shape[0]
-    Y = check_binary_columns(Y, n).to(X.device)
+    Y = check_labels(Y, n, recode=False).to(X.device)
     ends = sorted({min(n, max(1, round(f * n))) for f in fractions} | {n})
     if len(ends) < 2 or any(not 0.0 < f <= 1.0 for f in fractions):
         raise FeatureControlsError(
@@ -128,44 +124,57 @@ def _codelength(block_bits: Tensor, ends: Sequence[int]) -> Codelength:
 
 @dataclass(frozen=True)
 class CodelengthSelectivity:
-    """The task's online codelength against the same for control labels (bits).
-
-    ``per_example`` is the selectivity in bits per example, (mean control - task) / n, with its
-    bootstrap interval (whole cells resampled for a control task) and the permutation p-value
-    p = (1 + #{b : control_b <= task}) / (1 + B).
-    """
+    """The task's online codelength against the same for control labels (bits), with the learned
+    axis' evidence: ``evidence.effect`` is the selectivity in bits per example, (mean control - task)
+    / n, with its interval (whole cells resampled for a control task) and the permutation p-value
+    p = (1 + #{b : control_b <= task}) / (1 + B)."""
 
     task: Codelength  # one column
     control: Codelength  # one column per control draw
-    selectivity_bits: float  # mean control codelength - task codelength
-    compression_gain: float  # task compression - mean control compression
-    per_example: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    control_name: str
+    evidence: Evidence
 
-    def as_evidence(self) -> Evidence:
-        """The same numbers as evidence on the *learned* axis, in bits per example (lower is better,
-        so the effect is control minus task)."""
-        n = self.task.uniform_bits
-        return Evidence(
-            axis="learned",
-            control=f"{self.control_name} (codelength)",
-            metric="online codelength, bits per example",
-            score=float(self.task.online_bits[0]) / n,
-            control_score=float(self.control.online_bits.mean()) / n,
-            effect=self.per_example,
-            ci_low=self.ci_low,
-            ci_high=self.ci_high,
-            p_value=self.p_value,
-            detail={
-                "compression": float(self.task.compression[0]),
-                "control_compression": float(self.control.compression.mean()),
-                "selectivity_bits": self.selectivity_bits,
-            },
-            null=summarise_null(self.control.online_bits / n),
-        )
+    @property
+    def selectivity_bits(self) -> float:
+        """Mean control codelength minus the task's, in bits."""
+        return float(self.control.online_bits.mean() - self.task.online_bits[0])
+
+    @property
+    def compression_gain(self) -> float:
+        """Task compression minus the mean control compression."""
+        return float(self.task.compression[0] - self.control.compression.mean())
+
+
+def codelength_scores(
+    probe_factory: Callable[[], ProbabilisticProbe],
+    X: Tensor,
+    y: Tensor,
+    control: LabelControl,
+    n_controls: int,
+    seed: int,
+    fractions: Sequence[float] = BLOCK_FRACTIONS,
+) -> tuple[NullScores, Codelength, Codelength]:
+    """Online codelength of y (n,) and of ``n_controls`` control label columns (e.g. a
+    ``ControlTask``), coded together in one batched run: the raw scores (bits per example of the task
+    and of the controls' mean; lower is better) and both codelengths."""
+    null = control.null_labels(y, n_controls, generator(seed, control.name, "codelength"))
+    X, Y, ends = _checked(X, torch.cat([y[:, None].to(null.dtype), null], dim=1), fractions)
+    block_bits = torch.zeros(len(ends), Y.shape[1], dtype=torch.float64)
+    block_bits[0] = float(ends[0])
+    per_example = torch.ones(ends[-1], 2, dtype=torch.float64)  # the uniform first block: 1 bit each
+    for i, bits in enumerate(_coded_blocks(probe_factory, X, Y, ends), start=1):
+        block_bits[i] = bits.sum(dim=0)
+        per_example[ends[i - 1] : ends[i], 0] = bits[:, 0]
+        per_example[ends[i - 1] : ends[i], 1] = bits[:, 1:].mean(dim=1)
+    task, controls = _codelength(block_bits[:, :1], ends), _codelength(block_bits[:, 1:], ends)
+    scores = NullScores(
+        metric="online codelength, bits per example",
+        real=per_example[:, 0],
+        null=controls.online_bits / ends[-1],
+        control=per_example[:, 1],
+        clusters=control.cells if isinstance(control, ControlTask) else None,
+        lower_is_better=True,
+    )
+    return scores, task, controls
 
 
 def codelength_selectivity(
@@ -180,31 +189,8 @@ def codelength_selectivity(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
 ) -> CodelengthSelectivity:
-    """Online codelength of y (n,) and of ``n_controls`` control label columns (e.g. a
-    ``ControlTask``), coded together in one batched run (see the module docstring)."""
-    null = control.null_labels(y, n_controls, generator(seed, control.name, "codelength"))
-    X, Y, ends = _checked(X, torch.cat([y[:, None].to(null.dtype), null], dim=1), fractions)
-    block_bits = torch.zeros(len(ends), Y.shape[1], dtype=torch.float64)
-    block_bits[0] = float(ends[0])
-    difference = torch.zeros(ends[-1], 1, dtype=torch.float64)  # per example: mean control - task bits
-    for i, bits in enumerate(_coded_blocks(probe_factory, X, Y, ends), start=1):
-        block_bits[i] = bits.sum(dim=0)
-        difference[ends[i - 1] : ends[i], 0] = bits[:, 1:].mean(dim=1) - bits[:, 0]
-    task, controls = _codelength(block_bits[:, :1], ends), _codelength(block_bits[:, 1:], ends)
-    draw = generator(seed, "bootstrap", control.name, "codelength")
-    if isinstance(control, ControlTask):
-        low, high = cluster_bootstrap_mean_ci(difference, control.cells, n_bootstrap, confidence, draw)
-    else:
-        low, high = bootstrap_mean_ci(difference, n_bootstrap, confidence, draw)
-    p_value = permutation_p_value(-task.online_bits, -controls.online_bits[None])
-    return CodelengthSelectivity(
-        task=task,
-        control=controls,
-        selectivity_bits=float(controls.online_bits.mean() - task.online_bits[0]),
-        compression_gain=float(task.compression[0] - controls.compression.mean()),
-        per_example=float(difference.mean()),
-        ci_low=float(low[0]),
-        ci_high=float(high[0]),
-        p_value=float(p_value[0]),
-        control_name=control.name,
-    )
+    """:func:`codelength_scores` judged by the learned axis (see the module docstring)."""
+    scores, task, controls = codelength_scores(probe_factory, X, y, control, n_controls, seed, fractions)
+    bootstrap = Bootstrap(seed, n_bootstrap, confidence)
+    evidence = learned.assess(f"{control.name} (codelength)", scores, ("codelength",), bootstrap)
+    return CodelengthSelectivity(task=task, control=controls, evidence=evidence)

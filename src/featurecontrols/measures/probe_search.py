@@ -26,15 +26,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from torch import Tensor
 
-from featurecontrols.controls.label.control_task import control_task_selectivity
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Probe
 from featurecontrols.finders.logistic_probe import LogisticProbe
 from featurecontrols.finders.mlp_probe import MLPProbe
-from featurecontrols.pipeline.split import Split
+from featurecontrols.finders.split import Split
+from featurecontrols.measures.selectivity import control_task_selectivity
 from featurecontrols.seeding import derive_seed, generator
 
 if TYPE_CHECKING:
@@ -158,15 +157,6 @@ class SearchResult:
         }
 
 
-def bit_cells(x: Tensor, bits: Sequence[int]) -> Tensor:
-    """Control-task cells from binary inputs x (n, m) (0/1 or -1/+1): the integer sum_j 2^j [x_(bits_j) > 0].
-
-    With the bits of a token's code this is the token id; with a subset, a coarser "type" whose random
-    labels a probe can learn only by memorising every combination of those bits.
-    """
-    return ((x[:, list(bits)] > 0).long() << torch.arange(len(bits))).sum(dim=1)
-
-
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the non-dominated points, both coordinates minimised, sorted by the first coordinate.
 
@@ -253,7 +243,7 @@ class ProbeSearch:
                     seed=self.seed, n_bootstrap=100,
                 )  # fmt: skip
                 seen[spec] = SearchTrial(
-                    trial.number, spec, s.task_accuracy, s.control_accuracy, s.estimate, spec.complexity(d)
+                    trial.number, spec, s.score, s.control_score, s.effect, spec.complexity(d)
                 )
             done = seen[spec]
             trials.append(replace(done, number=trial.number))

@@ -23,12 +23,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from featurecontrols.axes.used import class_mean_directions
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Probe
+from featurecontrols.finders.mass_mean_probe import class_mean_directions
 from featurecontrols.finders.ridge_probe import RidgeProbe
 from featurecontrols.seeding import generator
-from featurecontrols.validation import check_activations, check_binary_labels
+from featurecontrols.validation import check_activations, check_labels
 
 KINDS = ("probe", "mass-mean", "covariance", "dual", "random")
 
@@ -72,7 +72,7 @@ class SteeringVectors:
 
     def fit(self, X: Tensor, Y: Tensor) -> SteeringVectors:
         X = check_activations(X)
-        Y = check_binary_labels(Y, X.shape[0])
+        Y = check_labels(Y, X.shape[0])
         probe = self.probe if self.probe is not None else RidgeProbe()
         R = probe.fit(X, Y).directions_.double()
         dual = dual_basis(R)

@@ -1,78 +1,105 @@
-"""The battery: every control, on every candidate feature at one site, then verdicts.
+"""The battery: one pipeline for every candidate, every control and every executor (DESIGN.md).
 
-Data flow (DESIGN.md), one way:
+    ModelAdapter(model) --sites--> activations --finder.fit--> candidates
+          |                                                       |
+          |    Plan: (axis, control) steps; a control transforms ONE of
+          |    labels | inputs | weights, or intervenes on the forward pass
+          v                                                       v
+    executor (in-process or Ray) runs the plan's jobs -> raw scores (real vs control)
+                                                                  |
+              axes/ turn raw scores into Evidence -> one correction -> verdict -> RunResult
 
-    model + inputs --site--> activations X --probe.fit--> real held-out accuracy
-      labels   -> shuffled-label control -> same probe -> null accuracies      -> decodable
-      weights  -> weight controls        -> same probe -> copies' accuracies   -> learned
-      cells    -> control tasks          -> same probe -> control accuracies   -> learned
-                  (+ online codelength, with a codelength probe: control codelengths)
-      forward  -> directional ablation   -> output change vs random directions -> used
-                  (or counterfactual patching, given counterfactual inputs: vs equal-norm noise)
-    all p-values -> one correction -> axes -> verdict -> RunResult (report.py renders it)
+:meth:`Battery.run` checks every choice and input before any work, builds the plan
+(``pipeline/plan.py``), runs its jobs (``pipeline/jobs.py``, ``latent_jobs.py``, ``causal_job.py``)
+on the executor, and judges the outputs (``pipeline/assemble.py``).
 """
 
 from __future__ import annotations
 
-import math
+import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.adapters.sites import Site, call_model, read_activations
-from featurecontrols.axes.decodable import assess_decodable, fit_and_check
-from featurecontrols.axes.evidence import Axis, AxisName, Evidence, FeatureResult, RunResult
-from featurecontrols.axes.learned import assess_learned
-from featurecontrols.axes.used import assess_used, class_mean_directions
-from featurecontrols.axes.verdict import correct_all, decide, make_axis
-from featurecontrols.controls.base import LabelControl, WeightControl
-from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching, assess_patching
-from featurecontrols.controls.causal.directional_ablation import (
-    DirectionalAblation,
-    shuffled_label_directions,
-)
-from featurecontrols.controls.label.control_task import ControlTask, check_cells, control_task_selectivity
+from featurecontrols.adapters import adapt
+from featurecontrols.adapters.base import ModelAdapter
+from featurecontrols.adapters.sites import Site, batch_rows
+from featurecontrols.axes.evidence import Bootstrap
+from featurecontrols.controls.base import CausalControl, InputControl, LabelControl, WeightControl
+from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
+from featurecontrols.controls.causal.directional_ablation import DirectionalAblation
+from featurecontrols.controls.label.control_task import check_cells
 from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Probe
 from featurecontrols.finders.ridge_probe import RidgeProbe
-from featurecontrols.measures.description_length import ProbabilisticProbe, codelength_selectivity
-from featurecontrols.measures.spectra import activation_spectrum
-from featurecontrols.pipeline.split import Split
-from featurecontrols.progress import track
-from featurecontrols.seeding import derive_seed, generator
+from featurecontrols.finders.split import Split
+from featurecontrols.measures.description_length import ProbabilisticProbe
+from featurecontrols.params import Params, params_key, tensor_digest
+from featurecontrols.pipeline.assemble import judge, plan_jobs
+from featurecontrols.pipeline.candidates import Candidate, Direction, Labelled, Latents, from_features
+from featurecontrols.pipeline.causal_job import CausalRun
+from featurecontrols.pipeline.context import RunContext, run_key
+from featurecontrols.pipeline.executors import Executor, LocalExecutor, execute
+from featurecontrols.pipeline.jobs import Job, Output, ReadActivations, ShuffledNull, probes_of
+from featurecontrols.pipeline.latent_jobs import LatentRecurrence
+from featurecontrols.pipeline.plan import TRAINED, Choices, Plan, build_plan
+from featurecontrols.pipeline.results import RunResult, RunSettings, WeightControlRecord
+from featurecontrols.seeding import generator
 from featurecontrols.stats import Correction
-from featurecontrols.validation import check_activations, check_binary_labels
-
-Forward = Callable[[nn.Module, Any], Any]
+from featurecontrols.validation import check_at_least, check_choice, check_in_open_unit, check_labels
 
 
-class Battery:
-    """Run the controls of DESIGN.md on candidate features at one site and give verdicts.
+@dataclass(frozen=True)
+class _Controls:
+    """A run's finders and controls, defaults filled in."""
+
+    probe: Probe
+    label: LabelControl
+    weights: list[WeightControl]
+    inputs: list[InputControl]
+    used: CausalControl | None
+    counterfactual: CausalControl | None
+
+
+class Battery(Params):
+    """Run the controls of DESIGN.md on candidates at one or more sites and give verdicts.
 
     Parameters
     ----------
-    probe : the supervised finder (default ``RidgeProbe()``); fitted afresh for every run of it.
+    probe : the supervised finder of labelled candidates (default ``RidgeProbe()``); refitted for
+        every fit.
     label_control : the decodable axis' null (default ``ShuffledLabels()``).
-    weight_controls : the learned axis' controls (default re-initialised and spectrum-matched).
-    n_shuffles : null size for the decodable axis; ``None`` picks max(1000, 4 m / alpha) for m
-        tests, so that a p-value at the permutation floor can survive the correction.
+    weight_controls : the learned axis' weight controls (default re-initialised and spectrum-matched).
+    input_controls : the learned axis' input controls for dictionary latents (random inputs,
+        planted structure); none by default.
+    used_control : the used axis' causal control (default ``DirectionalAblation()``); ``None`` with
+        ``run_used=False``.
+    counterfactual_control : the used axis' control for candidates given counterfactuals (default
+        ``CounterfactualPatching()``).
+    n_shuffles, n_random_directions, n_latent_null : null sizes of the shuffled labels and control
+        tasks, of the causal nulls, and of the latents' chance matches; ``None`` picks them from the
+        plan (``pipeline/plan.py``), and a size too small to survive the correction is refused.
     n_weight_seeds : randomised copies per weight control.
-    n_random_directions : null size for the used axis; ``None`` as for ``n_shuffles``.
-    codelength_probe : a probe with ``predict_proba`` (e.g. ``LogisticProbe()``); when given, and
-        ``run`` gets ``cells``, the learned axis also compares the online codelength (Voita & Titov
-        2020) of the real labels with that of ``n_shuffles`` control tasks, in one batched run.
-    run_used : whether to run the used axis (needs the model's forward pass to produce outputs).
-    used_examples : the used axis runs on the first batches that cover at least this many inputs
-        (every direction, real or random, on the same inputs): each null draw is a forward pass.
-    alpha, correction, confidence : significance level, multiple-comparison correction over the
-        whole run ("holm" or "bh"), and the confidence level of the intervals.
+    codelength_probe : a probe with ``predict_proba`` (e.g. ``LogisticProbe()``); with ``cells`` the
+        learned axis also compares the online codelength of the labels with that of control tasks.
+    run_used : whether to run the used axis (the forward pass must produce outputs).
+    used_examples : the used axis runs on the first batches that cover this many inputs.
+    test_fraction, alpha, correction, confidence, n_bootstrap : held-out share; level; "holm" or
+        "bh" over the whole run; interval level; bootstrap resamples.
+    batch_size : rows per batch when ``inputs`` is one tensor.
+    seed : every random draw of the run derives from it and a name.
+    executor : ``LocalExecutor()`` (default) or ``RayExecutor()``.
+    run_dir : a folder for activations and finished jobs; a rerun resumes from it.
+    progress : progress bars in a terminal, periodic lines in a log.
     """
 
     def __init__(
@@ -80,9 +107,13 @@ class Battery:
         probe: Probe | None = None,
         label_control: LabelControl | None = None,
         weight_controls: Sequence[WeightControl] | None = None,
+        input_controls: Sequence[InputControl] = (),
+        used_control: CausalControl | None = None,
+        counterfactual_control: CausalControl | None = None,
         n_shuffles: int | None = None,
         n_weight_seeds: int = 3,
         n_random_directions: int | None = None,
+        n_latent_null: int | None = None,
         codelength_probe: ProbabilisticProbe | None = None,
         run_used: bool = True,
         used_examples: int = 2048,
@@ -93,14 +124,20 @@ class Battery:
         n_bootstrap: int = 1000,
         batch_size: int = 1024,
         seed: int = 0,
+        executor: Executor | None = None,
+        run_dir: str | Path | None = None,
         progress: bool = True,
     ) -> None:
         self.probe = probe
         self.label_control = label_control
         self.weight_controls = weight_controls
+        self.input_controls = input_controls
+        self.used_control = used_control
+        self.counterfactual_control = counterfactual_control
         self.n_shuffles = n_shuffles
         self.n_weight_seeds = n_weight_seeds
         self.n_random_directions = n_random_directions
+        self.n_latent_null = n_latent_null
         self.codelength_probe = codelength_probe
         self.run_used = run_used
         self.used_examples = used_examples
@@ -111,50 +148,28 @@ class Battery:
         self.n_bootstrap = n_bootstrap
         self.batch_size = batch_size
         self.seed = seed
+        self.executor = executor
+        self.run_dir = run_dir
         self.progress = progress
+        self.validate()
 
-    def run(
-        self,
-        model: nn.Module,
-        inputs: Tensor | Sequence[Any],
-        site: str | Site,
-        features: Mapping[str, Tensor],
-        *,
-        ground_truth: Mapping[str, str] | None = None,
-        forward: Forward | None = None,
-        cells: Tensor | None = None,
-        counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None = None,
-    ) -> RunResult:
-        """Judge every feature in ``features`` (name -> labels, one per activation row) at ``site``.
+    def set_params(self, **params: Any) -> Battery:
+        super().set_params(**params)
+        self.validate()
+        return self
 
-        ``cells`` (one integer key per activation row: the token id, or any input type) adds a
-        control task (Hewitt & Liang 2019) to the learned axis: the probe's held-out accuracy on the
-        real labels against random labels fixed per cell.
-
-        ``counterfactuals`` (feature name -> inputs shaped like ``inputs``, each with that feature
-        changed: a bit flipped, the minimal-pair sentence) gives those features' used axis by
-        counterfactual patching (``controls/counterfactual_patching.py``) instead of ablating their
-        class-mean direction: the test for features the model uses nonlinearly.
-        """
-        probe = self.probe if self.probe is not None else RidgeProbe()
-        label_control = self.label_control if self.label_control is not None else ShuffledLabels()
-        weight_controls: list[WeightControl] = (
-            list(self.weight_controls)
-            if self.weight_controls is not None
-            else [ReinitialisedWeights(), SpectrumMatchedWeights()]
-        )
-        forward = forward if forward is not None else call_model
-        site = Site.parse(site)
-        names = list(features)
-        if not names:
-            raise FeatureControlsError("no candidate features were given", "pass features={name: labels}")
-        batches = as_batches(inputs, self.batch_size)
-        counterfactual_batches = _counterfactual_batches(counterfactuals, names, batches, self.batch_size)
-        if counterfactual_batches and not self.run_used:
-            raise FeatureControlsError(
-                "counterfactuals were given but run_used=False, so they would be ignored",
-                "set run_used=True (the used axis patches from them), or drop counterfactuals",
-            )
+    def validate(self) -> None:
+        """Check every parameter (called when they are given); raises with the problem and the fix."""
+        check_in_open_unit("alpha", self.alpha, "0.05")
+        check_in_open_unit("confidence", self.confidence, "0.95")
+        check_in_open_unit("test_fraction", self.test_fraction, "0.3")
+        check_choice("correction", self.correction, ("holm", "bh"))
+        for name in ("n_bootstrap", "n_weight_seeds", "used_examples", "batch_size"):
+            check_at_least(name, getattr(self, name), 1)
+        for name in ("n_shuffles", "n_random_directions", "n_latent_null"):
+            check_at_least(name, getattr(self, name), 1, optional=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise FeatureControlsError(f"seed must be an integer, got {self.seed!r}", "pass e.g. seed=0")
         if self.codelength_probe is not None and not callable(
             getattr(self.codelength_probe, "predict_proba", None)
         ):
@@ -163,169 +178,204 @@ class Battery:
                 "cannot code labels",
                 "use a probabilistic probe, e.g. codelength_probe=LogisticProbe()",
             )
-        timings: dict[str, float] = {}
+        self._controls()
 
-        def activations(m: nn.Module, what: str) -> Tensor:
-            acts = read_activations(m, batches, [site], forward=forward)[str(site)]
-            return check_activations(acts, what)
-
-        start = time.perf_counter()
-        X = activations(model, f"activations at {site}")
-        Y = _label_matrix(features, names, X.shape[0])
-        split = Split.random(X.shape[0], self.test_fraction, generator(self.seed, "split"))
-        split.check_both_classes(Y, names)
-        n_tests = len(names) * count_tests_per_feature(
-            len(weight_controls), self.run_used, cells is not None, self.codelength_probe is not None
-        )
-        n_null = null_size(self.n_shuffles, n_tests, self.alpha, "n_shuffles")
-        n_random = null_size(self.n_random_directions, n_tests, self.alpha, "n_random_directions")
-        timings["activations"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        decodable = assess_decodable(
-            probe, X, Y, names, split, label_control, n_null,
-            seed=self.seed, n_bootstrap=self.n_bootstrap, confidence=self.confidence,
-        )  # fmt: skip
-        timings["decodable"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        trained_correct = fit_and_check(probe, X, Y, split)
-        spectra = {"trained": [activation_spectrum(X)]}
-        copies_correct: dict[str, list[Tensor]] = {}
-        randomisation: dict[str, dict[str, int]] = {}
-        jobs = [(wc, s) for wc in weight_controls for s in range(self.n_weight_seeds)]
-        for wc, s in track(jobs, "weight controls", len(jobs), self.progress):
-            copy = wc.randomise(model, derive_seed(self.seed, wc.name, s))
-            Xc = activations(copy.model, f"activations of the {wc.name} copy (seed {copy.seed})")
-            copies_correct.setdefault(wc.name, []).append(fit_and_check(probe, Xc, Y, split))
-            spectra.setdefault(wc.name, []).append(activation_spectrum(Xc))
-            randomisation[wc.name] = dict(Counter(copy.methods.values()))
-        learned = assess_learned(
-            trained_correct, copies_correct, names,
-            seed=self.seed, n_bootstrap=self.n_bootstrap, confidence=self.confidence,
-        )  # fmt: skip
-        if cells is not None:
-            cells = check_cells(cells, X.shape[0])
-            for j, name in enumerate(track(names, "control tasks", len(names), self.progress)):
-                selectivity = control_task_selectivity(
-                    probe, X, Y[:, j], cells, split, n_null,
-                    seed=derive_seed(self.seed, ControlTask.name, name),
-                    n_bootstrap=self.n_bootstrap, confidence=self.confidence,
-                )  # fmt: skip
-                learned[name].append(selectivity.as_evidence())
-            if self.codelength_probe is not None:
-                coder = self.codelength_probe
-                order = torch.randperm(X.shape[0], generator=generator(self.seed, "codelength order"))
-                tasks = ControlTask(cells[order])
-                for j, name in enumerate(track(names, "online codelength", len(names), self.progress)):
-                    mdl = codelength_selectivity(
-                        lambda: coder, X[order], Y[order, j], tasks, n_null,
-                        seed=derive_seed(self.seed, "codelength", name),
-                        n_bootstrap=self.n_bootstrap, confidence=self.confidence,
-                    )  # fmt: skip
-                    learned[name].append(mdl.as_evidence())
-        timings["learned"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        used: dict[str, Evidence] = {}
-        if self.run_used:
-            used = self._used(model, batches, site, X, Y, names, n_random, forward, counterfactual_batches)
-        timings["used"] = time.perf_counter() - start
-
-        every = [*decodable, *(e for n in names for e in learned[n]), *used.values()]
-        correct_all(every, self.correction)
-        results = []
-        for j, name in enumerate(names):
-            axes: dict[AxisName, Axis] = {
-                "decodable": make_axis("decodable", [decodable[j]], self.alpha),
-                "learned": make_axis("learned", learned[name], self.alpha),
-                "used": make_axis("used", [used[name]] if name in used else [], self.alpha),
-            }
-            verdict = decide(axes["decodable"].status, axes["learned"].status, axes["used"].status)
-            truth = ground_truth.get(name) if ground_truth is not None else None
-            results.append(FeatureResult(name=name, verdict=verdict, axes=axes, ground_truth=truth))
-        settings = {
-            "seed": self.seed,
-            "alpha": self.alpha,
-            "correction": self.correction,
-            "n_tests_corrected": len(every),
-            "confidence": self.confidence,
-            "probe": f"{type(probe).__name__}({vars(probe) if hasattr(probe, '__dict__') else ''})",
-            "label_control": label_control.name,
-            "control_task": f"{n_null} draws over {int(torch.unique(cells).numel())} cells"
-            if cells is not None
+    def _controls(self) -> _Controls:
+        """The run's controls with their defaults; names must be unique (a report keys them by name)."""
+        weights = self.weight_controls
+        controls = _Controls(
+            probe=self.probe if self.probe is not None else RidgeProbe(),
+            label=self.label_control if self.label_control is not None else ShuffledLabels(),
+            weights=list(weights)
+            if weights is not None
+            else [ReinitialisedWeights(), SpectrumMatchedWeights()],
+            inputs=list(self.input_controls),
+            used=(self.used_control or DirectionalAblation()) if self.run_used else None,
+            counterfactual=(self.counterfactual_control or CounterfactualPatching())
+            if self.run_used
             else None,
-            "codelength_probe": type(self.codelength_probe).__name__
-            if cells is not None and self.codelength_probe is not None
-            else None,
-            "n_shuffles": n_null,
-            "weight_controls": randomisation,
-            "n_weight_seeds": self.n_weight_seeds,
-            "n_random_directions": n_random if self.run_used else 0,
-            "used_examples": self.used_examples,
-            "n_examples": int(X.shape[0]),
-            "n_test": int(split.test.numel()),
-            "width": int(X.shape[1]),
-        }
-        return RunResult(
-            site=str(site), features=results, settings=settings, timings=timings, spectra=spectra
         )
+        names = [c.name for c in controls.weights] + [c.name for c in controls.inputs]
+        if len(set(names)) != len(names):
+            raise FeatureControlsError(
+                f"two controls of the run share a name: {names}", "give each weight and input control once"
+            )
+        return controls
 
-    def _used(
+    def run(
         self,
-        model: nn.Module,
-        batches: Sequence[Any],
-        site: Site,
-        X: Tensor,
-        Y: Tensor,
-        names: list[str],
-        n_random: int,
-        forward: Forward,
-        counterfactual_batches: Mapping[str, list[Any]],
-    ) -> dict[str, Evidence]:
-        covered, rows = [], 0
-        for batch in batches:
-            if rows >= self.used_examples:
-                break
-            covered.append(batch)
-            rows += _batch_rows(batch)
-        used: dict[str, Evidence] = {}
-        if counterfactual_batches:
-            patching = CounterfactualPatching(forward).fit(model, covered, site)
-            for name in track(list(counterfactual_batches), "counterfactual patching", None, self.progress):
-                seed = derive_seed(self.seed, "patching", name)
-                real, noise = patching.change(counterfactual_batches[name][: len(covered)], seed)
-                used[name] = assess_patching(
-                    real,
-                    noise,
-                    name,
-                    seed=self.seed,
-                    n_bootstrap=self.n_bootstrap,
-                    confidence=self.confidence,
+        model: ModelAdapter | nn.Module,
+        inputs: Tensor | Sequence[Any],
+        sites: str | Site | Sequence[str | Site],
+        features: Mapping[str, Tensor] | Sequence[Candidate],
+        *,
+        ground_truth: Mapping[str, str] | None = None,
+        cells: Tensor | None = None,
+        counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None = None,
+    ) -> RunResult:
+        """Judge every candidate at every site (see the class docstring for the choices).
+
+        ``features`` is a mapping name -> labels (one per activation row; ``ground_truth`` and
+        ``counterfactuals`` keyed the same way) or a list of :class:`Labelled`, :class:`Direction`
+        and :class:`Latents` candidates. ``cells`` (one integer key per activation row: the token id,
+        or any input type) adds a control task (Hewitt & Liang 2019) to the learned axis.
+        """
+        start = time.perf_counter()
+        adapter = adapt(model)
+        batches = as_batches(inputs, self.batch_size)
+        names = [str(Site.parse(s)) for s in ([sites] if isinstance(sites, (str, Site)) else list(sites))]
+        if not names:
+            raise FeatureControlsError("no sites were given", "pass at least one site, e.g. 'blocks.0.mlp'")
+        resolved = {name: adapter.resolve(name) for name in names}  # every site checked before any work
+        candidates = from_features(features, ground_truth, counterfactuals)
+        if not self.run_used and any(
+            isinstance(c, Labelled) and c.counterfactuals is not None for c in candidates
+        ):
+            raise FeatureControlsError(
+                "counterfactuals were given but run_used=False, so they would be ignored",
+                "set run_used=True (the used axis patches from them), or drop counterfactuals",
+            )
+        controls = self._controls()
+        plan = build_plan(self._choices(controls, cells is not None), names, candidates)
+        ctx = self._context(adapter, batches, resolved, plan, candidates, controls, cells)
+        jobs = plan_jobs(ctx)
+        executor = self.executor if self.executor is not None else LocalExecutor()
+        results_dir = None if self.run_dir is None else Path(self.run_dir) / "jobs"
+        outputs = execute(ctx, jobs, executor, results_dir, self.progress)
+        bootstrap = Bootstrap(self.seed, self.n_bootstrap, self.confidence)
+        judged, n_tests = judge(ctx, outputs, bootstrap, self.alpha, self.correction)
+        settings = self._settings(ctx, controls, outputs, n_tests, type(executor).__name__)
+        timings = {**_timings(outputs), "total": time.perf_counter() - start}
+        return RunResult(tuple(names), judged, settings, timings, _spectra(ctx, outputs))
+
+    def _choices(self, controls: _Controls, has_cells: bool) -> Choices:
+        causal = [c for c in (controls.used, controls.counterfactual) if c is not None]
+        return Choices(
+            weight_controls=tuple(c.name for c in controls.weights),
+            input_controls=tuple(c.name for c in controls.inputs),
+            used_control=None if controls.used is None else controls.used.name,
+            counterfactual_control=None if controls.counterfactual is None else controls.counterfactual.name,
+            causal_nulls=frozenset(c.name for c in causal if c.requires != "counterfactuals"),
+            n_weight_seeds=self.n_weight_seeds,
+            control_task=has_cells,
+            codelength=self.codelength_probe is not None,
+            n_shuffles=self.n_shuffles,
+            n_random=self.n_random_directions,
+            n_latent_null=self.n_latent_null,
+            alpha=self.alpha,
+            correction=self.correction,
+        )
+
+    def _context(
+        self,
+        adapter: ModelAdapter,
+        batches: list[Any],
+        sites: dict[str, Site],
+        plan: Plan,
+        candidates: Sequence[Candidate],
+        controls: _Controls,
+        cells: Tensor | None,
+    ) -> RunContext:
+        """The run context, with every input checked (the trained activations are read for that)."""
+        causal = {c.name: c for c in (controls.used, controls.counterfactual) if c is not None}
+        counterfactuals = _counterfactual_batches(candidates, batches, self.batch_size)
+        used = _covering(batches, self.used_examples)
+        store_root = None if self.run_dir is None else Path(self.run_dir) / "activations"
+        parts = self._key_parts(adapter, batches, sites, candidates, cells)
+        ctx = RunContext(
+            adapter=adapter, batches=batches, used_batches=used, sites=sites, plan=plan,
+            split=Split(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)), labels={},
+            cells=None, counterfactuals={k: v[: len(used)] for k, v in counterfactuals.items()},
+            probes=probes_of(controls.probe, list(plan.entries)), label_control=controls.label,
+            weight_controls={c.name: c for c in controls.weights},
+            input_controls={c.name: c for c in controls.inputs}, causal_controls=causal,
+            codelength_probe=self.codelength_probe, dictionaries={}, seed=self.seed,
+            run_key=run_key(parts), data_key=run_key({k: parts[k] for k in ("model", "data")}),
+            store_root=store_root, progress=self.progress,
+        )  # fmt: skip
+        n = ctx.activations(TRAINED, next(iter(sites))).shape[0]
+        ctx.split = Split.random(n, self.test_fraction, generator(self.seed, "split"))
+        ctx.labels = _entry_labels(plan, n, ctx.split)
+        ctx.cells = None if cells is None else check_cells(cells, n)
+        for site in sites:
+            if ctx.activations(TRAINED, site).shape[0] != n:
+                raise FeatureControlsError(
+                    f"site {site} gives {ctx.activations(TRAINED, site).shape[0]} activation rows, "
+                    f"site {next(iter(sites))} gives {n}",
+                    "run sites together only when they give one row per example each (same positions)",
                 )
-        ablated = [j for j, name in enumerate(names) if name not in counterfactual_batches]
-        if not ablated:
-            return used
-        ablation = DirectionalAblation(forward).fit(model, covered, site, X.double().mean(dim=0))
-        directions = class_mean_directions(X, Y[:, ablated])
-        change = {names[j]: ablation.change(directions[i]) for i, j in enumerate(ablated)}
-        nulls = shuffled_label_directions(X, n_random, generator(self.seed, "shuffled-label directions"))
-        null = torch.tensor(
+        return ctx
+
+    def _key_parts(
+        self,
+        adapter: ModelAdapter,
+        batches: list[Any],
+        sites: dict[str, Site],
+        candidates: Sequence[Candidate],
+        cells: Tensor | None,
+    ) -> dict[str, Any]:
+        """What the run's numbers depend on: the model, the data, the candidates and every parameter."""
+        described = [
             [
-                float(ablation.change(u).mean())
-                for u in track(nulls, "shuffled-label-direction null", n_random, self.progress)
+                c.kind,
+                c.name,
+                getattr(c, "site", None),
+                _digest(getattr(c, "labels", None)),
+                _digest(getattr(c, "vector", None)),
+            ]
+            for c in candidates
+        ]
+        params = {
+            k: v
+            for k, v in self.get_params(deep=False).items()
+            if k not in ("executor", "progress", "run_dir")
+        }
+        return {
+            "model": [
+                type(adapter).__name__,
+                [tensor_digest(t) for t in adapter.module.state_dict().values()],
             ],
-            dtype=torch.float64,
-        )
-        used |= assess_used(
-            change,
-            null,
-            ablation.name,
-            seed=self.seed,
-            n_bootstrap=self.n_bootstrap,
-            confidence=self.confidence,
-        )
-        return used
+            "data": [_batch_digest(b) for b in batches],
+            "sites": sorted(map(str, sites.values())),
+            "candidates": described,
+            "cells": _digest(cells),
+            "params": params_key(params),
+        }
+
+    def _settings(
+        self,
+        ctx: RunContext,
+        controls: _Controls,
+        out: Mapping[Job, Output],
+        n_tests: int,
+        executor: str,
+    ) -> RunSettings:
+        weights = []
+        for control in controls.weights:
+            methods: Counter[str] = Counter()
+            for condition in (
+                c for c in ctx.plan.conditions if c.control == control.name and c.kind == "weights"
+            ):
+                methods.update(_methods(out[ReadActivations(condition)]))
+            copies = sum(1 for c in ctx.plan.conditions if c.control == control.name)
+            weights.append(WeightControlRecord(control.name, repr(control), copies, dict(methods)))
+        n_cells = None if ctx.cells is None else int(torch.unique(ctx.cells).numel())
+        return RunSettings(
+            seed=self.seed, alpha=self.alpha, correction=self.correction, confidence=self.confidence,
+            n_bootstrap=self.n_bootstrap, probe=repr(controls.probe), label_control=controls.label.name,
+            weight_controls=tuple(weights), input_controls=tuple(c.name for c in controls.inputs),
+            causal_controls=tuple(ctx.causal_controls), n_shuffles=ctx.plan.nulls.shuffles,
+            n_random_directions=ctx.plan.nulls.random, n_latent_null=ctx.plan.nulls.latent,
+            n_weight_seeds=self.n_weight_seeds,
+            control_task=None if n_cells is None else f"{ctx.plan.nulls.shuffles} draws over {n_cells} cells",
+            codelength_probe=None if self.codelength_probe is None or n_cells is None
+            else repr(self.codelength_probe),
+            used_examples=self.used_examples,
+            n_examples=int(ctx.split.train.numel() + ctx.split.test.numel()),
+            n_test=int(ctx.split.test.numel()),
+            widths={site: int(ctx.activations(TRAINED, site).shape[1]) for site in ctx.sites},
+            n_tests_corrected=n_tests, executor=executor,
+        )  # fmt: skip
 
 
 def as_batches(inputs: Tensor | Sequence[Any], batch_size: int) -> list[Any]:
@@ -340,69 +390,97 @@ def as_batches(inputs: Tensor | Sequence[Any], batch_size: int) -> list[Any]:
     return batches
 
 
-def _batch_rows(batch: Any) -> int:
-    """Number of inputs in a batch: the first dimension of its first tensor."""
-    values = (
-        batch.values()
-        if isinstance(batch, Mapping)
-        else batch
-        if isinstance(batch, (tuple, list))
-        else [batch]
-    )
-    return next(int(v.shape[0]) for v in values if isinstance(v, Tensor))
+def _covering(batches: list[Any], examples: int) -> list[Any]:
+    """The first batches that cover at least ``examples`` inputs."""
+    covered, rows = [], 0
+    for batch in batches:
+        if rows >= examples:
+            break
+        covered.append(batch)
+        rows += batch_rows(batch)
+    return covered
 
 
-def count_tests_per_feature(n_weight_controls: int, used: bool, control_task: bool, codelength: bool) -> int:
-    """Tests a run makes per feature: shuffled labels, each weight control, the used axis, and with
-    cells the control task (and the codelength against it)."""
-    return 1 + n_weight_controls + int(used) + int(control_task) + int(control_task and codelength)
-
-
-def null_size(requested: int | None, n_tests: int, alpha: float, what: str) -> int:
-    """The requested null size, or max(1000, 4 m / alpha) so that p = 1/(B+1) survives Holm over m tests."""
-    if requested is None:
-        return max(1000, math.ceil(4 * n_tests / alpha))
-    if requested < 1:
-        raise FeatureControlsError(f"{what} must be at least 1, got {requested}", "use None for auto")
-    return requested
-
-
-def _label_matrix(features: Mapping[str, Tensor], names: list[str], n: int) -> Tensor:
-    """Stack the label vectors into an (n, k) 0/1 matrix, checking lengths and classes."""
-    columns = [torch.as_tensor(features[name]).reshape(-1) for name in names]
-    sizes = {name: c.numel() for name, c in zip(names, columns, strict=True)}
-    if len(set(sizes.values())) != 1:
-        raise FeatureControlsError(
-            f"label vectors have different lengths {sizes}; the activations have {n} rows",
-            "give every feature one label per activation row",
-        )
-    return check_binary_labels(torch.stack(columns, dim=1), n, names)
+def _entry_labels(plan: Plan, n: int, split: Split) -> dict[str, Tensor]:
+    """Every entry's labels as a checked 0/1 column, both classes in both parts of the split."""
+    out = {}
+    for entry in plan.entries:
+        labels = getattr(entry.candidate, "labels", None)
+        if labels is None:
+            continue
+        y = check_labels(labels, n, [entry.name])
+        split.check_both_classes(y, [entry.name])
+        out[entry.id] = y[:, 0]
+    return out
 
 
 def _counterfactual_batches(
-    counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None,
-    names: list[str],
-    batches: list[Any],
-    batch_size: int,
+    candidates: Sequence[Candidate], batches: list[Any], batch_size: int
 ) -> dict[str, list[Any]]:
-    """Each feature's counterfactual inputs, batched like the inputs; unknown names and counts raise."""
-    if not counterfactuals:
-        return {}
-    unknown = [name for name in counterfactuals if name not in names]
-    if unknown:
-        raise FeatureControlsError(
-            f"counterfactuals for unknown feature(s) {unknown}; the features are {names}",
-            "key counterfactuals by the names used in features",
-        )
+    """Each Labelled candidate's counterfactual inputs, batched like the inputs; counts are checked."""
     out = {}
-    for name, inputs in counterfactuals.items():
-        cf = as_batches(inputs, batch_size)
-        sizes, expected = [_batch_rows(b) for b in cf], [_batch_rows(b) for b in batches]
+    expected = [batch_rows(b) for b in batches]
+    for c in candidates:
+        if not isinstance(c, Labelled) or c.counterfactuals is None:
+            continue
+        cf = as_batches(c.counterfactuals, batch_size)
+        sizes = [batch_rows(b) for b in cf]
         if sizes != expected:
             raise FeatureControlsError(
-                f"the counterfactuals of {name!r} come in batches of {sizes[:4]}... rows, the inputs in "
+                f"the counterfactuals of {c.name!r} come in batches of {sizes[:4]}... rows, the inputs in "
                 f"{expected[:4]}... ({sum(sizes)} vs {sum(expected)} inputs)",
                 "give exactly one counterfactual per input, in the same order and batching",
             )
-        out[name] = cf
+        out[c.name] = cf
     return out
+
+
+def _digest(t: Tensor | None) -> str | None:
+    return None if t is None else tensor_digest(t)
+
+
+def _batch_digest(batch: Any) -> Any:
+    if isinstance(batch, Tensor):
+        return tensor_digest(batch)
+    if isinstance(batch, Mapping):
+        return {str(k): _batch_digest(v) for k, v in sorted(batch.items())}
+    if isinstance(batch, (tuple, list)):
+        return [_batch_digest(v) for v in batch]
+    return repr(batch)
+
+
+def _methods(output: Output) -> Counter[str]:
+    return Counter(json.loads(output.meta.get("methods", "{}")))
+
+
+def _timings(out: Mapping[Job, Output]) -> dict[str, float]:
+    """Seconds per part of the run, summed over its jobs."""
+    parts: dict[str, float] = {}
+    for job, output in out.items():
+        part = (
+            "activations"
+            if isinstance(job, ReadActivations)
+            else "decodable"
+            if isinstance(job, (ShuffledNull, LatentRecurrence))
+            else "used"
+            if isinstance(job, CausalRun)
+            else "learned"
+        )
+        parts[part] = parts.get(part, 0.0) + float(output.meta.get("seconds", 0.0))
+    return parts
+
+
+def _spectra(ctx: RunContext, out: Mapping[Job, Output]) -> dict[str, dict[str, list[list[float]]]]:
+    """Per site, the activation spectrum of the trained model and of each weight control's copies."""
+    spectra: dict[str, dict[str, list[list[float]]]] = {site: {} for site in ctx.sites}
+    for condition in ctx.plan.conditions:
+        if condition.kind == "inputs":
+            continue
+        name = "trained" if condition.kind == "trained" else condition.control
+        for site in ctx.sites:
+            spectrum = out[ReadActivations(condition)].tensors[f"spectrum/{site}"]
+            spectra[site].setdefault(name, []).append(spectrum.tolist())
+    return spectra
+
+
+__all__ = ["Battery", "Direction", "Labelled", "Latents", "as_batches"]

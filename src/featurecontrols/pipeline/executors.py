@@ -1,164 +1,77 @@
-"""Scale-out: the job grid of a run (site x feature x control x seed), in-process or on Ray.
+"""Executors: every job of a run's plan, in-process (the default) or on a Ray cluster, resumable.
 
-A job is a pure function of the grid and its coordinates: it loads the site's activations from the
-shard store (``featurecontrols.pipeline.store``) by reference, draws ``n_null`` control label columns with
-the seed ``derive_seed(grid.seed, site, feature, control, seed)``, fits the probe once on
-[real labels, control labels] on the grid's split, and returns the held-out accuracy, the control
-accuracies and the permutation p-value p = (1 + #{b : control_b >= real}) / (1 + B). So every
-executor gives the same numbers, and only paths (never activations) leave the driver.
+:func:`execute` runs the jobs stage by stage (a stage's jobs need only earlier stages' outputs).
+With a ``results_dir``, each finished job's output is written atomically to
+``results_dir/<run key>/<job key>.safetensors`` (tensors and string metadata; nothing pickled), and a
+rerun of the same run skips every job whose file is there: an interrupted run resumes. Every job is a
+pure function of the run context and its inputs, seeded by names, so every executor gives the same
+numbers: jobs run with the driver's number of torch threads wherever they run.
 
-``run_grid`` writes each finished job's result atomically to ``run_dir/<grid key>/<job key>.json``;
-a rerun of the same grid skips the jobs whose file is there, so an interrupted run resumes.
+On Ray the run context (model, batches, controls) is put in the object store once; activations travel
+through the shard store on disk (``RunContext.store_root``, a folder every worker can read), never
+through the driver; job outputs (scores, a fitted dictionary's state) come back as tensors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import torch
-from torch import Tensor
+from safetensors import safe_open
+from safetensors.torch import save
 
 from featurecontrols import atomic
-from featurecontrols.axes.decodable import fit_and_check
-from featurecontrols.controls.base import LabelControl
-from featurecontrols.controls.label.control_task import ControlTask
-from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import Probe
-from featurecontrols.finders.ridge_probe import RidgeProbe
-from featurecontrols.pipeline.split import Split
-from featurecontrols.pipeline.store import ShardedStore, fingerprint
-from featurecontrols.seeding import generator
-from featurecontrols.stats import permutation_p_value
-
-ControlName = Literal["shuffled labels", "control task"]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One cell of the grid; ``key`` is a sha256 of its coordinates (the same on every machine)."""
-
-    site: str
-    feature: str
-    control: ControlName
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """Held-out accuracy on the real labels, on each control draw, and the permutation p-value."""
-
-    job: Job
-    accuracy: float
-    control_accuracies: tuple[float, ...]
-    p_value: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "key": self.job.key, "control_accuracies": list(self.control_accuracies)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> JobResult:
-        return cls(Job(**d["job"]), d["accuracy"], tuple(d["control_accuracies"]), d["p_value"])
-
-
-@dataclass(frozen=True, eq=False)
-class RunGrid:
-    """The grid of a run over activations already in a shard store (``ShardedStore(store_root, store_key)``).
-
-    ``labels`` maps each feature to its 0/1 labels (one per activation row); ``cells`` (n,) are the
-    control task's cells (needed only for the "control task" control). Every job shares one split,
-    drawn from ``seed``. ``store_root`` must be a path that every worker can read.
-    """
-
-    store_root: str
-    store_key: str
-    sites: tuple[str, ...]
-    labels: Mapping[str, Tensor]
-    controls: tuple[ControlName, ...] = ("shuffled labels",)
-    seeds: tuple[int, ...] = (0,)
-    cells: Tensor | None = None
-    n_null: int = 100
-    probe: Probe = field(default_factory=RidgeProbe)
-    test_fraction: float = 0.3
-    seed: int = 0
-
-    def jobs(self) -> list[Job]:
-        """Every job, in site, feature, control, seed order."""
-        if "control task" in self.controls and self.cells is None:
-            raise FeatureControlsError(
-                "the grid has the control task among its controls but no cells",
-                "pass cells=(token id, or any integer key, per activation row)",
-            )
-        return [
-            Job(site, feature, control, seed)
-            for site in self.sites
-            for feature in self.labels
-            for control in self.controls
-            for seed in self.seeds
-        ]
-
-    @property
-    def key(self) -> str:
-        """sha256 of everything that changes a job's numbers (the activations enter by their store key)."""
-        settings = [self.store_key, self.sites, sorted(self.labels), self.n_null, self.test_fraction]
-        h = hashlib.sha256(json.dumps([*settings, self.seed]).encode())
-        h.update(f"{type(self.probe).__qualname__} {sorted(vars(self.probe).items())}".encode())
-        tensors = [self.labels[name] for name in sorted(self.labels)]
-        h.update(fingerprint(*tensors, *([] if self.cells is None else [self.cells])).encode())
-        return h.hexdigest()[:32]
-
-
-def run_job(grid: RunGrid, job: Job) -> JobResult:
-    """The job's numbers (module docstring): a pure function of ``grid`` and ``job``."""
-    X = ShardedStore(grid.store_root, grid.store_key).load(job.site)
-    y = torch.as_tensor(grid.labels[job.feature]).reshape(-1)
-    split = Split.random(X.shape[0], grid.test_fraction, generator(grid.seed, "split"))
-    control: LabelControl = (
-        ShuffledLabels() if job.control == "shuffled labels" else ControlTask(_cells(grid))
-    )
-    draw = generator(grid.seed, job.site, job.feature, job.control, job.seed)
-    null = control.null_labels(y, grid.n_null, draw)
-    Y = torch.cat([y[:, None].to(null.dtype), null], dim=1)
-    accuracy = fit_and_check(grid.probe, X, Y, split).double().mean(dim=0)
-    p = permutation_p_value(accuracy[:1], accuracy[None, 1:])
-    return JobResult(job, float(accuracy[0]), tuple(accuracy[1:].tolist()), float(p[0]))
-
-
-def _cells(grid: RunGrid) -> Tensor:
-    assert grid.cells is not None  # checked by RunGrid.jobs
-    return grid.cells
+from featurecontrols.pipeline.context import RunContext
+from featurecontrols.pipeline.jobs import Job, Output
+from featurecontrols.progress import track
 
 
 class Executor(Protocol):
-    """Runs jobs and yields their results as they finish (in any order)."""
+    """Runs jobs and yields each with its output as it finishes (in any order)."""
 
-    def run(self, grid: RunGrid, jobs: Sequence[Job]) -> Iterator[JobResult]: ...
+    def run(
+        self, ctx: RunContext, jobs: Sequence[Job], inputs: Mapping[Job, Output]
+    ) -> Iterator[tuple[Job, Output]]: ...
+
+
+def run_job(ctx: RunContext, job: Job, inputs: Mapping[Job, Output], threads: int) -> Output:
+    """One job with ``threads`` torch threads; its wall time goes into the output's metadata."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        start = time.perf_counter()
+        output = job.run(ctx, inputs)
+        return replace(output, meta={**output.meta, "seconds": f"{time.perf_counter() - start:.6f}"})
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _inputs(ctx: RunContext, job: Job, done: Mapping[Job, Output]) -> dict[Job, Output]:
+    return {need: done[need] for need in job.needs(ctx)}
 
 
 class LocalExecutor:
     """In-process, one job after another (the default)."""
 
-    def run(self, grid: RunGrid, jobs: Sequence[Job]) -> Iterator[JobResult]:
+    def run(
+        self, ctx: RunContext, jobs: Sequence[Job], inputs: Mapping[Job, Output]
+    ) -> Iterator[tuple[Job, Output]]:
+        threads = torch.get_num_threads()
         for job in jobs:
-            yield run_job(grid, job)
+            yield job, run_job(ctx, job, _inputs(ctx, job, inputs), threads)
 
 
 class RayExecutor:
     """Jobs as Ray tasks. Connects to ``address``, else to the cluster named by the ``RAY_ADDRESS``
-    environment variable, else starts a local Ray with ``num_cpus`` CPUs (no dashboard). The grid is
-    put in the object store once; each task reads its activations from the shard store's path.
-    Use as a context manager (or call ``shutdown``) to stop a Ray that this executor started.
+    environment variable, else starts a local Ray with ``num_cpus`` CPUs (no dashboard). Use as a
+    context manager (or call ``shutdown``) to stop a Ray that this executor started.
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
@@ -190,16 +103,24 @@ class RayExecutor:
                 self._started = True
         return ray
 
-    def run(self, grid: RunGrid, jobs: Sequence[Job]) -> Iterator[JobResult]:
+    def run(
+        self, ctx: RunContext, jobs: Sequence[Job], inputs: Mapping[Job, Output]
+    ) -> Iterator[tuple[Job, Output]]:
         if not jobs:
             return
+        if ctx.store_root is None:
+            raise FeatureControlsError(
+                "the Ray executor needs a folder for activations that every worker can read",
+                "give the battery run_dir=... (on a cluster: a shared file system)",
+            )
         ray = self._ray()
         task = ray.remote(run_job)
-        grid_ref = ray.put(grid)
-        pending = [task.remote(grid_ref, job) for job in jobs]
+        context = ray.put(ctx)
+        threads = torch.get_num_threads()
+        pending = {task.remote(context, job, _inputs(ctx, job, inputs), threads): job for job in jobs}
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            done, _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(done[0]), ray.get(done[0])
 
     def shutdown(self) -> None:
         """Stop Ray if this executor started it."""
@@ -210,41 +131,48 @@ class RayExecutor:
             self._started = False
 
 
-@dataclass(frozen=True)
-class GridRun:
-    """Every job's result in grid order, and how many were computed now or read from an earlier run."""
-
-    folder: Path
-    results: tuple[JobResult, ...]
-    computed: int
-    reused: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "folder": str(self.folder),
-            "computed": self.computed,
-            "reused": self.reused,
-            "results": [r.as_dict() for r in self.results],
-        }
-
-
-def run_grid(
-    grid: RunGrid, run_dir: str | os.PathLike[str], executor: Executor | None = None, *, resume: bool = True
-) -> GridRun:
-    """Run every job of ``grid`` not already finished under ``run_dir/<grid.key>`` (all of them when
-    ``resume`` is false), writing each result atomically as it arrives."""
+def execute(
+    ctx: RunContext,
+    jobs: Sequence[Job],
+    executor: Executor | None = None,
+    results_dir: Path | None = None,
+    progress: bool = False,
+) -> dict[Job, Output]:
+    """Every job's output, stage by stage; with ``results_dir``, finished jobs are kept and reused."""
     executor = executor if executor is not None else LocalExecutor()
-    folder = Path(run_dir) / grid.key
-    jobs = grid.jobs()
-    finished: dict[str, JobResult] = {}
-    if resume:
-        for job in jobs:
-            path = folder / f"{job.key}.json"
-            if path.is_file():
-                finished[job.key] = JobResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    reused = len(finished)
-    pending = [job for job in jobs if job.key not in finished]
-    for result in executor.run(grid, pending):
-        atomic.write_json(folder / f"{result.job.key}.json", result.as_dict())
-        finished[result.job.key] = result
-    return GridRun(folder, tuple(finished[job.key] for job in jobs), len(pending), reused)
+    folder = None if results_dir is None else results_dir / ctx.run_key
+    done: dict[Job, Output] = {}
+    for stage in sorted({job.stage for job in jobs}):
+        todo = []
+        for job in (j for j in jobs if j.stage == stage):
+            saved = _load(folder, job, ctx.run_key)
+            if saved is None:
+                todo.append(job)
+            else:
+                done[job] = saved
+        finished = executor.run(ctx, todo, done)
+        for job, output in track(finished, f"jobs of stage {stage}", len(todo), progress):
+            _save(folder, job, ctx.run_key, output)
+            done[job] = output
+    return done
+
+
+def _path(folder: Path, job: Job, run_key: str) -> Path:
+    return folder / f"{job.key(run_key)}.safetensors"
+
+
+def _save(folder: Path | None, job: Job, run_key: str, output: Output) -> None:
+    if folder is None:
+        return
+    tensors = {name: t.detach().cpu().clone() for name, t in output.tensors.items()}  # no shared storage
+    atomic.write_bytes(_path(folder, job, run_key), save(tensors, metadata={**output.meta, "job": repr(job)}))
+
+
+def _load(folder: Path | None, job: Job, run_key: str) -> Output | None:
+    if folder is None or not _path(folder, job, run_key).is_file():
+        return None
+    with safe_open(str(_path(folder, job, run_key)), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+        if meta.pop("job", None) != repr(job):
+            return None  # a key collision or a stale file: recompute
+        return Output({name: f.get_tensor(name) for name in f.keys()}, meta)  # noqa: SIM118

@@ -16,13 +16,14 @@ The truth comes from how the testbed was built and is verified independently of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import get_args
 
 from torch import Tensor, nn
 
+from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.errors import FeatureControlsError
 
-GroundTruth = Literal["model feature", "dataset feature", "absent"]
+__all__ = ["GroundTruth", "Testbed"]
 
 
 @dataclass

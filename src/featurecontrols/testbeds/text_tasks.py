@@ -178,7 +178,8 @@ def encode(
     Token level: the mask selects every word-piece of a word (not special or pad tokens); each
     takes its word's labels. Sentence level: the mask is the attention mask (mean pooling as in
     sentence-transformers), one row per sentence. ``tokenizer`` is a Hugging Face fast tokenizer.
-    :func:`token_cells` gives the token id of every row (token level), for a control task.
+    ``controls/label/control_task.token_cells`` gives the token id of every row (token level), for a
+    control task.
     """
     batches: list[dict[str, Tensor]] = []
     rows: dict[str, list[int]] = {f: [] for f in task.features}
@@ -214,8 +215,3 @@ def encode_counterfactuals(
         feature: encode(replace(task, sentences=sentences), tokenizer, batch_size)[0]
         for feature, sentences in task.counterfactuals.items()
     }
-
-
-def token_cells(batches: list[dict[str, Tensor]]) -> Tensor:
-    """The token id of every token-level row of ``batches`` (as :func:`encode` made them), in row order."""
-    return torch.cat([b["input_ids"][b[READOUT_MASK]] for b in batches])

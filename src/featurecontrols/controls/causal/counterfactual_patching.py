@@ -4,7 +4,7 @@ For every example x_i the user gives a counterfactual x'_i: the same input with 
 (a bit flipped, a minimal pair of sentences). At the site, the activation h_i = h(x_i) is replaced by
 h'_i = h(x'_i) while everything else runs on x_i (activation patching, Vig et al. 2020; interchange
 intervention, Geiger et al. 2021), and the output change is measured per example
-(``controls/output_change.py``):
+(``measures/output_change.py``):
 
     real_i = change_i(h_i -> h'_i).
 
@@ -35,122 +35,116 @@ says nothing (bench: 1/30 represented TMS features pass).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, get_args
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from featurecontrols.adapters.interventions import Patch, site_tensor
+from featurecontrols.adapters.base import ModelAdapter
+from featurecontrols.adapters.interventions import Patch
 from featurecontrols.adapters.sites import Site
-from featurecontrols.axes.evidence import Evidence
+from featurecontrols.axes.scores import PairedScores
+from featurecontrols.controls.base import CausalTarget, Requirement
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.measures.output_change import OutputChange
-from featurecontrols.seeding import generator
-from featurecontrols.stats import bootstrap_mean_ci, paired_sign_test
+from featurecontrols.params import Params
+from featurecontrols.progress import track
+from featurecontrols.seeding import derive_seed, generator
 
-Forward = Callable[[nn.Module, Any], Any]
 Noise = Literal["covariance", "isotropic"]
 
 
-class CounterfactualPatching:
-    """Patch the site from counterfactual inputs; compare with random perturbations of equal norm.
+class CounterfactualPatching(Params):
+    """Causal control: patch the site from counterfactual inputs; compare with equal-norm noise.
 
     Parameters
     ----------
-    forward : ``forward(model, batch)`` returns the outputs to measure.
     n_draws : random perturbations per example (R above).
     noise : ``"covariance"`` (shaped like the clean activations' covariance) or ``"isotropic"``.
     """
 
     name = "counterfactual patching vs equal-norm noise"
+    requires: ClassVar[Requirement] = "counterfactuals"
+    metric = "relative output change under counterfactual patching"
 
-    def __init__(self, forward: Forward, n_draws: int = 16, noise: Noise = "covariance") -> None:
-        self.forward = forward
+    def __init__(self, n_draws: int = 16, noise: Noise = "covariance") -> None:
         self.n_draws = n_draws
         self.noise = noise
 
-    def fit(self, model: nn.Module, batches: Sequence[Any], site: Site) -> CounterfactualPatching:
-        """Record the clean outputs of ``model`` on ``batches`` and the site's activations on them."""
+    def scores(
+        self,
+        adapter: ModelAdapter,
+        batches: Sequence[Any],
+        site: Site,
+        X: Tensor,
+        targets: Sequence[CausalTarget],
+        n_null: int,
+        seed: int,
+        progress: bool = False,
+    ) -> dict[str, PairedScores]:
+        """Per target, the per-example change when patched (n,) and the mean change under noise (n,)."""
         if self.n_draws < 1 or self.noise not in get_args(Noise):
             raise FeatureControlsError(
                 f"CounterfactualPatching needs n_draws >= 1 and noise in {get_args(Noise)}; "
                 f"got n_draws={self.n_draws}, noise={self.noise!r}",
-                'use e.g. CounterfactualPatching(forward, n_draws=16, noise="covariance")',
+                'use e.g. CounterfactualPatching(n_draws=16, noise="covariance")',
             )
-        self.outputs_ = OutputChange(model, batches, site, self.forward)
-        self.clean_ = [site_tensor(model, site, batch, self.forward) for batch in batches]
-        rows = torch.cat([c.reshape(-1, c.shape[-1]) for c in self.clean_]).double()
-        if self.noise == "covariance":
-            centred = rows - rows.mean(dim=0)
-            eigenvalues, V = torch.linalg.eigh(centred.T @ centred / max(1, rows.shape[0] - 1))
-            self.shape_ = V * eigenvalues.clamp(min=0.0).sqrt()  # Sigma = shape shape^T
-        else:
-            self.shape_ = torch.eye(rows.shape[1], dtype=torch.float64)
-        return self
+        outputs = OutputChange(adapter, batches, site)
+        clean = [adapter.site_tensor(site, batch) for batch in batches]
+        shape = self._noise_shape(clean)
+        out = {}
+        for target in track(targets, "counterfactual patching", len(targets), progress):
+            sources = _sources(adapter, site, target, clean)
+            real = outputs.under_each([Patch(s) for s in sources])
+            draw = generator(derive_seed(seed, "patching", target.name), "counterfactual patching noise")
+            noise = torch.zeros_like(real)
+            for _ in range(self.n_draws):
+                pairs = zip(sources, clean, strict=True)
+                noise += outputs.under_each([Patch(c + _equal_norm(s - c, shape, draw)) for s, c in pairs])
+            out[target.name] = PairedScores(self.metric, real, noise / self.n_draws)
+        return out
 
-    def change(self, counterfactual_batches: Sequence[Any], seed: int) -> tuple[Tensor, Tensor]:
-        """Per-example output change (n,) when patched from the counterfactuals, and the mean change
-        (n,) over ``n_draws`` equal-norm random perturbations."""
-        outputs = self.outputs_
-        if len(counterfactual_batches) != len(outputs.batches):
+    def _noise_shape(self, clean: list[Tensor]) -> Tensor:
+        """A matrix A with A A^T the noise covariance: the clean activations' (or the identity)."""
+        rows = torch.cat([c.reshape(-1, c.shape[-1]) for c in clean]).double()
+        if self.noise == "isotropic":
+            return torch.eye(rows.shape[1], dtype=torch.float64)
+        centred = rows - rows.mean(dim=0)
+        eigenvalues, V = torch.linalg.eigh(centred.T @ centred / max(1, rows.shape[0] - 1))
+        shape: Tensor = V * eigenvalues.clamp(min=0.0).sqrt()
+        return shape
+
+
+def _sources(adapter: ModelAdapter, site: Site, target: CausalTarget, clean: list[Tensor]) -> list[Tensor]:
+    """The site's tensors on the target's counterfactual batches, checked against the clean ones."""
+    batches = list(target.counterfactuals or [])
+    if len(batches) != len(clean):
+        raise FeatureControlsError(
+            f"{len(batches)} counterfactual batches of {target.name!r} for {len(clean)} batches",
+            "give one counterfactual input per input, batched the same way",
+        )
+    sources = []
+    for b, (batch, c) in enumerate(zip(batches, clean, strict=True)):
+        source = adapter.site_tensor(site, batch)
+        if not bool(torch.isfinite(source).all()):
             raise FeatureControlsError(
-                f"{len(counterfactual_batches)} counterfactual batches for {len(outputs.batches)} batches",
-                "give one counterfactual input per input, batched the same way",
+                f"counterfactual batch {b} of {target.name!r} gives NaN or inf activations at the site",
+                "check the counterfactual inputs (they run through the model like the inputs)",
             )
-        sources = []
-        for b, (batch, clean) in enumerate(zip(counterfactual_batches, self.clean_, strict=True)):
-            source = site_tensor(outputs.model, outputs.site, batch, self.forward)
-            if not bool(torch.isfinite(source).all()):
-                raise FeatureControlsError(
-                    f"counterfactual batch {b} gives NaN or inf activations at the site",
-                    "check the counterfactual inputs (they run through the model like the inputs)",
-                )
-            if source.shape != clean.shape:
-                raise FeatureControlsError(
-                    f"counterfactual batch {b} gives site activations of shape {tuple(source.shape)}, "
-                    f"the input batch {tuple(clean.shape)}",
-                    "pair every input with a counterfactual of the same shape (same length, same padding)",
-                )
-            sources.append(source)
-        real = outputs.under_each([Patch(s) for s in sources])
-        draw = generator(seed, "counterfactual patching noise")
-        noise = torch.zeros_like(real)
-        for _ in range(self.n_draws):
-            pairs = zip(sources, self.clean_, strict=True)
-            noise += outputs.under_each([Patch(c + self._equal_norm(s - c, draw)) for s, c in pairs])
-        return real, noise / self.n_draws
-
-    def _equal_norm(self, difference: Tensor, draw: torch.Generator) -> Tensor:
-        """Random vectors (shaped by ``noise``) with the norms of ``difference`` along its last dim."""
-        r = torch.randn(difference.shape, generator=draw, dtype=torch.float64) @ self.shape_.T
-        scale = difference.norm(dim=-1, keepdim=True).double() / r.norm(dim=-1, keepdim=True).clamp(min=1e-30)
-        noise: Tensor = r.mul_(scale)
-        return noise.to(difference)
+        if source.shape != c.shape:
+            raise FeatureControlsError(
+                f"counterfactual batch {b} gives site activations of shape {tuple(source.shape)}, "
+                f"the input batch {tuple(c.shape)}",
+                "pair every input with a counterfactual of the same shape (same length, same padding)",
+            )
+        sources.append(source)
+    return sources
 
 
-def assess_patching(
-    real: Tensor, noise: Tensor, name: str, *, seed: int, n_bootstrap: int, confidence: float
-) -> Evidence:
-    """Used-axis evidence from per-example changes: patched (n,) against equal-norm noise (n,)."""
-    d = (real - noise).double()
-    low, high = bootstrap_mean_ci(
-        d[:, None], n_bootstrap, confidence, generator(seed, "bootstrap", "patching", name)
-    )
-    return Evidence(
-        axis="used",
-        control=CounterfactualPatching.name,
-        metric="relative output change under counterfactual patching",
-        score=float(real.mean()),
-        control_score=float(noise.mean()),
-        effect=float(d.mean()),
-        ci_low=float(low[0]),
-        ci_high=float(high[0]),
-        p_value=paired_sign_test(d > 0, d < 0),
-        detail={
-            "examples": int(d.numel()),
-            "examples_above_noise": int((d > 0).sum()),
-            "patched": [round(float(v), 6) for v in real],  # per example, for the report's plot
-            "noise": [round(float(v), 6) for v in noise],
-        },
-    )
+def _equal_norm(difference: Tensor, shape: Tensor, draw: torch.Generator) -> Tensor:
+    """Random vectors (N(0, shape shape^T)) with the norms of ``difference`` along its last dim."""
+    r = torch.randn(difference.shape, generator=draw, dtype=torch.float64) @ shape.T
+    scale = difference.norm(dim=-1, keepdim=True).double() / r.norm(dim=-1, keepdim=True).clamp(min=1e-30)
+    noise: Tensor = r.mul_(scale)
+    return noise.to(difference)

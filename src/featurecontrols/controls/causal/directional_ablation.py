@@ -1,11 +1,11 @@
-"""Directional mean-ablation: an intervention on the forward pass along one direction.
+"""Directional mean-ablation: the used axis' default test of a candidate's direction at a site.
 
 At the site, the component of each activation h along a unit direction u is set to its mean:
 
     h' = h - ((h - mu) . u) u,      mu = mean activation over the dataset,
 
 and the change in the model's outputs is measured per example, relative to the outputs' spread
-(``controls/output_change.py``):
+(``measures/output_change.py``):
 
     change_i = ||f'(x_i) - f(x_i)||^2 / mean_j ||f(x_j) - mean f||^2.
 
@@ -14,56 +14,82 @@ same ablation along the class-mean directions of shuffled labels (``shuffled_lab
 which carry no feature but have the noise structure of an estimated direction. Uniform random
 directions (``random_directions``) are a weaker null: the class-mean direction of an absent
 feature is noise distributed like N(0, Cov), which leans into the high-variance directions that
-the model reads, so it beats uniform directions without the feature being used. This is the
-"used" axis of DESIGN.md in its simplest form (mean-ablation); steering vectors
-(``causal_effects``) and erasure (``controls/erasure``) are the other causal controls.
+the model reads, so it beats uniform directions without the feature being used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.interventions import Intervention, ProjectOut
 from featurecontrols.adapters.sites import Site
-from featurecontrols.axes.used import class_mean_directions
+from featurecontrols.axes.scores import NullScores
+from featurecontrols.controls.base import CausalTarget, Requirement
 from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.mass_mean_probe import class_mean_directions
 from featurecontrols.measures.output_change import OutputChange
+from featurecontrols.params import Params
+from featurecontrols.progress import track
+from featurecontrols.seeding import derive_seed, generator
 
-Forward = Callable[[nn.Module, Any], Any]
 
-
-class DirectionalAblation:
-    """Measure how much mean-ablating directions at a site changes the model's outputs.
-
-    ``fit`` records the clean run (outputs and their spread); ``change`` then ablates one direction.
-    """
+class DirectionalAblation(Params):
+    """Causal control: ablate each target's direction; the null ablates shuffled-label directions."""
 
     name = "ablation vs shuffled-label directions"
+    requires: ClassVar[Requirement] = "direction"
+    metric = "relative output change under mean-ablation"
 
-    def __init__(self, forward: Forward) -> None:
-        self.forward = forward
+    def intervention(self, direction: Tensor, mean: Tensor, seed: int) -> Intervention:
+        """The intervention that removes ``direction`` (d,) at the site."""
+        return ProjectOut(direction, mean=mean)
 
-    def fit(self, model: nn.Module, batches: Sequence[Any], site: Site, mean: Tensor) -> DirectionalAblation:
-        """Record the clean outputs of ``model`` on ``batches`` and the site's mean activation (d,)."""
-        self.outputs_ = OutputChange(model, batches, site, self.forward)
-        self.mean_ = mean
-        return self
+    def scores(
+        self,
+        adapter: ModelAdapter,
+        batches: Sequence[Any],
+        site: Site,
+        X: Tensor,
+        targets: Sequence[CausalTarget],
+        n_null: int,
+        seed: int,
+        progress: bool = False,
+    ) -> dict[str, NullScores]:
+        """Per target, the per-example output change (n,) against the null's mean changes (n_null,)."""
+        outputs = OutputChange(adapter, batches, site)
+        mean = X.double().mean(dim=0)
 
-    def change(self, direction: Tensor) -> Tensor:
-        """Per-example relative output change (n,) when ``direction`` is mean-ablated at the site.
+        def change(direction: Tensor, key: object) -> Tensor:
+            if not bool(direction.any()):  # no direction (classes with the same mean) changes nothing
+                return torch.zeros(outputs.n, dtype=torch.float64)
+            return outputs.under(self.intervention(direction, mean, seed_for(seed, key)))
 
-        A zero direction (a feature whose classes have the same mean activation) changes nothing."""
-        if not bool(direction.any()):
-            return torch.zeros(self.outputs_.n, dtype=torch.float64)
-        return self.change_under(ProjectOut(direction, mean=self.mean_))
+        real = {t.name: change(_direction(t, X.shape[1]), t.name) for t in targets}
+        nulls = shuffled_label_directions(X, n_null, generator(seed, "shuffled-label directions"))
+        drawn = track(nulls, f"{self.name} null", n_null, progress)
+        null = torch.tensor([float(change(u, i).mean()) for i, u in enumerate(drawn)], dtype=torch.float64)
+        return {name: NullScores(self.metric, values, null) for name, values in real.items()}
 
-    def change_under(self, intervention: Intervention) -> Tensor:
-        """Per-example relative output change (n,) under any intervention at the site."""
-        return self.outputs_.under(intervention)
+
+def seed_for(seed: int, key: object) -> int:
+    """The seed of one intervention's own draws (resample ablation), from the run seed and a key."""
+    return derive_seed(seed, "intervention", key)
+
+
+def _direction(target: CausalTarget, width: int) -> Tensor:
+    if target.direction is None or target.direction.shape != (width,):
+        got = None if target.direction is None else tuple(target.direction.shape)
+        raise FeatureControlsError(
+            f"candidate {target.name!r} has direction of shape {got} at a site of width {width}",
+            "give each direction as a (d,) vector in the activation space of its site",
+        )
+    return target.direction
 
 
 def shuffled_label_directions(X: Tensor, n: int, generator: torch.Generator, chunk: int = 256) -> Tensor:

@@ -8,8 +8,8 @@ erases a concept at a site and measures the drop in task performance; its contro
 subspace of the same rank (mean-ablation, h' = h - (h - mu) P_random), which any removal of that
 many dimensions costs. A used concept drops performance more than its random controls:
 
-    drop = mean task score clean - mean task score erased          (summed over task columns)
-    p    = (1 + #{random drops >= drop}) / (1 + n_random)
+    drop_i = sum over task columns of (task score clean - task score erased) of example i
+    p      = (1 + #{random mean drops >= mean drop}) / (1 + n_null)
 
 LEACE comes from the optional ``concept-erasure`` package (``pip install featurecontrols[erasure]``).
 """
@@ -17,37 +17,26 @@ LEACE comes from the optional ``concept-erasure`` package (``pip install feature
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from featurecontrols.adapters.interventions import ProjectOut, applied
-from featurecontrols.adapters.sites import Site, call_model
+from featurecontrols.adapters.base import ModelAdapter
+from featurecontrols.adapters.interventions import ProjectOut
+from featurecontrols.adapters.sites import Site
+from featurecontrols.axes.scores import NullScores
+from featurecontrols.controls.base import CausalTarget, Requirement
 from featurecontrols.controls.causal.directional_ablation import random_directions
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.measures.output_change import flat_output
+from featurecontrols.measures.output_change import outputs_under
+from featurecontrols.params import Params
+from featurecontrols.progress import track
 from featurecontrols.seeding import generator
-from featurecontrols.stats import permutation_p_value
-from featurecontrols.validation import check_activations, check_binary_labels
+from featurecontrols.validation import check_labels
 
-Forward = Callable[[nn.Module, Any], Any]
 TaskScore = Callable[[Tensor], Tensor]
 """outputs (N, o) of every batch, concatenated -> per-example task scores (N, t), e.g. correctness."""
-
-
-@dataclass
-class ErasureResult:
-    """One concept erased: task scores (t,) clean and erased, the drops of the random controls."""
-
-    feature: str
-    rank: int
-    task_clean: Tensor
-    task_erased: Tensor
-    drop: float
-    null_drops: Tensor
-    p_value: float
 
 
 def _leace(X: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
@@ -67,75 +56,55 @@ def _leace(X: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
     return erase
 
 
-class Erasure:
-    """Erase each concept at a site with LEACE; compare the task drop with random same-rank erasures.
+class Erasure(Params):
+    """Causal control: erase each target's concept with LEACE; the null erases random subspaces of
+    the same rank (rank 1: one binary concept at a time).
 
     Parameters
     ----------
     task : outputs -> per-example task scores (N, t) (see ``TaskScore``).
-    n_random : random subspaces in the control.
-    forward : ``forward(model, batch)``; defaults to ``sites.call_model``.
-    seed : seed of the random subspaces.
-
-    Attributes
-    ----------
-    results_ : feature name -> :class:`ErasureResult`.
     """
 
     name = "LEACE erasure vs random-subspace erasure"
+    requires: ClassVar[Requirement] = "labels"
+    metric = "task score lost under erasure"
 
-    def __init__(
-        self, task: TaskScore, n_random: int = 20, forward: Forward | None = None, seed: int = 0
-    ) -> None:
+    def __init__(self, task: TaskScore) -> None:
         self.task = task
-        self.n_random = n_random
-        self.forward = forward
-        self.seed = seed
 
-    def fit(
+    def scores(
         self,
-        model: nn.Module,
+        adapter: ModelAdapter,
         batches: Sequence[Any],
-        site: str | Site,
+        site: Site,
         X: Tensor,
-        Y: Tensor,
-        names: Sequence[str],
-    ) -> Erasure:
-        """Erase each column of Y (n, k) from the site's activations X (n, d), named ``names``."""
-        if self.n_random < 1:
-            raise FeatureControlsError(f"n_random must be at least 1, got {self.n_random}", "use e.g. 20")
-        X = check_activations(X)
-        Y = check_binary_labels(Y, X.shape[0], list(names))
-        parsed = Site.parse(site)
-        run = self.forward if self.forward is not None else call_model
+        targets: Sequence[CausalTarget],
+        n_null: int,
+        seed: int,
+        progress: bool = False,
+    ) -> dict[str, NullScores]:
+        """Per target, each example's task score lost (n,) against random erasures' mean losses (n_null,)."""
         mean = X.double().mean(dim=0)
 
         def task_scores(intervention: Callable[[Tensor], Tensor] | None) -> Tensor:
-            with torch.no_grad(), applied(model, [] if intervention is None else [(parsed, intervention)]):
-                outputs = torch.cat([flat_output(run(model, b)) for b in batches])
-            return self.task(outputs).double().mean(dim=0).reshape(-1)
+            outputs = torch.cat(outputs_under(adapter, batches, site, [intervention] * len(batches)))
+            return self.task(outputs).double().reshape(outputs.shape[0], -1).sum(dim=1)
 
         clean = task_scores(None)
-        rank = 1  # one binary concept at a time: LEACE removes a rank-1 subspace
-        rng = generator(self.seed, "erasure", "random subspaces")
+        rng = generator(seed, "erasure", "random subspaces")
         null = torch.tensor(
             [
-                float((clean - task_scores(ProjectOut(random_directions(rank, X.shape[1], rng), mean))).sum())
-                for _ in range(self.n_random)
+                float((clean - task_scores(ProjectOut(random_directions(1, X.shape[1], rng), mean))).mean())
+                for _ in track(range(n_null), "erasure null", n_null, progress)
             ],
             dtype=torch.float64,
         )
-        self.results_: dict[str, ErasureResult] = {}
-        for j, name in enumerate(names):
-            erased = task_scores(_leace(X, Y[:, j]))
-            drop = float((clean - erased).sum())
-            self.results_[name] = ErasureResult(
-                feature=name,
-                rank=rank,
-                task_clean=clean,
-                task_erased=erased,
-                drop=drop,
-                null_drops=null,
-                p_value=float(permutation_p_value(torch.tensor([drop]), null[None])[0]),
-            )
-        return self
+        out = {}
+        for target in targets:
+            if target.labels is None:
+                raise FeatureControlsError(
+                    f"erasure needs the labels of {target.name!r}", "give the candidate its labels"
+                )
+            y = check_labels(target.labels, X.shape[0], [target.name])[:, 0]
+            out[target.name] = NullScores(self.metric, clean - task_scores(_leace(X, y)), null)
+        return out

@@ -11,12 +11,17 @@ structure anywhere: its latents say how sparse the data is, not what the model l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from featurecontrols.adapters.base import ModelAdapter
+from featurecontrols.adapters.sites import Site
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.params import Params
 from featurecontrols.seeding import generator
 from featurecontrols.validation import check_activations
 
@@ -30,14 +35,21 @@ class PlantedActivations:
     codes: Tensor
 
 
-class PlantedSparseFeatures:
-    """Data control: random sparse features with ``l0`` active out of ``n_features`` on average."""
+class PlantedSparseFeatures(Params):
+    """Input control: random sparse features with ``l0`` active out of ``n_features`` on average."""
 
     name = "planted-sparse-features"
 
-    def __init__(self, n_features: int, l0: float) -> None:
+    def __init__(self, n_features: int = 64, l0: float = 8.0) -> None:
         self.n_features = n_features
         self.l0 = l0
+
+    def control_activations(
+        self, adapter: ModelAdapter, batches: Sequence[Any], sites: Sequence[Site], seed: int
+    ) -> dict[str, Tensor]:
+        """Per site, planted activations with the real activations' shape, mean and total variance."""
+        real = adapter.activations(batches, sites)
+        return {key: self.plant(X, seed).activations for key, X in real.items()}
 
     def plant(self, X: Tensor, seed: int) -> PlantedActivations:
         """Synthetic activations with X's shape, mean and total variance; X itself is not modified."""

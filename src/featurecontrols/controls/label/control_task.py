@@ -6,40 +6,27 @@ fixed random label, drawn from the empirical label distribution of the real task
 solve it only by memorising cells: what it reaches there is what the probe can read off the input
 partition alone, whatever the model computed. Each of the ``n_null`` control columns is an
 independent draw (columns in which every cell drew the same label are drawn again: a constant column
-cannot be probed).
+cannot be probed). Selectivity, task accuracy minus control-task accuracy, is judged on the learned
+axis (``axes/learned.py``); ``measures/selectivity.py`` computes it on its own.
 
-Selectivity = task accuracy - control-task accuracy (held out), with
-
-- an interval from the paired bootstrap of the per-example difference task_i - mean_b control_ib;
-  given the test examples' cells, whole cells are resampled (a cluster bootstrap), since a probe
-  that memorises a cell is right or wrong on all of its examples together;
-- the one-sided p-value of the task accuracy among the B control-task accuracies,
-  p = (1 + #{b : control_b >= task}) / (1 + B), exact when the real labels are exchangeable with a
-  control draw (H0: the probe finds the task no easier than a random function of the cells).
+The cells of the usual partitions are built here, once: :func:`input_type_cells` (each distinct
+input vector), :func:`bit_cells` (a subset of binary input variables) and :func:`token_cells` (the
+token id of every token-level row of a Hugging Face batch).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from featurecontrols.axes.decodable import fit_and_check
-from featurecontrols.axes.evidence import Evidence
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import Probe
-from featurecontrols.pipeline.split import Split
-from featurecontrols.seeding import generator
-from featurecontrols.stats import (
-    bootstrap_mean_ci,
-    cluster_bootstrap_mean_ci,
-    permutation_p_value,
-    summarise_null,
-)
+from featurecontrols.params import Params
 
 
-class ControlTask:
+class ControlTask(Params):
     """Label control: a random label per cell, ``n_null`` independent draws.
 
     Parameters
@@ -50,11 +37,11 @@ class ControlTask:
     name = "control task"
 
     def __init__(self, cells: Tensor) -> None:
-        self.cells = check_cells(cells)
+        self.cells = cells
 
     def null_labels(self, y: Tensor, n_null: int, generator: torch.Generator) -> Tensor:
         """Map labels y (n,) to (n, n_null) control labels: one draw of a label per cell per column."""
-        n = self.cells.shape[0]
+        n = check_cells(self.cells).shape[0]
         values, probabilities = _label_distribution(y, n)
         _, cell_of = torch.unique(self.cells.cpu(), return_inverse=True)
         n_cells = int(cell_of.max()) + 1
@@ -111,104 +98,23 @@ def _label_distribution(y: Tensor, n: int) -> tuple[Tensor, Tensor]:
     return values, counts.double().cpu() / n
 
 
-@dataclass(frozen=True)
-class Selectivity:
-    """Task accuracy minus control-task accuracy (held out), with its interval and p-value."""
-
-    task_accuracy: float
-    control_accuracy: float
-    estimate: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    control_accuracies: tuple[float, ...]
-
-    def as_evidence(self) -> Evidence:
-        """The same numbers as evidence on the *learned* axis (see ``featurecontrols.axes.evidence``)."""
-        return Evidence(
-            axis="learned",
-            control=ControlTask.name,
-            metric="held-out accuracy",
-            score=self.task_accuracy,
-            control_score=self.control_accuracy,
-            effect=self.estimate,
-            ci_low=self.ci_low,
-            ci_high=self.ci_high,
-            p_value=self.p_value,
-            null=summarise_null(torch.tensor(self.control_accuracies)),
-        )
+def input_type_cells(inputs: Tensor) -> Tensor:
+    """Each example's index among the distinct input vectors (its input type), shape (n,)."""
+    cells: Tensor = torch.unique(inputs.flatten(1), dim=0, return_inverse=True)[1]
+    return cells
 
 
-def selectivity(
-    task_correct: Tensor,
-    control_correct: Tensor,
-    *,
-    cells: Tensor | None = None,
-    n_bootstrap: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> Selectivity:
-    """Selectivity from held-out correctness (see the module docstring).
+def bit_cells(x: Tensor, bits: Sequence[int]) -> Tensor:
+    """Cells from binary inputs x (n, m) (0/1 or -1/+1): the integer sum_j 2^j [x_(bits_j) > 0].
 
-    ``task_correct`` (n,) and ``control_correct`` (n,) or (n, B) are 0/1 or boolean correctness on the
-    same n test examples, one column per control draw; ``cells`` (n,), if given, makes the interval
-    resample whole cells.
+    With the bits of a token's code this is the token id; with a subset, a coarser "type" whose random
+    labels a probe can learn only by memorising every combination of those bits.
     """
-    task = task_correct.double().flatten()
-    control = control_correct.double()
-    control = control[:, None] if control.ndim == 1 else control
-    if control.ndim != 2 or control.shape[0] != task.shape[0] or control.numel() == 0:
-        raise FeatureControlsError(
-            f"task correctness has shape {tuple(task_correct.shape)} and control correctness "
-            f"{tuple(control_correct.shape)}; they must cover the same non-empty test examples",
-            "pass (n,) task correctness and (n, B) control correctness from the same test split",
-        )
-    difference = (task - control.mean(dim=1))[:, None]
-    draw = generator(seed, "bootstrap", ControlTask.name)
-    if cells is None:
-        low, high = bootstrap_mean_ci(difference, n_bootstrap, confidence, draw)
-    else:
-        if cells.shape != task.shape:
-            raise FeatureControlsError(
-                f"cells have shape {tuple(cells.shape)} but there are {task.shape[0]} test examples",
-                "pass the cells of the test examples only (cells[split.test])",
-            )
-        low, high = cluster_bootstrap_mean_ci(difference, cells, n_bootstrap, confidence, draw)
-    task_accuracy = task.mean()
-    control_accuracies = control.mean(dim=0)
-    return Selectivity(
-        task_accuracy=float(task_accuracy),
-        control_accuracy=float(control_accuracies.mean()),
-        estimate=float(difference.mean()),
-        ci_low=float(low[0]),
-        ci_high=float(high[0]),
-        p_value=float(permutation_p_value(task_accuracy[None], control_accuracies[None])[0]),
-        control_accuracies=tuple(control_accuracies.tolist()),
-    )
+    return ((x[:, list(bits)] > 0).long() << torch.arange(len(bits))).sum(dim=1)
 
 
-def control_task_selectivity(
-    probe: Probe,
-    X: Tensor,
-    y: Tensor,
-    cells: Tensor,
-    split: Split,
-    n_controls: int = 99,
-    *,
-    seed: int = 0,
-    n_bootstrap: int = 1000,
-    confidence: float = 0.95,
-) -> Selectivity:
-    """Fit ``probe`` on the real labels y (n,) and ``n_controls`` control tasks over ``cells`` in one
-    batched fit on ``split.train``, and return the selectivity on ``split.test``."""
-    control = ControlTask(cells)
-    null = control.null_labels(y, n_controls, generator(seed, ControlTask.name))
-    correct = fit_and_check(probe, X, torch.cat([y[:, None].to(null.dtype), null], dim=1), split)
-    return selectivity(
-        correct[:, 0],
-        correct[:, 1:],
-        cells=cells[split.test],
-        n_bootstrap=n_bootstrap,
-        confidence=confidence,
-        seed=seed,
-    )
+def token_cells(batches: Sequence[Mapping[str, Any]], mask_key: str) -> Tensor:
+    """The token id of every token-level row of Hugging Face ``batches`` (tokenizer output plus the
+    readout mask under ``mask_key``, ``adapters.huggingface.READOUT_MASK`` for the batches that
+    ``testbeds/text_tasks.encode`` makes), in row order."""
+    return torch.cat([b["input_ids"][b[mask_key]] for b in batches])

@@ -13,9 +13,10 @@ import torch
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.params import Params
 
 
-class ShuffledLabels:
+class ShuffledLabels(Params):
     """Label control: ``n_null`` random permutations of the labels, optionally within groups."""
 
     name = "shuffled labels"

@@ -1,7 +1,8 @@
 """Machinery shared by the weight controls: validate, copy, choose what to re-draw, check the result.
 
-A weight control supplies only a ``redraw`` function that overwrites, in place, the parameters it is
-given and says how it re-drew each one. Everything else lives here, once:
+A weight control supplies only a ``redraw`` method that overwrites, in place, the parameters it is
+given and says how it re-drew each one; the model adapter tells it how the library initialises a
+parameter and how a tensor factors into matrices. Everything else lives here, once:
 
 - the model is validated and deep-copied; the original is never modified;
 - every parameter is handled once, even when tied (several names, one tensor): the tie survives and
@@ -15,52 +16,30 @@ given and says how it re-drew each one. Everything else lives here, once:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 
 import torch
 from torch import nn
 
+from featurecontrols.adapters import adapt
+from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.controls.base import RandomisedModel
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.params import Params
 
 KEPT = "kept"
 KEPT_SCALAR = "kept (scalar)"
 
-Redraw = Callable[[nn.Module, dict[str, nn.Parameter], int], dict[str, str]]
-"""``redraw(model_copy, targets, seed)`` overwrites every target in place and returns its method."""
-
-
-@contextmanager
-def seeded_global_rng(seed: int, devices: Iterable[torch.device]) -> Iterator[None]:
-    """Seed the global CPU generator and those of ``devices``; restore all their states on exit.
-
-    For code that draws from the global RNG and takes no generator (``reset_parameters``).
-    """
-    indices: dict[str, set[int]] = {}
-    for device in devices:
-        if device.type != "cpu":
-            indices.setdefault(device.type, set()).add(device.index or 0)
-    with ExitStack() as stack:
-        stack.enter_context(torch.random.fork_rng(devices=[]))
-        torch.default_generator.manual_seed(seed)
-        for device_type, ids in indices.items():
-            stack.enter_context(torch.random.fork_rng(devices=sorted(ids), device_type=device_type))
-            module = getattr(torch, device_type)  # torch.cuda, torch.xpu, torch.mps
-            generators = getattr(module, "default_generators", None)
-            if generators is None:  # a single-device backend (mps) has one global generator
-                module.manual_seed(seed)
-            else:
-                for index in ids:
-                    generators[index].manual_seed(seed)
-        yield
+Redraw = Callable[[nn.Module, dict[str, nn.Parameter], int, ModelAdapter], dict[str, str]]
+"""``redraw(copy, targets, seed, adapter)`` overwrites every target in place and returns its method."""
 
 
 def randomised_copy(
-    model: nn.Module, seed: int, control: str, keep: Sequence[str], redraw: Redraw
+    adapter: ModelAdapter, seed: int, control: str, keep: Sequence[str], redraw: Redraw
 ) -> RandomisedModel:
-    """Deep-copy ``model``, re-draw its parameters with ``redraw`` and record how each one was drawn."""
+    """Deep-copy the adapter's module, re-draw its parameters with ``redraw``, record how each was drawn."""
+    model = adapter.module
     patterns = (keep,) if isinstance(keep, str) else tuple(keep)
     first_of = _first_names(model)
     kept = {first_of[name] for name in first_of if _matches(name, patterns)}
@@ -74,7 +53,7 @@ def randomised_copy(
     }
     targets = {name: p for name, p in params.items() if name not in methods}
     with torch.no_grad():
-        methods |= redraw(randomised, targets, seed)
+        methods |= redraw(randomised, targets, seed, adapter)
         originals = dict(model.named_parameters())
         for name in kept:  # bit-identical even if a module's initialiser reached beyond its own tensors
             params[name].copy_(originals[name])
@@ -90,7 +69,7 @@ def randomised_copy(
         name: methods[first] if name == first else f"{methods[first]} (tied to {first})"
         for name, first in first_of.items()
     }
-    return RandomisedModel(model=randomised, control=control, seed=seed, methods=recorded)
+    return RandomisedModel(adapter=adapter.rewrap(randomised), control=control, seed=seed, methods=recorded)
 
 
 def _first_names(model: nn.Module) -> dict[str, str]:
@@ -201,7 +180,7 @@ def _literal(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
-class WeightControlBase:
+class WeightControlBase(Params):
     """The options every weight control shares, and its ``randomise``.
 
     ``keep``: fnmatch patterns of parameters left as they are (e.g. ``"embed.*"``); ``presets``:
@@ -218,11 +197,14 @@ class WeightControlBase:
         self.presets = presets
         self.layers = layers
 
-    def randomise(self, model: nn.Module, seed: int) -> RandomisedModel:
+    def randomise(self, model: ModelAdapter | nn.Module, seed: int) -> RandomisedModel:
         """Return a randomised deep copy of ``model``; ``model`` itself is not modified."""
-        keep = keep_patterns(model, self.presets, self.layers, self.keep)
-        return randomised_copy(model, seed, self.name, keep, self.redraw)
+        adapter = adapt(model)
+        keep = keep_patterns(adapter.module, self.presets, self.layers, self.keep)
+        return randomised_copy(adapter, seed, self.name, keep, self.redraw)
 
-    def redraw(self, model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+    def redraw(
+        self, copy: nn.Module, targets: dict[str, nn.Parameter], seed: int, adapter: ModelAdapter
+    ) -> dict[str, str]:
         """Overwrite every target parameter of the copy in place; return how each was re-drawn."""
         raise NotImplementedError

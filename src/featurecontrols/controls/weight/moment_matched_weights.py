@@ -9,8 +9,9 @@ shape of the value distribution. Draws are float64 on CPU from per-parameter gen
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.controls.weight._copy import WeightControlBase
 from featurecontrols.seeding import generator
 
@@ -20,18 +21,26 @@ MOMENT_MATCHED = "moment-matched Gaussian"
 class MomentMatchedWeights(WeightControlBase):
     """Weight control: each parameter becomes N(mean, std^2) with the tensor's own moments.
 
-    Options ``keep``, ``presets``, ``layers``: see ``controls._weights.WeightControlBase``.
+    Options ``keep``, ``presets``, ``layers``: see ``controls/weight/_copy.WeightControlBase``.
     """
 
     name = "moment-matched"
 
-    def redraw(self, model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
-        return _moment_match(model, targets, seed)
+    def redraw(
+        self, copy: nn.Module, targets: dict[str, nn.Parameter], seed: int, adapter: ModelAdapter
+    ) -> dict[str, str]:
+        for name, p in targets.items():
+            p.copy_(moment_matched_draw(p.shape, moments(p), seed, name))
+        return dict.fromkeys(targets, MOMENT_MATCHED)
 
 
-def _moment_match(model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
-    for name, p in targets.items():
-        w = p.detach().to("cpu", torch.float64)
-        draw = torch.randn(p.shape, generator=generator(seed, name), dtype=torch.float64)
-        p.copy_(draw * w.std(correction=0) + w.mean())
-    return dict.fromkeys(targets, MOMENT_MATCHED)
+def moments(p: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean and (population) standard deviation of a tensor's entries, float64 on CPU."""
+    w = p.detach().to("cpu", torch.float64)
+    return w.mean(), w.std(correction=0)
+
+
+def moment_matched_draw(shape: torch.Size, mean_std: tuple[Tensor, Tensor], seed: int, name: str) -> Tensor:
+    """N(mean, std^2) entries of ``shape`` (float64, CPU), drawn from the generator of (seed, name)."""
+    draw = torch.randn(shape, generator=generator(seed, name), dtype=torch.float64)
+    return draw * mean_std[1] + mean_std[0]

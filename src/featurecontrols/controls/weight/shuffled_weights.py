@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.controls.weight._copy import WeightControlBase
 from featurecontrols.seeding import generator
 
@@ -19,17 +20,15 @@ SHUFFLED = "shuffled entries"
 class ShuffledWeights(WeightControlBase):
     """Weight control: each parameter's entries are permuted at random.
 
-    Options ``keep``, ``presets``, ``layers``: see ``controls._weights.WeightControlBase``.
+    Options ``keep``, ``presets``, ``layers``: see ``controls/weight/_copy.WeightControlBase``.
     """
 
     name = "shuffled"
 
-    def redraw(self, model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
-        return _shuffle(model, targets, seed)
-
-
-def _shuffle(model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
-    for name, p in targets.items():
-        order = torch.randperm(p.numel(), generator=generator(seed, name)).to(p.device)
-        p.copy_(p.detach().flatten()[order].reshape(p.shape))
-    return dict.fromkeys(targets, SHUFFLED)
+    def redraw(
+        self, copy: nn.Module, targets: dict[str, nn.Parameter], seed: int, adapter: ModelAdapter
+    ) -> dict[str, str]:
+        for name, p in targets.items():
+            order = torch.randperm(p.numel(), generator=generator(seed, name)).to(p.device)
+            p.copy_(p.detach().flatten()[order].reshape(p.shape))
+        return dict.fromkeys(targets, SHUFFLED)

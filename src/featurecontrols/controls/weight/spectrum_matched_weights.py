@@ -1,7 +1,9 @@
 """Spectrum-matched weights: keep every weight matrix's singular values, destroy its directions.
 
-A parameter W with ndim >= 2 is read as a matrix of shape (shape[0], -1) with SVD W = U S V^T and
-replaced by W' = U' S V'^T, where U' (m x k) and V' (n x k), k = min(m, n), are independent and
+A parameter with ndim >= 2 is read as the matrices the model adapter says it factors into (plain
+torch: one (shape[0], everything else) matrix; per-head attention weights: one matrix per head).
+Each matrix W, with SVD W = U S V^T, is replaced by W' = U' S V'^T, where U' (m x k) and V' (n x k),
+k = min(m, n), are independent and
 Haar-distributed with orthonormal columns. W' has the same law as O_1 W O_2 for independent Haar
 orthogonal O_1, O_2, so it depends on W only through S, and only S is computed. Haar columns come
 from the QR decomposition Z = QR of a Gaussian matrix Z with each column of Q multiplied by the
@@ -23,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.controls.weight._copy import WeightControlBase
 from featurecontrols.seeding import generator
 
@@ -38,8 +41,23 @@ class SpectrumMatchedWeights(WeightControlBase):
 
     name = "spectrum-matched"
 
-    def redraw(self, model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
-        return _spectrum_match(model, targets, seed)
+    def redraw(
+        self, copy: nn.Module, targets: dict[str, nn.Parameter], seed: int, adapter: ModelAdapter
+    ) -> dict[str, str]:
+        methods = {}
+        for name, p in targets.items():
+            rng = generator(seed, name)
+            view = adapter.matrix_view(name, p)
+            if view is None:
+                p.copy_(p[torch.randperm(p.numel(), generator=rng).to(p.device)])
+                methods[name] = PERMUTED
+            else:
+                matrices = view.matrices(p.detach().to("cpu", torch.float64))
+                p.copy_(torch.stack([spectrum_matched(w, rng) for w in matrices]).reshape(p.shape))
+                methods[name] = (
+                    SPECTRUM_MATCHED if view.batch == 1 else f"{SPECTRUM_MATCHED} ({view.batch} matrices)"
+                )
+        return methods
 
 
 def haar_times(m: int, right: Tensor, generator: torch.Generator) -> Tensor:
@@ -65,28 +83,14 @@ def haar_columns(m: int, k: int, generator: torch.Generator) -> Tensor:
     return haar_times(m, torch.eye(k, dtype=torch.float64), generator)
 
 
-def spectrum_matched(w: Tensor, generator: torch.Generator) -> Tensor:
-    """U' S V'^T for the singular values S of w reshaped to (shape[0], -1); float64 on CPU, w's shape.
+def spectrum_matched(matrix: Tensor, generator: torch.Generator) -> Tensor:
+    """U' S V'^T for the singular values S of a float64 (m, n) matrix; float64 on CPU, same shape.
 
     Computed for the tall orientation (W or W^T, m >= k) as U' (S V'^T): one m x k x k product.
     """
-    matrix = w.detach().reshape(w.shape[0], -1).to("cpu", torch.float64)
     wide = matrix.shape[1] > matrix.shape[0]
     tall = matrix.T if wide else matrix
     s = torch.linalg.svdvals(tall)
     v = haar_columns(s.numel(), s.numel(), generator)
     out = haar_times(tall.shape[0], s[:, None] * v.T, generator)
-    return (out.T if wide else out).reshape(w.shape)
-
-
-def _spectrum_match(model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
-    methods = {}
-    for name, p in targets.items():
-        rng = generator(seed, name)
-        if p.ndim == 1:
-            p.copy_(p[torch.randperm(p.numel(), generator=rng).to(p.device)])
-            methods[name] = PERMUTED
-        else:
-            p.copy_(spectrum_matched(p, rng))
-            methods[name] = SPECTRUM_MATCHED
-    return methods
+    return out.T if wide else out

@@ -1,13 +1,16 @@
-"""The train/test split shared by every probe fit of a run (real, null and randomised copies)."""
+"""The train/test split shared by every probe fit of a run (real, null and randomised copies), and
+the fit that uses it: a fresh copy of the probe fitted on the training rows, judged on the test rows."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.base import Probe
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,10 @@ class Split:
                         f"feature {name!r} has a single class in the {part} split",
                         "the feature is too rare for this dataset: add examples of the rare class",
                     )
+
+
+def held_out_correctness(probe: Probe, X: Tensor, Y: Tensor, split: Split) -> Tensor:
+    """Fit a fresh copy of ``probe`` on the training rows; return test correctness (n_test, k), bool."""
+    fitted = copy.deepcopy(probe).fit(X[split.train], Y[split.train])
+    correct: Tensor = fitted.predict(X[split.test]) == Y[split.test]
+    return correct

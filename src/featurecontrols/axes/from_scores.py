@@ -1,0 +1,201 @@
+"""One test per kind of raw score: each turns a record of ``axes/scores.py`` into Evidence.
+
+    NullScores       p = (1 + #{b : null_b >= real}) / (1 + B)   (Phipson & Smyth 2010; <= for a cost)
+                     effect = mean(real) - mean(null), or mean(real - control) when paired
+                     interval: percentile bootstrap of mean(real) over examples (clusters resampled whole)
+    CopyScores       p = max_s McNemar(trained, copy_s)   (exact, one-sided; intersection-union over S)
+                     effect = accuracy(trained) - max_s accuracy(copy_s), bootstrap of the paired
+                     difference against the strongest copy
+    PairedScores     p = sign test of d_i = real_i - control_i > 0 (exact, one-sided)
+                     effect = mean(d), bootstrap interval
+    MatchScores      p = (1 + #{null >= r}) / (1 + N);  effect = r - mean(null);  interval from
+                     Fisher's z, tanh(atanh(r) -/+ z_a / sqrt(n - 3)), minus mean(null)
+    MatchPairScores  Steiger's (1980) Z for two dependent correlations sharing a variable, against
+                     every control dictionary (the largest p); effect = r_real - max_s r_s with Zou's
+                     (2007) interval at the strongest control
+
+The axis modules (decodable, learned, used) say which of these each of their controls uses.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import torch
+
+from featurecontrols.axes.evidence import AxisName, Bootstrap, Evidence
+from featurecontrols.axes.scores import CopyScores, MatchPairScores, MatchScores, NullScores, PairedScores
+from featurecontrols.seeding import generator
+from featurecontrols.stats import (
+    bootstrap_mean_ci,
+    cluster_bootstrap_mean_ci,
+    paired_sign_test,
+    permutation_p_value,
+    summarise_null,
+)
+
+
+def from_null(axis: AxisName, control: str, s: NullScores, key: tuple[str, ...], b: Bootstrap) -> Evidence:
+    """Evidence from a statistic against its permutation null (module docstring)."""
+    sign = -1.0 if s.lower_is_better else 1.0
+    real = s.real.double()
+    score = float(real.mean())
+    null_mean = float(s.null.double().mean())
+    if s.control is None:
+        values, offset = sign * real, sign * null_mean
+    else:
+        values, offset = sign * (real - s.control.double()), 0.0
+    draw = generator(b.seed, "bootstrap", axis, control, *key)
+    if s.clusters is None:
+        low, high = bootstrap_mean_ci(values[:, None], b.n, b.confidence, draw)
+    else:
+        low, high = cluster_bootstrap_mean_ci(values[:, None], s.clusters, b.n, b.confidence, draw)
+    effect = float(values.mean()) - offset
+    p = permutation_p_value(torch.tensor([sign * score], dtype=torch.float64), sign * s.null.double()[None])
+    return Evidence(
+        axis=axis,
+        control=control,
+        metric=s.metric,
+        score=score,
+        control_score=null_mean,
+        effect=effect,
+        ci_low=float(low[0]) - offset,
+        ci_high=float(high[0]) - offset,
+        p_value=float(p[0]),
+        null=summarise_null(s.null),
+    )
+
+
+def from_copies(axis: AxisName, control: str, s: CopyScores, key: tuple[str, ...], b: Bootstrap) -> Evidence:
+    """Evidence that the trained model beats every randomised copy (module docstring)."""
+    copies = s.copies.bool()
+    real = s.real.bool()
+    accuracy = float(real.double().mean())
+    copy_accuracy = copies.double().mean(dim=1)
+    strongest = int(torch.argmax(copy_accuracy))
+    diff = real.double() - copies[strongest].double()
+    draw = generator(b.seed, "bootstrap", axis, control, *key)
+    low, high = bootstrap_mean_ci(diff[:, None], b.n, b.confidence, draw)
+    return Evidence(
+        axis=axis,
+        control=control,
+        metric=s.metric,
+        score=accuracy,
+        control_score=float(copy_accuracy[strongest]),
+        effect=accuracy - float(copy_accuracy[strongest]),
+        ci_low=float(low[0]),
+        ci_high=float(high[0]),
+        p_value=max(paired_sign_test(real, copy) for copy in copies),
+        detail={"copy_accuracies": [round(float(a), 5) for a in copy_accuracy]},
+    )
+
+
+def from_pairs(axis: AxisName, control: str, s: PairedScores, key: tuple[str, ...], b: Bootstrap) -> Evidence:
+    """Evidence that the real values exceed the control's on more examples than not (module docstring)."""
+    d = (s.real - s.control).double()
+    draw = generator(b.seed, "bootstrap", axis, control, *key)
+    low, high = bootstrap_mean_ci(d[:, None], b.n, b.confidence, draw)
+    return Evidence(
+        axis=axis,
+        control=control,
+        metric=s.metric,
+        score=float(s.real.double().mean()),
+        control_score=float(s.control.double().mean()),
+        effect=float(d.mean()),
+        ci_low=float(low[0]),
+        ci_high=float(high[0]),
+        p_value=paired_sign_test(d > 0, d < 0),
+        detail={
+            "examples": int(d.numel()),
+            "examples_above_control": int((d > 0).sum()),
+            "real": [round(float(v), 6) for v in s.real],  # per example, for the report's plot
+            "control": [round(float(v), 6) for v in s.control],
+        },
+    )
+
+
+def from_match(axis: AxisName, control: str, s: MatchScores, confidence: float) -> Evidence:
+    """Evidence that a latent's match beats the matches chance gives (module docstring)."""
+    r = float(s.real)
+    null_mean = float(s.null.double().mean())
+    low, high = fisher_interval(r, s.n_rows, confidence)
+    p = permutation_p_value(s.real.double().reshape(1), s.null.double()[None])
+    return Evidence(
+        axis=axis,
+        control=control,
+        metric=s.metric,
+        score=r,
+        control_score=null_mean,
+        effect=r - null_mean,
+        ci_low=low - null_mean,
+        ci_high=high - null_mean,
+        p_value=float(p[0]),
+        null=summarise_null(s.null),
+    )
+
+
+def from_match_pair(axis: AxisName, control: str, s: MatchPairScores, confidence: float) -> Evidence:
+    """Evidence that a latent recurs in a refit of the trained dictionary more than in every control's."""
+    r1 = float(s.real)
+    controls, between = s.control.double().reshape(-1), s.between.double().reshape(-1)
+    strongest = int(torch.argmax(controls))
+    r2, r12 = float(controls[strongest]), float(between[strongest])
+    low, high = zou_interval(r1, r2, r12, s.n_rows, confidence)
+    return Evidence(
+        axis=axis,
+        control=control,
+        metric=s.metric,
+        score=r1,
+        control_score=r2,
+        effect=r1 - r2,
+        ci_low=low,
+        ci_high=high,
+        p_value=max(
+            steiger_p(r1, float(c), float(b), s.n_rows) for c, b in zip(controls, between, strict=True)
+        ),
+        detail={"control_matches": [round(float(c), 5) for c in controls]},
+    )
+
+
+def _clip(r: float) -> float:
+    return max(-0.999999, min(0.999999, r))
+
+
+def fisher_interval(r: float, n: int, confidence: float) -> tuple[float, float]:
+    """tanh(atanh(r) -/+ z / sqrt(n - 3)): the interval of a correlation from n pairs (Fisher 1921)."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    half = z / math.sqrt(max(n - 3, 1))
+    centre = math.atanh(_clip(r))
+    return math.tanh(centre - half), math.tanh(centre + half)
+
+
+def steiger_p(r1: float, r2: float, r12: float, n: int) -> float:
+    """One-sided p that corr(z, a) = r1 exceeds corr(z, b) = r2, with corr(a, b) = r12 (Steiger 1980):
+
+    Z = (atanh r1 - atanh r2) sqrt(n - 3) / sqrt(2 - 2 c),   c = psi / (1 - rbar^2)^2,
+    psi = r12 (1 - 2 rbar^2) - rbar^2 (1 - 2 rbar^2 - r12^2) / 2,   rbar = (r1 + r2) / 2.
+    """
+    rbar = (r1 + r2) / 2.0
+    psi = r12 * (1 - 2 * rbar**2) - 0.5 * rbar**2 * (1 - 2 * rbar**2 - r12**2)
+    c = psi / (1 - rbar**2) ** 2
+    z = (
+        (math.atanh(_clip(r1)) - math.atanh(_clip(r2)))
+        * math.sqrt(max(n - 3, 1))
+        / math.sqrt(max(2 - 2 * c, 1e-12))
+    )
+    return 1.0 - NormalDist().cdf(z)
+
+
+def zou_interval(r1: float, r2: float, r12: float, n: int, confidence: float) -> tuple[float, float]:
+    """Zou's (2007) interval of r1 - r2 for correlations sharing a variable, from their Fisher intervals
+    (l_i, u_i) and c = corr(r1, r2) = ((r12 - r1 r2 / 2)(1 - r1^2 - r2^2 - r12^2) + r12^3)
+    / ((1 - r1^2)(1 - r2^2)):  [r1 - r2 - sqrt((r1 - l1)^2 + (u2 - r2)^2 - 2c (r1 - l1)(u2 - r2)),
+    r1 - r2 + sqrt((u1 - r1)^2 + (r2 - l2)^2 - 2c (u1 - r1)(r2 - l2))]."""
+    l1, u1 = fisher_interval(r1, n, confidence)
+    l2, u2 = fisher_interval(r2, n, confidence)
+    a, b = _clip(r1), _clip(r2)
+    c = ((r12 - a * b / 2) * (1 - a**2 - b**2 - r12**2) + r12**3) / ((1 - a**2) * (1 - b**2))
+    low = r1 - r2 - math.sqrt(max((r1 - l1) ** 2 + (u2 - r2) ** 2 - 2 * c * (r1 - l1) * (u2 - r2), 0.0))
+    high = r1 - r2 + math.sqrt(max((u1 - r1) ** 2 + (r2 - l2) ** 2 - 2 * c * (u1 - r1) * (r2 - l2), 0.0))
+    return low, high

@@ -1,0 +1,35 @@
+"""Every control by name, per contract: what configs, the CLI and the benchmarks look controls up in.
+
+A new control is one file in the folder of its contract (``controls/label``, ``input``, ``weight``,
+``causal``) and one line here.
+"""
+
+from __future__ import annotations
+
+from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
+from featurecontrols.controls.causal.directional_ablation import DirectionalAblation
+from featurecontrols.controls.causal.erasure import Erasure
+from featurecontrols.controls.causal.resample_ablation import ResampleAblation
+from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
+from featurecontrols.controls.input.random_inputs import RandomInputs
+from featurecontrols.controls.label.control_task import ControlTask
+from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
+from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.weight.shuffled_weights import ShuffledWeights
+from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
+
+LABEL_CONTROLS = {"shuffled labels": ShuffledLabels, "control task": ControlTask}
+INPUT_CONTROLS = {"random inputs": RandomInputs, "planted sparse features": PlantedSparseFeatures}
+WEIGHT_CONTROLS = {
+    "reinitialised": ReinitialisedWeights,
+    "spectrum-matched": SpectrumMatchedWeights,
+    "moment-matched": MomentMatchedWeights,
+    "shuffled": ShuffledWeights,
+}
+CAUSAL_CONTROLS = {
+    "directional ablation": DirectionalAblation,
+    "resample ablation": ResampleAblation,
+    "counterfactual patching": CounterfactualPatching,
+    "erasure": Erasure,
+}

@@ -1,0 +1,140 @@
+"""Candidates: what gets a verdict (DESIGN.md, "Candidates").
+
+    Labelled   a label per example; the battery's probe finds its direction at every site of the run
+    Direction  a vector at one site (a probe direction, a steering vector, a PCA component), with
+               the labels it should read, if any, and the finder that produced it
+    Latents    every latent of one dictionary (an SAE, a transcoder, PCA) at one site: fitted by the
+               run from ``finder``, or given fitted (``dictionary``, e.g. an SAELens SAE)
+
+A run's candidates are checked and named here (``prepare``), before any work: one id per candidate
+and site, ``site/name`` (a latent: ``site/name/j``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast, get_args
+
+from torch import Tensor
+
+from featurecontrols.axes.evidence import GroundTruth
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.base import Dictionary, Probe, UnsupervisedFinder
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A labelled feature: one 0/1 label (any two values) per activation row.
+
+    ``counterfactuals``: the inputs with this feature changed, one per input (a tensor, or batches
+    like the inputs); the used axis then patches from them instead of ablating a direction.
+    """
+
+    name: str
+    labels: Tensor
+    ground_truth: GroundTruth | None = None
+    counterfactuals: Tensor | Sequence[Any] | None = None
+    kind = "labelled feature"
+
+
+@dataclass(frozen=True)
+class Direction:
+    """A direction (d,) at ``site``. With ``labels`` it is decodable when the projection x . v reads
+    them (held out, against shuffled labels), and learned when ``finder`` (default: the battery's
+    probe), refitted on every control, does worse there; without labels only the used axis runs."""
+
+    name: str
+    vector: Tensor
+    site: str
+    labels: Tensor | None = None
+    finder: Probe | None = None
+    ground_truth: GroundTruth | None = None
+    kind = "direction"
+
+
+@dataclass(frozen=True)
+class Latents:
+    """Every latent of one dictionary at ``site``. ``finder`` is fitted on the trained model's
+    activations (and refitted the same way under every control); ``dictionary`` is an already fitted
+    one, judged as it is (then ``finder`` refits it under the controls; without a finder a fitted
+    featurecontrols dictionary refits itself). ``ground_truth`` maps latent indices to their truth;
+    ``n_latents`` is needed only for a dictionary that does not say how many latents it has."""
+
+    name: str
+    site: str
+    finder: UnsupervisedFinder | None = None
+    dictionary: Dictionary | None = None
+    ground_truth: Mapping[int, GroundTruth] | None = None
+    n_latents: int | None = None
+    kind = "dictionary latent"
+
+
+Candidate = Labelled | Direction | Latents
+
+
+def from_features(
+    features: Mapping[str, Tensor] | Sequence[Candidate],
+    ground_truth: Mapping[str, str] | None,
+    counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None,
+) -> list[Candidate]:
+    """The run's candidates: a Mapping name -> labels becomes :class:`Labelled` candidates (with their
+    ``ground_truth`` and ``counterfactuals``); a sequence of candidates is taken as it is."""
+    if (
+        isinstance(features, Tensor)
+        or not isinstance(features, (Mapping, Sequence))
+        or isinstance(features, str)
+    ):
+        raise FeatureControlsError(
+            "candidates must be a mapping name -> labels or a list of candidates, got "
+            f"{type(features).__name__}",
+            "pass features={'name': labels} (one 0/1 label per activation row), "
+            "or [Labelled(...), Direction(...), Latents(...)]",
+        )
+    if not features:
+        raise FeatureControlsError(
+            "no candidate features were given", "pass features={name: labels}, or a list of candidates"
+        )
+    if isinstance(features, Mapping):
+        names = list(features)
+        for extra, what in ((ground_truth, "ground_truth"), (counterfactuals, "counterfactuals")):
+            unknown = sorted(set(extra or {}) - set(names))
+            if unknown:
+                raise FeatureControlsError(
+                    f"{what} for unknown feature(s) {unknown}; the features are {names}",
+                    f"key {what} by the names used in features",
+                )
+        return [
+            Labelled(
+                name, _labels(name, labels), _truth(ground_truth, name), (counterfactuals or {}).get(name)
+            )
+            for name, labels in features.items()
+        ]
+    if ground_truth or counterfactuals:
+        raise FeatureControlsError(
+            "ground_truth and counterfactuals go inside the candidates when candidates are given as a list",
+            "set Labelled(name, labels, ground_truth=..., counterfactuals=...)",
+        )
+    out = list(features)
+    bad = [type(c).__name__ for c in out if not isinstance(c, (Labelled, Direction, Latents))]
+    if bad:
+        raise FeatureControlsError(f"unknown candidate type(s) {bad}", "use Labelled, Direction or Latents")
+    return out
+
+
+def _labels(name: str, labels: Any) -> Tensor:
+    if not isinstance(labels, Tensor):
+        raise FeatureControlsError(
+            f"the labels of {name!r} must be a torch.Tensor, got {type(labels).__name__}",
+            "convert them: torch.as_tensor(labels), one label per activation row",
+        )
+    return labels.reshape(-1)
+
+
+def _truth(ground_truth: Mapping[str, str] | None, name: str) -> GroundTruth | None:
+    value = (ground_truth or {}).get(name)
+    if value is not None and value not in get_args(GroundTruth):
+        raise FeatureControlsError(
+            f"ground truth {value!r} of {name!r} is not a known kind", f"use one of {get_args(GroundTruth)}"
+        )
+    return cast(GroundTruth | None, value)

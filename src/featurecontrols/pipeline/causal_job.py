@@ -1,0 +1,87 @@
+"""The used axis' job: one causal control at one site, for every entry of its step.
+
+Each entry becomes a :class:`~featurecontrols.controls.base.CausalTarget`: a labelled feature its
+class-mean direction mean(x | y = 1) - mean(x | y = 0) on the site's activations (and its labels and
+counterfactuals); a direction its vector; a dictionary latent the direction it writes,
+decode(e_j) - decode(0). The control returns raw scores per entry, kept as tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor
+
+from featurecontrols.controls.base import CausalTarget
+from featurecontrols.finders.mass_mean_probe import class_mean_directions
+from featurecontrols.measures.latent_matching import decoder_directions
+from featurecontrols.pipeline.candidates import Direction, Labelled, Latents
+from featurecontrols.pipeline.context import RunContext
+from featurecontrols.pipeline.jobs import Job, Output, label_column
+from featurecontrols.pipeline.latent_jobs import FitDictionary, trained_dictionary
+from featurecontrols.pipeline.plan import TRAINED, Entry, latent_count
+
+
+@dataclass(frozen=True)
+class CausalRun(Job):
+    """Stage 2: one causal control at a site, for the entries of its step."""
+
+    stage: ClassVar[int] = 2
+    site: str
+    control: str
+    entries: tuple[str, ...]
+
+    def needs(self, ctx: RunContext) -> tuple[Job, ...]:
+        sets = {
+            ctx.plan.entry(e).candidate.name for e in self.entries if ctx.plan.entry(e).latent is not None
+        }
+        return tuple(FitDictionary(TRAINED, self.site, name, refit=False) for name in sorted(sets))
+
+    def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
+        X = ctx.activations(TRAINED, self.site)
+        writes: dict[str, Tensor] = {}
+        targets = [self._target(ctx, inputs, entry, X, writes) for entry in map(ctx.plan.entry, self.entries)]
+        control = ctx.causal_controls[self.control]
+        raw = control.scores(
+            ctx.adapter,
+            ctx.used_batches,
+            ctx.sites[self.site],
+            X,
+            targets,
+            ctx.plan.nulls.random,
+            ctx.seed,
+            ctx.progress,
+        )
+        tensors = {}
+        for name, scores in raw.items():
+            for part in ("real", "null", "control"):
+                value = getattr(scores, part, None)
+                if isinstance(value, Tensor):
+                    tensors[f"{name}/{part}"] = value
+        return Output(tensors)
+
+    def _target(
+        self,
+        ctx: RunContext,
+        inputs: Mapping[Job, Output],
+        entry: Entry,
+        X: Tensor,
+        writes: dict[str, Tensor],
+    ) -> CausalTarget:
+        c = entry.candidate
+        if isinstance(c, Labelled):
+            y = label_column(ctx, entry)
+            direction = class_mean_directions(X, y[:, None])[0]
+            return CausalTarget(entry.name, direction, y, ctx.counterfactuals.get(c.name))
+        if isinstance(c, Direction):
+            return CausalTarget(
+                entry.name, c.vector.detach().double().cpu().reshape(-1), ctx.labels.get(entry.id)
+            )
+        assert isinstance(c, Latents) and entry.latent is not None
+        if c.name not in writes:  # every latent of a dictionary, decoded once
+            writes[c.name] = decoder_directions(
+                trained_dictionary(ctx, inputs, c, self.site), latent_count(c)
+            )
+        return CausalTarget(entry.name, writes[c.name][entry.latent])

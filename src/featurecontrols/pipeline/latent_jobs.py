@@ -1,0 +1,173 @@
+"""The jobs of dictionary latents: fit a dictionary under a condition, then match latents across fits.
+
+    FitDictionary     (stage 1) the Latents' finder fitted on a condition's training rows: the trained
+                      model (and a refit with another seed), each weight control's copies, each input
+                      control's data, "fitted the same way" (the same parameters)
+    LatentRecurrence  (stage 2) found: every latent's best code match in the refit on held-out rows
+                      (``measures/latent_matching.py``), against the matches that chance gives: the
+                      refit's rows permuted (``n_latent_null`` matches pooled over latents)
+    LatentControl     (stage 2) learned: the same latent's best match in each control's dictionary,
+                      with the codes compared on the same held-out inputs (the copy's activations of
+                      the real inputs; for an input control, the trained model's)
+
+A fitted dictionary travels as its learned state (``finders.base.fitted_state``), never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
+
+import torch
+from torch import Tensor
+
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.base import Dictionary, Finder, fitted_state, restore_state
+from featurecontrols.measures.latent_matching import best_matches, partner_correlation
+from featurecontrols.params import clone
+from featurecontrols.pipeline.candidates import Latents
+from featurecontrols.pipeline.context import RunContext
+from featurecontrols.pipeline.jobs import Job, Output
+from featurecontrols.pipeline.plan import TRAINED, Condition
+from featurecontrols.seeding import derive_seed, generator
+
+
+def latents_named(ctx: RunContext, site: str, name: str) -> Latents:
+    """The Latents candidate ``name`` at ``site``."""
+    for entry in ctx.plan.entries:
+        if entry.site == site and isinstance(entry.candidate, Latents) and entry.candidate.name == name:
+            return entry.candidate
+    raise KeyError(f"{site}/{name}")
+
+
+def template(latents: Latents) -> Any:
+    """The unfitted finder that (re)fits a Latents' dictionary: its ``finder``, else a clone of a
+    featurecontrols dictionary given fitted."""
+    source = latents.finder if latents.finder is not None else latents.dictionary
+    if not isinstance(source, Finder) or not callable(getattr(source, "fit", None)):
+        raise FeatureControlsError(
+            f"latents {latents.name!r} have no finder to refit under the controls",
+            "give Latents(..., finder=SparseAutoencoder(...)) with the dictionary's settings",
+        )
+    return clone(source)
+
+
+@dataclass(frozen=True)
+class FitDictionary(Job):
+    """Stage 1: a Latents' finder fitted on one condition's training rows (``refit``: another seed)."""
+
+    stage: ClassVar[int] = 1
+    condition: Condition
+    site: str
+    latents: str
+    refit: bool
+
+    def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
+        X = ctx.activations(self.condition, self.site)[ctx.split.train]
+        fitted = self._finder(ctx).fit(X)
+        tensors, kinds = fitted_state(fitted)
+        return Output(tensors, {"kinds": json.dumps(kinds)})
+
+    def dictionary(self, ctx: RunContext, output: Output) -> Dictionary:
+        """The fitted dictionary that ``output`` holds."""
+        restored = restore_state(self._finder(ctx), output.tensors, json.loads(output.meta["kinds"]))
+        return cast(Dictionary, restored)
+
+    def _finder(self, ctx: RunContext) -> Any:
+        """The unfitted finder, with another seed for a refit (where it has a seed)."""
+        finder = template(latents_named(ctx, self.site, self.latents))
+        params = finder.get_params(deep=False)
+        if self.refit and "seed" in params:
+            finder.set_params(seed=derive_seed(params["seed"], "refit") % 2**31)
+        return finder
+
+
+def fit_job(latents: Latents, condition: Condition, site: str, refit: bool = False) -> FitDictionary | None:
+    """The job that fits ``latents`` under ``condition``; none for a dictionary given fitted."""
+    if condition == TRAINED and not refit and latents.dictionary is not None:
+        return None
+    return FitDictionary(condition, site, latents.name, refit)
+
+
+def trained_dictionary(
+    ctx: RunContext, inputs: Mapping[Job, Output], latents: Latents, site: str
+) -> Dictionary:
+    """The dictionary whose latents are the candidates: the one given, or the trained fit."""
+    if latents.dictionary is not None:
+        return latents.dictionary
+    return fitted(ctx, inputs, FitDictionary(TRAINED, site, latents.name, refit=False))
+
+
+def fitted(ctx: RunContext, inputs: Mapping[Job, Output], job: FitDictionary) -> Dictionary:
+    """The dictionary that ``job`` fitted, rebuilt once per context."""
+    key = f"dictionary {job!r}"
+    if key not in ctx.dictionaries:
+        ctx.dictionaries[key] = job.dictionary(ctx, inputs[job])
+    return ctx.dictionaries[key]
+
+
+def _codes(dictionary: Dictionary, X: Tensor) -> Tensor:
+    return dictionary.encode(X).detach().double().cpu()
+
+
+@dataclass(frozen=True)
+class LatentRecurrence(Job):
+    """Stage 2: every latent's best match in the refit, and the pooled chance matches."""
+
+    stage: ClassVar[int] = 2
+    site: str
+    latents: str
+
+    def needs(self, ctx: RunContext) -> tuple[Job, ...]:
+        latents = latents_named(ctx, self.site, self.latents)
+        jobs = [fit_job(latents, TRAINED, self.site), fit_job(latents, TRAINED, self.site, refit=True)]
+        return tuple(j for j in jobs if j is not None)
+
+    def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
+        latents = latents_named(ctx, self.site, self.latents)
+        X = ctx.activations(TRAINED, self.site)[ctx.split.test]
+        Z = _codes(trained_dictionary(ctx, inputs, latents, self.site), X)
+        refit = _codes(fitted(ctx, inputs, FitDictionary(TRAINED, self.site, self.latents, True)), X)
+        n_null = ctx.plan.nulls.latent
+        chance = []
+        for r in range(math.ceil(n_null / Z.shape[1])):
+            rows = torch.randperm(X.shape[0], generator=generator(ctx.seed, "latent chance", self.latents, r))
+            chance.append(best_matches(Z, refit[rows]).value)
+        return Output({"real": best_matches(Z, refit).value, "null": torch.cat(chance)[:n_null]})
+
+
+@dataclass(frozen=True)
+class LatentControl(Job):
+    """Stage 2: every latent's best match in the refit and in each control dictionary (same rows)."""
+
+    stage: ClassVar[int] = 2
+    site: str
+    latents: str
+    control: str
+
+    def conditions(self, ctx: RunContext) -> list[Condition]:
+        return [c for c in ctx.plan.conditions if c.control == self.control and c.kind != "trained"]
+
+    def needs(self, ctx: RunContext) -> tuple[Job, ...]:
+        latents = latents_named(ctx, self.site, self.latents)
+        jobs = [fit_job(latents, c, self.site) for c in (TRAINED, *self.conditions(ctx))]
+        jobs.append(fit_job(latents, TRAINED, self.site, refit=True))
+        return tuple(j for j in jobs if j is not None)
+
+    def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
+        latents = latents_named(ctx, self.site, self.latents)
+        X = ctx.activations(TRAINED, self.site)[ctx.split.test]
+        Z = _codes(trained_dictionary(ctx, inputs, latents, self.site), X)
+        refit = _codes(fitted(ctx, inputs, FitDictionary(TRAINED, self.site, self.latents, True)), X)
+        own = best_matches(Z, refit)
+        controls, between = [], []
+        for condition in self.conditions(ctx):
+            rows = X if condition.kind == "inputs" else ctx.activations(condition, self.site)[ctx.split.test]
+            W = _codes(fitted(ctx, inputs, FitDictionary(condition, self.site, self.latents, False)), rows)
+            theirs = best_matches(Z, W)
+            controls.append(theirs.value)
+            between.append(partner_correlation(refit, own, W, theirs))
+        return Output({"real": own.value, "control": torch.stack(controls), "between": torch.stack(between)})

@@ -1,0 +1,106 @@
+"""The run as one self-contained HTML page (no network): the verdict table first, then the plots.
+
+Sections: the verdicts (coloured by verdict, with a legend), per site the activation spectra of the
+trained and randomised models, per candidate every test's plot (null distributions with the real
+score, trained model against its copies, per-example scatters, steering curves, Pareto fronts), and
+the settings that reproduce the run.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import asdict
+
+from featurecontrols.axes.evidence import AXES, CandidateResult
+from featurecontrols.pipeline.results import RunResult
+from featurecontrols.report import plots
+from featurecontrols.report.text import axis_cell, summary_lines
+
+STYLE = """
+body { font: 14px system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 4px 8px; }
+.model-feature { background: #e6f4ea; } .dataset-feature { background: #fef7e0; }
+.not-found { background: #f1f3f4; } .inconclusive { background: #fce8e6; }
+.wrong { outline: 3px solid #d93025; }
+section { margin-top: 2em; } .plots { display: flex; flex-wrap: wrap; gap: 1.5em; }
+figure { margin: 0; width: 320px; } figcaption { font-size: 12px; color: #555; }
+"""
+
+LEGEND = (
+    "Each axis cell: yes/no, the real score against the control score of the test with the largest "
+    "corrected p-value, and that p-value. Verdict colours: green model feature, yellow dataset feature, "
+    "grey not found, red inconclusive; a red outline marks a verdict that disagrees with the ground truth."
+)
+
+
+def to_html(result: RunResult) -> str:
+    """The page (module docstring)."""
+    e = html.escape
+    several = len(result.sites) > 1
+    rows = "".join(_row(c, several) for c in result.candidates)
+    spectra = "".join(
+        f"<section><h2>Activations at <code>{e(site)}</code></h2><div class='plots'>"
+        f"{plots.spectra_plot(by_model)}</div></section>"
+        for site, by_model in result.spectra.items()
+        if by_model
+    )
+    sections = "".join(_section(c, result) for c in result.candidates)
+    settings = "".join(
+        f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in asdict(result.settings).items()
+    )
+    summary = "".join(f"<li>{e(line)}</li>" for line in summary_lines(result.candidates))
+    testbed = (
+        ""
+        if result.testbed is None
+        else f"<p>Testbed {e(result.testbed.name)}: {e(result.testbed.description)}</p>"
+    )
+    site_head = "<th>site</th>" if several else ""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>featurecontrols report: {e(", ".join(result.sites))}</title>
+<style>{STYLE}</style></head><body>
+<h1>featurecontrols: verdicts at <code>{e(", ".join(result.sites))}</code></h1>
+{testbed}
+<table id="verdicts"><tr>{site_head}<th>candidate</th><th>ground truth</th><th>verdict</th>
+<th>decodable</th><th>learned</th><th>used</th></tr>{rows}</table>
+<p class="legend">{e(LEGEND)}</p>
+<ul>{summary}</ul>
+{spectra}
+{sections}
+<h2>Settings</h2><table>{settings}</table>
+</body></html>
+"""
+
+
+def _row(c: CandidateResult, several: bool) -> str:
+    e = html.escape
+    css = c.verdict.replace(" ", "-") + (" wrong" if c.correct is False else "")
+    return (
+        "<tr>"
+        + (f"<td>{e(c.site)}</td>" if several else "")
+        + f"<td>{e(c.name)}</td><td>{e(c.ground_truth or '-')}</td><td class='{css}'>{e(c.verdict)}</td>"
+        + "".join(f"<td>{e(axis_cell(c.axes[a]))}</td>" for a in AXES)
+        + "</tr>"
+    )
+
+
+def _section(c: CandidateResult, result: RunResult) -> str:
+    figures = []
+    curves = [s for s in result.steering if s["feature"] == c.name]
+    if curves:
+        figures.append(plots.steering_plot(curves))
+    for search in result.search.get(c.name, []):
+        figures.extend(plots.pareto_plots(search))
+    for axis in c.axes.values():
+        for ev in axis.evidence:
+            title = f"{ev.axis}: {ev.control}"
+            if ev.null:
+                figures.append(plots.histogram(ev.null, ev.score, title, ev.metric))
+            elif "copy_accuracies" in ev.detail:
+                figures.append(plots.strip(ev, title))
+            elif "real" in ev.detail:
+                figures.append(plots.paired_scatter(ev, title))
+    where = f" at {c.site}" if len(result.sites) > 1 else ""
+    return (
+        f"<section><h2>{html.escape(c.name)}{html.escape(where)}: {html.escape(c.verdict)}</h2>"
+        f"<div class='plots'>{''.join(figures)}</div></section>"
+    )

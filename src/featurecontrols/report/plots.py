@@ -1,0 +1,233 @@
+"""Inline SVG plots for the HTML report: null distributions with the real score marked, trained model
+against randomised copies, per-example scatters, steering curves, activation spectra, Pareto fronts.
+Each returns a ``<figure>`` with a caption that says what the marks are; none needs the network."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from featurecontrols.axes.evidence import Evidence
+from featurecontrols.report.text import num as _num
+
+
+def histogram(null: dict[str, Any], real: float, title: str, xlabel: str) -> str:
+    """SVG histogram of a null distribution (``stats.summarise_null``) with the real score in red."""
+    w, h, pad = 320, 180, 28
+    hist = null["histogram"]
+    counts: list[int] = hist["counts"]
+    lo, hi = min(hist["low"], real), max(hist["high"], real)
+    span = (hi - lo) or 1.0
+    top = max(counts) or 1
+    bin_width = (hist["high"] - hist["low"]) / len(counts)
+    scale = (w - 2 * pad) / span
+    bars = "".join(
+        f"<rect x='{pad + (hist['low'] + i * bin_width - lo) * scale:.1f}' "
+        f"y='{h - pad - c / top * (h - 2 * pad):.1f}' width='{max(bin_width * scale, 1.0):.1f}' "
+        f"height='{c / top * (h - 2 * pad):.1f}' fill='#8ab4f8'/>"
+        for i, c in enumerate(counts)
+    )
+    x = pad + (real - lo) * scale
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
+        f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>{bars}"
+        f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{pad}' y2='{h - pad}' stroke='#d93025' stroke-width='2'/>"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+        f"<text x='{pad}' y='{h - 10}' font-size='10'>{_num(lo)}</text>"
+        f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>{_num(hi)}</text></svg>"
+    )
+    caption = f"{xlabel}: null of {null['n']} (blue bars) and the real score (red line)"
+    return _figure(svg, caption)
+
+
+def strip(ev: Evidence, title: str) -> str:
+    """SVG strip: the trained model's score (red) and each randomised copy's (blue) on [0, 1]."""
+    w, h, pad = 320, 80, 28
+
+    def x(v: float) -> float:
+        return pad + v * (w - 2 * pad)
+
+    dots = "".join(
+        f"<circle cx='{x(v):.1f}' cy='40' r='5' fill='#8ab4f8'/>" for v in ev.detail["copy_accuracies"]
+    )
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
+        f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>"
+        f"<line x1='{pad}' x2='{w - pad}' y1='40' y2='40' stroke='#999'/>{dots}"
+        f"<circle cx='{x(ev.score):.1f}' cy='40' r='6' fill='#d93025'/>"
+        f"<text x='{pad}' y='{h - 10}' font-size='10'>0</text>"
+        f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>1</text></svg>"
+    )
+    return _figure(svg, f"{ev.metric}: randomised copies (blue) and the trained model (red)")
+
+
+def paired_scatter(ev: Evidence, title: str) -> str:
+    """SVG scatter, one dot per example: the change under noise (x) against the change when patched
+    from the counterfactual (y), on a common square-root scale, with the diagonal y = x."""
+    w, h, pad = 320, 180, 28
+    xs: list[float] = ev.detail["control"]
+    ys: list[float] = ev.detail["real"]
+    top = math.sqrt(max(*xs, *ys, 0.0)) or 1.0
+
+    def at(v: float, size: int) -> float:
+        return pad + math.sqrt(max(v, 0.0)) / top * (size - 2 * pad)
+
+    dots = "".join(
+        f"<circle cx='{at(a, w):.1f}' cy='{h - at(b, h):.1f}' r='2' fill='#1a73e8' fill-opacity='0.5'/>"
+        for a, b in zip(xs, ys, strict=True)
+    )
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
+        f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>"
+        f"<line x1='{pad}' y1='{h - pad}' x2='{w - pad}' y2='{pad}' stroke='#d93025'/>"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+        f"<line x1='{pad}' x2='{pad}' y1='{pad}' y2='{h - pad}' stroke='#999'/>{dots}</svg>"
+    )
+    caption = (
+        f"{ev.metric}, one dot per example (square-root scale): under the control (x; for patching, "
+        f"equal-norm noise) and the real change (y); {ev.detail['examples_above_control']}/"
+        f"{ev.detail['examples']} above the red diagonal"
+    )
+    return _figure(svg, caption)
+
+
+_KIND_COLOURS = {
+    "probe": "#1a73e8",
+    "mass-mean": "#e37400",
+    "covariance": "#9334e6",
+    "dual": "#188038",
+    "random": "#999999",
+}
+
+
+def steering_plot(curves: list[dict[str, Any]]) -> str:
+    """SVG lines: off-target movement (RMS of the other probes) against alpha, one line per kind."""
+    w, h, pad = 320, 180, 28
+    alphas = curves[0]["alphas"]
+    top = max(max(c["off_target"]["mean"]) for c in curves) or 1.0
+    lo_a, hi_a = min(alphas), max(alphas)
+    span = (hi_a - lo_a) or 1.0
+
+    def point(a: float, v: float) -> str:
+        return f"{pad + (a - lo_a) / span * (w - 2 * pad):.1f},{h - pad - v / top * (h - 2 * pad):.1f}"
+
+    lines, legend = [], []
+    for i, c in enumerate(curves):
+        colour = _KIND_COLOURS.get(c["kind"], "#000")
+        pts = " ".join(point(a, v) for a, v in zip(alphas, c["off_target"]["mean"], strict=True))
+        lines.append(f"<polyline points='{pts}' fill='none' stroke='{colour}' stroke-width='2'/>")
+        legend.append(
+            f"<text x='{w - pad}' y='{30 + 12 * i}' font-size='10' text-anchor='end' fill='{colour}'>"
+            f"{html.escape(c['kind'])}</text>"
+        )
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>steering</title>"
+        f"<text x='{pad}' y='14' font-size='12'>used: steering along each kind of vector</text>"
+        f"{''.join(lines)}{''.join(legend)}"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+        f"<text x='{pad}' y='{h - 10}' font-size='10'>alpha {_num(lo_a)}</text>"
+        f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>{_num(hi_a)}</text></svg>"
+    )
+    caption = (
+        f"off-target movement (RMS of the other probes, up to {_num(top)}) per unit of target-probe "
+        "movement alpha; the dual vectors stay at zero"
+    )
+    return _figure(svg, caption)
+
+
+_MODEL_COLOURS = ("#8ab4f8", "#e37400", "#9334e6", "#188038", "#999999")
+
+
+def spectra_plot(spectra: dict[str, list[list[float]]]) -> str:
+    """SVG lines: log10 singular value against index, the trained model in red, each control's copies in
+    its own colour."""
+    w, h, pad = 320, 180, 28
+    logs = {name: [[math.log10(max(v, 1e-12)) for v in s] for s in runs] for name, runs in spectra.items()}
+    values = [v for runs in logs.values() for s in runs for v in s] or [0.0]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    length = max((len(s) for runs in logs.values() for s in runs), default=1)
+    step = (w - 2 * pad) / max(length - 1, 1)
+    controls = [name for name in logs if name != "trained"]
+    colours = {"trained": "#d93025"} | {
+        name: _MODEL_COLOURS[i % len(_MODEL_COLOURS)] for i, name in enumerate(controls)
+    }
+    lines, legend = [], []
+    for i, name in enumerate(["trained", *controls] if "trained" in logs else controls):
+        for s in logs[name]:
+            pts = " ".join(
+                f"{pad + j * step:.1f},{h - pad - (v - lo) / span * (h - 2 * pad):.1f}"
+                for j, v in enumerate(s)
+            )
+            lines.append(
+                f"<polyline points='{pts}' fill='none' stroke='{colours[name]}' stroke-width='1.5'/>"
+            )
+        legend.append(
+            f"<text x='{w - pad}' y='{30 + 12 * i}' font-size='10' text-anchor='end' fill='{colours[name]}'>"
+            f"{html.escape(name)}</text>"
+        )
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>spectra</title>"
+        f"<text x='{pad}' y='14' font-size='12'>singular values of the activations</text>"
+        f"{''.join(lines)}{''.join(legend)}"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+        f"<text x='{pad}' y='{h - 10}' font-size='10'>index 1</text>"
+        f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>{length}</text></svg>"
+    )
+    caption = (
+        f"singular values of the centred activations / sqrt(n), log scale from {10**lo:.2g} to {10**hi:.2g}: "
+        "trained model (red) against each randomised copy"
+    )
+    return _figure(svg, caption)
+
+
+def pareto_plots(search: dict[str, Any]) -> list[str]:
+    """Two SVG scatters of a probe search (``probe_search.SearchResult.as_dict``): held-out accuracy against
+    control-task accuracy and against log complexity; the Pareto front joined, the chosen probe ringed."""
+    trials = {t["number"]: t for t in search["trials"]}
+    log_max = math.log(search["max_complexity"])
+    chosen = search["chosen"]
+    spec = chosen["spec"]
+    architecture = (
+        f"linear (C={spec['C']:.3g})"
+        if spec["kind"] == "linear"
+        else f"MLP width {spec['hidden']}, depth {spec['depth']}, rank {spec['rank'] or 'full'}"
+    )
+    axes = (
+        ("control", "control-task accuracy", lambda t: t["control_accuracy"]),
+        ("complexity", "log parameters / log max", lambda t: math.log(t["complexity"]) / log_max),
+    )
+    w, h, pad = 320, 180, 28
+    plots = []
+    for key, xlabel, x_of in axes:
+        xy = {
+            n: (pad + x_of(t) * (w - 2 * pad), h - pad - t["accuracy"] * (h - 2 * pad))
+            for n, t in trials.items()
+        }
+        dots = "".join(
+            "<circle cx='{:.1f}' cy='{:.1f}' r='3' fill='#8ab4f8'/>".format(*p) for p in xy.values()
+        )
+        front = " ".join("{:.1f},{:.1f}".format(*xy[n]) for n in search[f"front_{key}"])
+        cx, cy = xy[chosen["number"]]
+        svg = (
+            f"<svg class='plot' width='{w}' height='{h}' role='img'><title>search {key}</title>"
+            f"<text x='{pad}' y='14' font-size='12'>search by {html.escape(search['objective'])}</text>{dots}"
+            f"<polyline points='{front}' fill='none' stroke='#188038' stroke-width='1.5'/>"
+            f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='7' fill='none' stroke='#d93025' stroke-width='2'/>"
+            f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+            f"<line x1='{pad}' x2='{pad}' y1='{pad}' y2='{h - pad}' stroke='#999'/>"
+            f"<text x='{pad}' y='{h - 10}' font-size='10'>0</text>"
+            f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>1</text></svg>"
+        )
+        caption = (
+            f"held-out accuracy (up, 0 to 1) against {xlabel} (right) for {len(trials)} trials (blue), "
+            f"Pareto front (green), hypervolume {search[f'hypervolume_{key}']:.3f}; chosen (red ring): "
+            f"{architecture}, selectivity {chosen['selectivity']:.3f}"
+        )
+        plots.append(_figure(svg, caption))
+    return plots
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"

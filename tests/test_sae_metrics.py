@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featurecontrols import Battery, Labelled, Latents
 from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.weight.shuffled_weights import ShuffledWeights
@@ -11,14 +12,13 @@ from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.pca import PCA
 from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
 from featurecontrols.measures.sae_metrics import (
-    beyond_control,
     evaluate_dictionary,
     explained_variance,
     latent_auroc,
     loss_recovered,
     token_concentration,
 )
-from featurecontrols.sae_under_controls import TRAINED, beyond_controls, fit_under_controls, metrics_table
+from featurecontrols.report.text import metrics_table
 from featurecontrols.testbeds.planted_residual import train_planted_residual, xor_labels
 
 
@@ -57,19 +57,13 @@ def test_latent_auroc_matches_sklearn_with_ties() -> None:
         latent_auroc(Z, torch.ones(300))
 
 
-def test_token_concentration_and_beyond_control() -> None:
+def test_token_concentration() -> None:
     tokens = torch.tensor([0, 1, 2, 0, 1, 2])
     Z = torch.tensor(
         [[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [3.0, 1.0, 0.0], [0, 1, 0], [0, 1, 0]]
     )
     conc = token_concentration(Z, tokens)
     assert conc[0] == pytest.approx(1.0) and conc[1] == pytest.approx(1 / 3) and torch.isnan(conc[2])
-    assert beyond_control(
-        torch.tensor([0.9, 0.5]), torch.tensor([0.1, 0.6, float("nan")]), q=1.0
-    ).tolist() == [
-        True,
-        False,
-    ]
 
 
 def test_loss_recovered_and_bad_ground_truth() -> None:
@@ -87,7 +81,7 @@ def test_loss_recovered_and_bad_ground_truth() -> None:
 
 
 def test_sae_metrics_on_the_planted_testbed_trained_against_randomised_copies() -> None:
-    """The table of the report: which metrics tell the trained model from its randomised copies."""
+    """The report's table of dictionary metrics: which tell the trained model from its randomised copies."""
     testbed = train_planted_residual()
     pairs = ((0, 1), (2, 3), (4, 5))
 
@@ -95,24 +89,27 @@ def test_sae_metrics_on_the_planted_testbed_trained_against_randomised_copies() 
         return F.binary_cross_entropy_with_logits(model(batch), xor_labels(batch, pairs).float())
 
     controls = [ReinitialisedWeights(), SpectrumMatchedWeights(), MomentMatchedWeights(), ShuffledWeights()]
-    runs = fit_under_controls(
+    sae = SparseAutoencoder(64, "topk", k=13, batch_size=256, n_epochs=20, lr=3e-3, dead_after=4000)
+    candidates = [Labelled(n, y) for n, y in testbed.features.items()]
+    battery = Battery(
+        weight_controls=controls, n_weight_seeds=1, run_used=False, correction="bh", n_shuffles=200,
+        n_latent_null=200, n_bootstrap=50, progress=False,
+    )  # fmt: skip
+    result = battery.run(
         testbed.model,
-        list(testbed.inputs.split(1000)),
+        testbed.inputs,
         testbed.site,
-        lambda: SparseAutoencoder(64, "topk", k=13, batch_size=256, n_epochs=20, lr=3e-3, dead_after=4000),
-        controls,
-        loss_fn=loss_fn,
-        labels=testbed.features,
+        [*candidates, Latents("sae", testbed.site, sae, loss=loss_fn)],
     )
-    print(metrics_table(runs))
-    print(beyond_controls(runs, "best_auroc"))
-    trained = runs[TRAINED].metrics.summary
+    fits = result.dictionaries[f"{testbed.site}/sae"]
+    print("\n".join(metrics_table(fits)))
+    trained = fits["trained"]
     model_features = [f"sparse_probing/{f}" for f, t in testbed.ground_truth.items() if t == "model feature"]
     dataset_features = [
         f"sparse_probing/{f}" for f, t in testbed.ground_truth.items() if t == "dataset feature"
     ]
     for control in controls:
-        other = runs[control.name].metrics.summary
+        other = fits[f"{control.name} #0"]
         # These fail to separate: the randomised copies score as well.
         assert abs(other["explained_variance"] - trained["explained_variance"]) < 0.02
         assert other["loss_recovered"] > 0.9  # meaningless where the copy has no task to lose
@@ -170,23 +167,21 @@ def test_tiny_language_model_under_weight_and_data_controls() -> None:
         optimiser.step()
     model.eval()
     real = data[:256]
-    random = RandomInputs("unigram").inputs(real, seed=0)
 
     def sae() -> SparseAutoencoder:
         return SparseAutoencoder(128, "topk", k=8, batch_size=512, n_epochs=10, lr=3e-3, dead_after=20000)
 
     controls = [ReinitialisedWeights(), MomentMatchedWeights(presets=["embeddings"])]
-    runs = {}
-    for name, inputs in (("real", real), ("random inputs", random)):
-        batches = list(inputs.split(64))
-        for run_name, run in fit_under_controls(
-            model, batches, "resid", sae, controls, loss_fn=default_loss, tokens=inputs.flatten()
-        ).items():
-            runs[f"{run_name}, {name}"] = run
-    print(metrics_table(runs))
-    trained = runs["trained, real"].metrics.summary
-    assert trained["loss_clean"] < 0.8 * runs["reinitialised, real"].metrics.summary["loss_clean"]
-    assert trained["loss_recovered"] > 0.8
-    for run in runs.values():
-        assert run.metrics.summary["explained_variance"] > 0.5
-        assert 0 < run.metrics.summary["token_concentration"] <= 1
+    battery = Battery(
+        weight_controls=controls, input_controls=[RandomInputs("unigram")], n_weight_seeds=1, run_used=False,
+        correction="bh", n_latent_null=200, progress=False,
+    )  # fmt: skip
+    latents = Latents("sae", "resid", sae(), loss=default_loss)
+    result = battery.run(model, list(real.split(64)), "resid", [latents], cells=real.flatten())
+    fits = result.dictionaries["resid/sae"]
+    print("\n".join(metrics_table(fits)))
+    assert fits["trained"]["loss_clean"] < 0.8 * fits["reinitialised #0"]["loss_clean"]
+    assert fits["trained"]["loss_recovered"] > 0.8
+    for name, metrics in fits.items():
+        assert metrics["explained_variance"] > 0.5, name
+        assert name == "random-inputs (unigram)" or 0 < metrics["token_concentration"] <= 1

@@ -177,11 +177,16 @@ def restore_state(finder: Finder, tensors: dict[str, Tensor], kinds: dict[str, s
     :func:`fitted_state`'s output; returns the finder, now fitted."""
     for name, kind in kinds.items():
         t = tensors[name]
-        value: object = {"tensor": t, "int": int(t), "float": float(t), "bool": bool(t), "list": t.tolist()}[
-            kind
-        ]
-        setattr(finder, name, value)
+        setattr(finder, name, _value(t, kind))
     return finder
+
+
+def _value(t: Tensor, kind: str) -> object:
+    if kind == "tensor":
+        return t
+    if kind == "list":
+        return t.tolist()
+    return {"int": int, "float": float, "bool": bool}[kind](t.item())
 
 
 class BinaryClassifier(Finder):

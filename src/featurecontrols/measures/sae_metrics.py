@@ -15,8 +15,9 @@ trained ones; these are the metrics to put side by side. With codes Z = encode(X
 - ``sparse_probing``: per label, the best single latent's AUROC, max_j max(A_j, 1 - A_j) (1-sparse
   probing, Gurnee et al. 2023); averaged over labels.
 
-Per latent, ``beyond_control`` asks whether each real latent's best match (to a label, a direction)
-beats the control run's latents: s_real_j > quantile_q({s_control}).
+The battery computes them for a Latents candidate's dictionary under every condition of the run
+(trained, each weight control's copies, each input control's data): the table of Heap et al.; the
+per-latent verdicts are the axes' business.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 from featurecontrols.adapters.sites import Site, call_model, intervene
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Dictionary, check_dictionary
+from featurecontrols.measures.latent_matching import decoder_directions
 from featurecontrols.validation import check_activations
 
 LossFn = Callable[[nn.Module, Any], Tensor]
@@ -54,9 +56,8 @@ def explained_variance(X: Tensor, X_hat: Tensor) -> float:
 
 
 def directions(dictionary: Dictionary, n_latents: int) -> Tensor:
-    """Unit (m, d) directions written by each latent: decode(e_j) - decode(0), normalised."""
-    eye = torch.eye(n_latents)
-    written = (dictionary.decode(eye) - dictionary.decode(torch.zeros(1, n_latents))).float().cpu()
+    """Unit (m, d) directions written by each latent: decode(e_j) - decode(0), normalised (decoded in chunks)."""
+    written = decoder_directions(dictionary, n_latents).float()
     unit: Tensor = written / written.norm(dim=1, keepdim=True).clamp(min=1e-12)
     return unit
 
@@ -106,14 +107,6 @@ def _average_ranks(Z: Tensor) -> Tensor:
     first = torch.zeros_like(Z).scatter_reduce_(0, group, positions, "amin", include_self=False)
     average = first.gather(0, group) + (size.gather(0, group) - 1) / 2
     return torch.empty_like(Z).scatter_(0, order, average)
-
-
-def beyond_control(real: Tensor, control: Tensor, q: float = 0.95) -> Tensor:
-    """Per real latent: does its score beat the q-quantile of the control run's latent scores?"""
-    control = control[torch.isfinite(control)]
-    if control.numel() == 0:
-        return torch.isfinite(real)
-    return real > torch.quantile(control.double(), q).float()
 
 
 def loss_recovered(

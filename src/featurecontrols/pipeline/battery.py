@@ -50,7 +50,7 @@ from featurecontrols.pipeline.causal_job import CausalRun
 from featurecontrols.pipeline.context import RunContext, run_key
 from featurecontrols.pipeline.executors import Executor, LocalExecutor, execute
 from featurecontrols.pipeline.jobs import Job, Output, ReadActivations, ShuffledNull, probes_of
-from featurecontrols.pipeline.latent_jobs import LatentRecurrence
+from featurecontrols.pipeline.latent_jobs import DictionaryMetrics, LatentRecurrence
 from featurecontrols.pipeline.plan import TRAINED, Choices, Plan, build_plan
 from featurecontrols.pipeline.results import RunResult, RunSettings, WeightControlRecord
 from featurecontrols.seeding import generator
@@ -246,7 +246,8 @@ class Battery(Params):
         judged, n_tests = judge(ctx, outputs, bootstrap, self.alpha, self.correction)
         settings = self._settings(ctx, controls, outputs, n_tests, type(executor).__name__)
         timings = {**_timings(outputs), "total": time.perf_counter() - start}
-        return RunResult(tuple(names), judged, settings, timings, _spectra(ctx, outputs))
+        spectra, dictionaries = _spectra(ctx, outputs), _dictionary_metrics(outputs)
+        return RunResult(tuple(names), judged, settings, timings, spectra, dictionaries)
 
     def _choices(self, controls: _Controls, has_cells: bool) -> Choices:
         causal = [c for c in (controls.used, controls.counterfactual) if c is not None]
@@ -461,13 +462,30 @@ def _timings(out: Mapping[Job, Output]) -> dict[str, float]:
             "activations"
             if isinstance(job, ReadActivations)
             else "decodable"
-            if isinstance(job, (ShuffledNull, LatentRecurrence))
+            if isinstance(job, (ShuffledNull, LatentRecurrence, DictionaryMetrics))
             else "used"
             if isinstance(job, CausalRun)
             else "learned"
         )
         parts[part] = parts.get(part, 0.0) + float(output.meta.get("seconds", 0.0))
     return parts
+
+
+def _dictionary_metrics(out: Mapping[Job, Output]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per Latents dictionary (``site/name``), its metrics under every condition of the run."""
+    tables: dict[str, dict[str, dict[str, float]]] = {}
+    for job, output in out.items():
+        if isinstance(job, DictionaryMetrics):
+            c = job.condition
+            fit = (
+                "trained"
+                if c.kind == "trained"
+                else c.control
+                if c.kind == "inputs"
+                else f"{c.control} #{c.index}"
+            )
+            tables.setdefault(f"{job.site}/{job.latents}", {})[fit] = json.loads(output.meta["metrics"])
+    return tables
 
 
 def _spectra(ctx: RunContext, out: Mapping[Job, Output]) -> dict[str, dict[str, list[list[float]]]]:

@@ -12,11 +12,11 @@ and site, ``site/name`` (a latent: ``site/name/j``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast, get_args
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.errors import FeatureControlsError
@@ -59,7 +59,9 @@ class Latents:
     activations (and refitted the same way under every control); ``dictionary`` is an already fitted
     one, judged as it is (then ``finder`` refits it under the controls; without a finder a fitted
     featurecontrols dictionary refits itself). ``ground_truth`` maps latent indices to their truth;
-    ``n_latents`` is needed only for a dictionary that does not say how many latents it has."""
+    ``n_latents`` is needed only for a dictionary that does not say how many latents it has;
+    ``loss(model, batch)``, the model's scalar loss on a batch, adds the loss-recovered metric to the
+    report's table of dictionary metrics."""
 
     name: str
     site: str
@@ -67,6 +69,7 @@ class Latents:
     dictionary: Dictionary | None = None
     ground_truth: Mapping[int, GroundTruth] | None = None
     n_latents: int | None = None
+    loss: Callable[[nn.Module, Any], Tensor] | None = None
     kind = "dictionary latent"
 
 

@@ -9,6 +9,9 @@
     LatentControl     (stage 2) learned: the same latent's best match in each control's dictionary,
                       with the codes compared on the same held-out inputs (the copy's activations of
                       the real inputs; for an input control, the trained model's)
+    DictionaryMetrics (stage 2) each fit's aggregate metrics on its own held-out activations
+                      (``measures/sae_metrics.py``): the trained model against its controls, the table
+                      of Heap et al. (2025), in which randomised models score about as well
 
 A fitted dictionary travels as its learned state (``finders.base.fitted_state``), never pickled.
 """
@@ -27,8 +30,9 @@ from torch import Tensor
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Dictionary, Finder, fitted_state, restore_state
 from featurecontrols.measures.latent_matching import best_matches, partner_correlation
+from featurecontrols.measures.sae_metrics import evaluate_dictionary, loss_recovered
 from featurecontrols.params import clone
-from featurecontrols.pipeline.candidates import Latents
+from featurecontrols.pipeline.candidates import Labelled, Latents
 from featurecontrols.pipeline.context import RunContext
 from featurecontrols.pipeline.jobs import Job, Output
 from featurecontrols.pipeline.plan import TRAINED, Condition
@@ -171,3 +175,42 @@ class LatentControl(Job):
             controls.append(theirs.value)
             between.append(partner_correlation(refit, own, W, theirs))
         return Output({"real": own.value, "control": torch.stack(controls), "between": torch.stack(between)})
+
+
+@dataclass(frozen=True)
+class DictionaryMetrics(Job):
+    """Stage 2: a fit's metrics (explained variance, L0, dead and dense fractions; sparse probing of the
+    run's labelled features, token concentration over its cells, loss recovered with ``Latents.loss``)."""
+
+    stage: ClassVar[int] = 2
+    site: str
+    latents: str
+    condition: Condition
+
+    def needs(self, ctx: RunContext) -> tuple[Job, ...]:
+        job = fit_job(latents_named(ctx, self.site, self.latents), self.condition, self.site)
+        return () if job is None else (job,)
+
+    def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
+        latents = latents_named(ctx, self.site, self.latents)
+        job = fit_job(latents, self.condition, self.site)
+        dictionary = (
+            trained_dictionary(ctx, inputs, latents, self.site) if job is None else fitted(ctx, inputs, job)
+        )
+        test = ctx.split.test
+        labels = {
+            e.name: ctx.labels[e.id][test]
+            for e in ctx.plan.entries
+            if e.site == self.site and isinstance(e.candidate, Labelled) and self.condition.kind != "inputs"
+        }
+        X = ctx.activations(self.condition, self.site)[test]
+        tokens = None if ctx.cells is None or self.condition.kind == "inputs" else ctx.cells[test]
+        summary = evaluate_dictionary(dictionary, X, tokens=tokens, labels=labels or None).summary
+        if latents.loss is not None and self.condition.kind != "inputs":
+            adapter = (
+                ctx.adapter if self.condition.kind == "trained" else ctx.randomised(self.condition).adapter
+            )
+            summary |= loss_recovered(
+                adapter.module, ctx.batches, ctx.sites[self.site], dictionary, latents.loss
+            )
+        return Output({}, {"metrics": json.dumps(summary)})

@@ -68,8 +68,9 @@ class RunResult:
     """A run: candidates (site by site, in plan order), settings, timings and what the report plots.
 
     ``spectra[site][model]`` holds the activation spectra (``measures/spectra.py``) of the trained
-    model and of each weight control's copies; ``steering`` the steering curves and ``search`` the
-    probe searches per feature, when an app measured them.
+    model and of each weight control's copies; ``dictionaries[site/name][fit]`` each Latents
+    dictionary's aggregate metrics under every condition (``measures/sae_metrics.py``); ``steering``
+    the steering curves and ``search`` the probe searches per feature, when an app measured them.
     """
 
     sites: tuple[str, ...]
@@ -77,6 +78,7 @@ class RunResult:
     settings: RunSettings
     timings: dict[str, float] = field(default_factory=dict)
     spectra: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
+    dictionaries: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     steering: tuple[dict[str, Any], ...] = ()
     search: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     testbed: TestbedInfo | None = None

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from featurecontrols.axes.evidence import AXES, CandidateResult
 from featurecontrols.pipeline.results import RunResult
 from featurecontrols.report import plots
-from featurecontrols.report.text import axis_cell, summary_lines
+from featurecontrols.report.text import axis_cell, num, summary_lines
 
 STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 2em; color: #222; }
@@ -45,6 +45,7 @@ def to_html(result: RunResult) -> str:
         if by_model
     )
     sections = "".join(_section(c, result) for c in result.candidates)
+    dictionaries = "".join(_dictionary_table(name, fits) for name, fits in result.dictionaries.items())
     settings = "".join(
         f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in asdict(result.settings).items()
     )
@@ -65,6 +66,7 @@ def to_html(result: RunResult) -> str:
 <p class="legend">{e(LEGEND)}</p>
 <ul>{summary}</ul>
 {spectra}
+{dictionaries}
 {sections}
 <h2>Settings</h2><table>{settings}</table>
 </body></html>
@@ -80,6 +82,24 @@ def _row(c: CandidateResult, several: bool) -> str:
         + f"<td>{e(c.name)}</td><td>{e(c.ground_truth or '-')}</td><td class='{css}'>{e(c.verdict)}</td>"
         + "".join(f"<td>{e(axis_cell(c.axes[a]))}</td>" for a in AXES)
         + "</tr>"
+    )
+
+
+def _dictionary_table(name: str, fits: dict[str, dict[str, float]]) -> str:
+    """The metrics of one dictionary under every fit: trained against its controls (Heap et al. 2025)."""
+    e = html.escape
+    metrics = list(dict.fromkeys(m for values in fits.values() for m in values))
+    head = "".join(f"<th>{e(f)}</th>" for f in fits)
+    rows = "".join(
+        f"<tr><td>{e(m)}</td>"
+        + "".join(f"<td>{num(v.get(m, float('nan')))}</td>" for v in fits.values())
+        + "</tr>"
+        for m in metrics
+    )
+    return (
+        f"<section><h2>Dictionary <code>{e(name)}</code> under every fit</h2><table><tr><th>metric</th>{head}</tr>"
+        f"{rows}</table><p>Each fit's metrics on its own held-out activations: where the randomised fits "
+        "score as well as the trained one, the metric does not tell what the model learned.</p></section>"
     )
 
 

@@ -42,7 +42,21 @@ def table(result: RunResult) -> str:
     )
     lines.append("cells: status, real score vs control score, corrected p (of the test with the largest p)")
     lines.extend(summary_lines(result.candidates))
+    for name, fits in result.dictionaries.items():
+        lines += [
+            "",
+            f"dictionary {name}: metrics of each fit on its own held-out activations",
+            *metrics_table(fits),
+        ]
     return "\n".join(lines)
+
+
+def metrics_table(fits: dict[str, dict[str, float]]) -> list[str]:
+    """One row per metric, one column per fit (trained, each copy, each input control)."""
+    names = list(fits)
+    metrics = list(dict.fromkeys(m for values in fits.values() for m in values))
+    rows = [[m, *(num(fits[n].get(m, float("nan"))) for n in names)] for m in metrics]
+    return fixed_width([["metric", *names], *rows])
 
 
 def fixed_width(rows: list[list[str]]) -> list[str]:

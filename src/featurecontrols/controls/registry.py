@@ -15,6 +15,7 @@ from featurecontrols.controls.input.random_inputs import RandomInputs
 from featurecontrols.controls.label.control_task import ControlTask
 from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights
+from featurecontrols.controls.weight.noised_weights import NoisedWeights
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.controls.weight.shuffled_weights import ShuffledWeights
 from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
@@ -26,6 +27,7 @@ WEIGHT_CONTROLS = {
     "spectrum-matched": SpectrumMatchedWeights,
     "moment-matched": MomentMatchedWeights,
     "shuffled": ShuffledWeights,
+    "noised": NoisedWeights,
 }
 CAUSAL_CONTROLS = {
     "directional ablation": DirectionalAblation,

@@ -56,7 +56,7 @@ def explained_variance(X: Tensor, X_hat: Tensor) -> float:
 
 
 def directions(dictionary: Dictionary, n_latents: int) -> Tensor:
-    """Unit (m, d) directions written by each latent: decode(e_j) - decode(0), normalised (decoded in chunks)."""
+    """Unit (m, d) directions written by each latent: decode(e_j) - decode(0), normalised (in chunks)."""
     written = decoder_directions(dictionary, n_latents).float()
     unit: Tensor = written / written.norm(dim=1, keepdim=True).clamp(min=1e-12)
     return unit

@@ -97,7 +97,8 @@ def _dictionary_table(name: str, fits: dict[str, dict[str, float]]) -> str:
         for m in metrics
     )
     return (
-        f"<section><h2>Dictionary <code>{e(name)}</code> under every fit</h2><table><tr><th>metric</th>{head}</tr>"
+        f"<section><h2>Dictionary <code>{e(name)}</code> under every fit</h2>"
+        f"<table><tr><th>metric</th>{head}</tr>"
         f"{rows}</table><p>Each fit's metrics on its own held-out activations: where the randomised fits "
         "score as well as the trained one, the metric does not tell what the model learned.</p></section>"
     )

@@ -94,7 +94,7 @@ def adjust_p_values(p: Tensor, method: Correction) -> Tensor:
     else:
         raise ValueError(f"unknown correction {method!r}; use 'holm' or 'bh'")
     out = torch.empty_like(adjusted)
-    out[order] = adjusted.clamp(max=1.0)
+    out[order] = torch.maximum(adjusted, ranked).clamp(max=1.0)  # never below the raw p (rounding)
     return out
 
 

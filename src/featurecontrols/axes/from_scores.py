@@ -184,7 +184,7 @@ def steiger_p(r1: float, r2: float, r12: float, n: int) -> float:
         * math.sqrt(max(n - 3, 1))
         / math.sqrt(max(2 - 2 * c, 1e-12))
     )
-    return 1.0 - NormalDist().cdf(z)
+    return max(0.5 * math.erfc(z / math.sqrt(2.0)), math.ulp(0.0))  # the upper tail, never exactly 0
 
 
 def zou_interval(r1: float, r2: float, r12: float, n: int, confidence: float) -> tuple[float, float]:

@@ -80,7 +80,8 @@ class MassMeanProbe(BinaryClassifier):
 
     def decision_function(self, X: Tensor) -> Tensor:
         """Scores w . x + b, shape (n, k); positive means class 1."""
-        return torch.addmm(self.intercept_, self._input(X).to(self.coef_.dtype), self.coef_.T)
+        X = self._input(X)
+        return torch.addmm(self.intercept_, X.to(self.coef_.dtype), self.coef_.T)
 
 
 def _solve_psd(A: Tensor, B: Tensor) -> Tensor:

@@ -49,7 +49,7 @@ def copies_of(plan: Plan, control: str) -> list[Condition]:
 def step_jobs(plan: Plan, step: Step) -> list[Job]:
     """The jobs whose outputs ``step`` reads (their own inputs come with them: ``Job.needs``)."""
     entries = [plan.entry(e) for e in step.entries]
-    if step.statistic == "shuffled labels":
+    if step.statistic == "label control":
         fits: list[Job] = [ProbeFit(TRAINED, step.site, probe_group(e, True)) for e in entries]
         return fits + [ShuffledNull(e.id) for e in entries]
     if step.statistic == "weight copies":
@@ -83,11 +83,11 @@ def step_scores(ctx: RunContext, step: Step, out: Mapping[Job, Output]) -> dict[
     scores: dict[str, RawScores] = {}
     for entry_id in step.entries:
         entry = plan.entry(entry_id)
-        if step.statistic in ("shuffled labels", "weight copies"):
-            group = probe_group(entry, step.statistic == "shuffled labels")
+        if step.statistic in ("label control", "weight copies"):
+            group = probe_group(entry, step.statistic == "label control")
             column = [e.id for e in group_columns(ctx, site, group)].index(entry_id)
             real = out[ProbeFit(TRAINED, site, group)].tensors["correct"][:, column]
-            if step.statistic == "shuffled labels":
+            if step.statistic == "label control":
                 scores[entry_id] = NullScores(
                     "held-out accuracy", real.double(), out[ShuffledNull(entry_id)].tensors["null"]
                 )

@@ -252,6 +252,7 @@ class Battery(Params):
     def _choices(self, controls: _Controls, has_cells: bool) -> Choices:
         causal = [c for c in (controls.used, controls.counterfactual) if c is not None]
         return Choices(
+            label_control=controls.label.name,
             weight_controls=tuple(c.name for c in controls.weights),
             input_controls=tuple(c.name for c in controls.inputs),
             used_control=None if controls.used is None else controls.used.name,

@@ -2,7 +2,7 @@
 
 A step applies one statistic to a set of entries (a candidate at a site) on one axis:
 
-    decodable  shuffled labels      labelled candidates: the probe against its shuffled-label null
+    decodable  label control        labelled candidates: the probe against its label control (shuffled labels)
                latent recurrence    latents: a refit with another seed against chance matches
     learned    weight copies        labelled candidates: the probe on each weight control's copies
                control task         labelled candidates, with cells: random labels per cell
@@ -30,7 +30,7 @@ from featurecontrols.pipeline.candidates import Candidate, Direction, Labelled, 
 from featurecontrols.stats import Correction
 
 Statistic = Literal[
-    "shuffled labels",
+    "label control",
     "latent recurrence",
     "weight copies",
     "control task",
@@ -105,6 +105,7 @@ class Choices:
     """What the user chose, as the plan needs it (names of controls, flags, requested null sizes);
     ``causal_nulls`` names the causal controls that draw a null (of ``n_random`` draws)."""
 
+    label_control: str
     weight_controls: tuple[str, ...]
     input_controls: tuple[str, ...]
     used_control: str | None
@@ -162,7 +163,7 @@ def build_plan(choices: Choices, sites: Sequence[str], candidates: Sequence[Cand
         return null_size(requested, m if used else 0, choices.alpha, choices.correction, what)
 
     nulls = NullSizes(
-        shuffles=size(choices.n_shuffles, {"shuffled labels", "control task", "codelength"}, "n_shuffles"),
+        shuffles=size(choices.n_shuffles, {"label control", "control task", "codelength"}, "n_shuffles"),
         random=size(choices.n_random, {"random"}, "n_random_directions"),
         latent=size(choices.n_latent_null, {"latent recurrence"}, "n_latent_null"),
     )
@@ -198,7 +199,7 @@ def _site_steps(choices: Choices, site: str, entries: list[Entry]) -> list[Step]
     labelled = tuple(e.id for e in entries if isinstance(e.candidate, Labelled))
     steps: list[Step] = []
     if probed:
-        steps.append(Step("decodable", "shuffled labels", "shuffled labels", site, probed))
+        steps.append(Step("decodable", "label control", choices.label_control, site, probed))
         steps += [Step("learned", "weight copies", w, site, probed) for w in choices.weight_controls]
         if choices.control_task:
             steps.append(Step("learned", "control task", "control task", site, probed))

@@ -16,7 +16,7 @@ from featurecontrols.adapters.interventions import (
 from featurecontrols.adapters.sites import read_activations
 from featurecontrols.axes import used
 from featurecontrols.axes.evidence import Bootstrap
-from featurecontrols.controls.base import CausalTarget
+from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.mass_mean_probe import class_mean_directions
@@ -94,7 +94,7 @@ def test_erasing_a_model_feature_costs_more_than_random_subspaces_and_a_dataset_
     site = adapter.resolve("resid_post")
     erasure = Erasure(task=lambda out: ((out > 0).float() == targets).float())
     cases = [CausalTarget(n, labels=planted.features[n]) for n in ("xor_0_1", "x_6")]
-    raw = erasure.scores(adapter, [planted.inputs], site, X, cases, n_null=19, seed=0)
+    raw = erasure.scores(AtSite(adapter, [planted.inputs], site, X, n_null=19), cases)
     bootstrap = Bootstrap(0, 100, 0.95)
     model_feature, dataset_feature = (
         used.assess(erasure.name, raw[n], (n,), bootstrap) for n in ("xor_0_1", "x_6")

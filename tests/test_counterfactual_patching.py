@@ -4,7 +4,7 @@ import torch
 from featurecontrols.adapters import TorchModel
 from featurecontrols.axes import used
 from featurecontrols.axes.evidence import Bootstrap
-from featurecontrols.controls.base import CausalTarget
+from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching, _equal_norm
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.errors import FeatureControlsError
@@ -38,7 +38,7 @@ def test_patching_finds_the_relevant_bits_used_and_the_others_ignored(parity: Te
         CausalTarget(n, counterfactuals=list(torch.split(parity.counterfactuals[n][:1024], 256)))
         for n in names
     ]
-    raw = CounterfactualPatching().scores(adapter, batches, site, X, targets, n_null=0, seed=0)
+    raw = CounterfactualPatching().scores(AtSite(adapter, batches, site, X), targets)
     for name in names:
         evidence = used.assess(CounterfactualPatching.name, raw[name], (name,), Bootstrap(0, 200, 0.95))
         if name in others:  # the trained output is less sensitive to these flips than to noise of their size
@@ -121,7 +121,7 @@ def test_noise_has_the_norm_of_the_difference_per_position(parity: Testbed, nois
         X = adapter.activations([parity.inputs[:10]], [site])[parity.site]
         target = CausalTarget("x", counterfactuals=[parity.inputs[:10]])
         CounterfactualPatching(noise="gaussian").scores(
-            adapter, [parity.inputs[:10]], site, X, [target], 0, 0
+            AtSite(adapter, [parity.inputs[:10]], site, X), [target]
         )  # type: ignore[arg-type]
 
 

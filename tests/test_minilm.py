@@ -29,7 +29,7 @@ from featurecontrols.apps.run_config import (  # noqa: E402
     parse_config,
     run,
 )
-from featurecontrols.controls.base import CausalTarget  # noqa: E402
+from featurecontrols.controls.base import AtSite, CausalTarget  # noqa: E402
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching  # noqa: E402
 from featurecontrols.controls.label.control_task import token_cells  # noqa: E402
 from featurecontrols.controls.weight._copy import KEPT  # noqa: E402
@@ -205,7 +205,7 @@ def test_counterfactual_patching_through_the_readout(model: nn.Module, tokenizer
     site = encoder.resolve("blocks.5.hook_resid_post")
     X = encoder.activations(batches, [site])[str(site)]
     target = CausalTarget("negated", counterfactuals=counterfactual)
-    raw = CounterfactualPatching(n_draws=4).scores(encoder, batches, site, X, [target], 0, 0)["negated"]
+    raw = CounterfactualPatching(n_draws=4).scores(AtSite(encoder, batches, site, X), [target])["negated"]
     real, noise = raw.real, raw.control
     assert real.shape == noise.shape == (32,) and bool((real > 0).all())
     assert float((real - noise).mean()) > 0  # toggling the negation moves the embedding more than noise

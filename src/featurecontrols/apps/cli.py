@@ -8,13 +8,26 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from featurecontrols.errors import FeatureControlsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the command; a bad input prints its problem and fix, exit code 2."""
     parser = argparse.ArgumentParser(prog="featurecontrols", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _demo_arguments(sub)
+    _other_arguments(sub)
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except FeatureControlsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _demo_arguments(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
         help="train the planted residual testbed, run every control, print verdicts next to the ground truth",
@@ -46,13 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--resume", action="store_true", help="keep finished jobs in OUT/runs and reuse them on a rerun"
     )
-    run = sub.add_parser("run", help="run the battery per site as a TOML config describes (see run_config)")
+
+
+def _other_arguments(sub: Any) -> None:
+    run = sub.add_parser("run", help="run the battery at the sites a TOML config describes (see run_config)")
     run.add_argument("config", type=Path, help="path of the TOML config")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     bench = sub.add_parser(
         "bench", help="benchmark the controls on every ground-truth testbed: AUROC, confusion matrix, FPR"
     )
-    bench.add_argument("--fast", action="store_true", help="one seed, small nulls: a smoke test for CI")
+    bench.add_argument("--fast", action="store_true", help="one seed, one copy per control: a smoke test")
     bench.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: 3, or 1 with --fast)")
     bench.add_argument("--testbeds", nargs="+", default=None, help="testbeds to run (default: all)")
     bench.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
@@ -71,28 +87,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     search.add_argument("--trials", type=int, default=16, help="probes tried per search (default 16)")
     search.add_argument("--seed", type=int, default=0, help="seed of the data, searches and controls")
     search.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "search":
-            from featurecontrols.apps.search import main as search_main
 
-            return search_main(args)
-        if args.command == "bench":
-            from featurecontrols.apps.bench import main as bench_main
 
-            return bench_main(
-                args.fast, args.seeds, args.testbeds, args.json, n_null=args.n_null, progress=not args.quiet
-            )
-        if args.command == "run":
-            from featurecontrols.apps.run_config import main as run_main
+def _dispatch(args: argparse.Namespace) -> int:
+    """Each command imports only what it needs."""
+    if args.command == "search":
+        from featurecontrols.apps.search import main as search_main
 
-            return run_main(args.config, progress=not args.quiet)
-        from featurecontrols.apps.demo import main as demo_main
+        return search_main(args)
+    if args.command == "bench":
+        from featurecontrols.apps.bench import main as bench_main
 
-        return demo_main(args)
-    except FeatureControlsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return bench_main(
+            args.fast, args.seeds, args.testbeds, args.json, n_null=args.n_null, progress=not args.quiet
+        )
+    if args.command == "run":
+        from featurecontrols.apps.run_config import main as run_main
+
+        return run_main(args.config, progress=not args.quiet)
+    from featurecontrols.apps.demo import main as demo_main
+
+    return demo_main(args)
 
 
 if __name__ == "__main__":

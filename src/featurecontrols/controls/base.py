@@ -93,25 +93,26 @@ class CausalTarget:
     counterfactuals: Sequence[Any] | None = None
 
 
+@dataclass(frozen=True)
+class AtSite:
+    """Where a causal control intervenes: the model, the ``batches`` it runs on, the ``site``, the
+    site's activations ``X`` on the whole dataset (for means, covariances and null directions), the
+    null's size ``n_null`` where the control draws one, the run seed and whether to show progress."""
+
+    adapter: ModelAdapter
+    batches: Sequence[Any]
+    site: Site
+    X: Tensor
+    n_null: int = 0
+    seed: int = 0
+    progress: bool = False
+
+
 @runtime_checkable
 class CausalControl(Protocol):
-    """Intervenes at a site on ``batches`` and returns raw scores per target name.
-
-    ``X`` holds the site's activations on the whole dataset (for means, covariances and null
-    directions); ``n_null`` is the null's size where the control draws one.
-    """
+    """Intervenes at a site and returns raw scores per target name."""
 
     name: str
     requires: ClassVar[Requirement]
 
-    def scores(
-        self,
-        adapter: ModelAdapter,
-        batches: Sequence[Any],
-        site: Site,
-        X: Tensor,
-        targets: Sequence[CausalTarget],
-        n_null: int,
-        seed: int,
-        progress: bool = False,
-    ) -> Mapping[str, RawScores]: ...
+    def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> Mapping[str, RawScores]: ...

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from featurecontrols.controls.base import CausalTarget
+from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.finders.mass_mean_probe import class_mean_directions
 from featurecontrols.measures.latent_matching import decoder_directions
 from featurecontrols.pipeline.candidates import Direction, Labelled, Latents
@@ -44,16 +44,16 @@ class CausalRun(Job):
         writes: dict[str, Tensor] = {}
         targets = [self._target(ctx, inputs, entry, X, writes) for entry in map(ctx.plan.entry, self.entries)]
         control = ctx.causal_controls[self.control]
-        raw = control.scores(
+        at = AtSite(
             ctx.adapter,
             ctx.used_batches,
             ctx.sites[self.site],
             X,
-            targets,
             ctx.plan.nulls.random,
             ctx.seed,
             ctx.progress,
         )
+        raw = control.scores(at, targets)
         tensors = {}
         for name, scores in raw.items():
             for part in ("real", "null", "control"):

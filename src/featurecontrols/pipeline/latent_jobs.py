@@ -117,6 +117,16 @@ def _codes(dictionary: Dictionary, X: Tensor) -> Tensor:
     return dictionary.encode(X).detach().double().cpu()
 
 
+def _held_out_codes(
+    ctx: RunContext, inputs: Mapping[Job, Output], site: str, name: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The trained model's held-out activations, and their codes in the trained dictionary and its refit."""
+    latents = latents_named(ctx, site, name)
+    X = ctx.activations(TRAINED, site)[ctx.split.test]
+    Z = _codes(trained_dictionary(ctx, inputs, latents, site), X)
+    return X, Z, _codes(fitted(ctx, inputs, FitDictionary(TRAINED, site, name, True)), X)
+
+
 @dataclass(frozen=True)
 class LatentRecurrence(Job):
     """Stage 2: every latent's best match in the refit, and the pooled chance matches."""
@@ -131,10 +141,7 @@ class LatentRecurrence(Job):
         return tuple(j for j in jobs if j is not None)
 
     def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
-        latents = latents_named(ctx, self.site, self.latents)
-        X = ctx.activations(TRAINED, self.site)[ctx.split.test]
-        Z = _codes(trained_dictionary(ctx, inputs, latents, self.site), X)
-        refit = _codes(fitted(ctx, inputs, FitDictionary(TRAINED, self.site, self.latents, True)), X)
+        X, Z, refit = _held_out_codes(ctx, inputs, self.site, self.latents)
         n_null = ctx.plan.nulls.latent
         chance = []
         for r in range(math.ceil(n_null / Z.shape[1])):
@@ -162,10 +169,7 @@ class LatentControl(Job):
         return tuple(j for j in jobs if j is not None)
 
     def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
-        latents = latents_named(ctx, self.site, self.latents)
-        X = ctx.activations(TRAINED, self.site)[ctx.split.test]
-        Z = _codes(trained_dictionary(ctx, inputs, latents, self.site), X)
-        refit = _codes(fitted(ctx, inputs, FitDictionary(TRAINED, self.site, self.latents, True)), X)
+        X, Z, refit = _held_out_codes(ctx, inputs, self.site, self.latents)
         own = best_matches(Z, refit)
         controls, between = [], []
         for condition in self.conditions(ctx):

@@ -36,7 +36,7 @@ says nothing (bench: 1/30 represented TMS features pass).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, get_args
+from typing import ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -45,7 +45,7 @@ from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.interventions import Patch
 from featurecontrols.adapters.sites import Site
 from featurecontrols.axes.scores import PairedScores
-from featurecontrols.controls.base import CausalTarget, Requirement
+from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.params import Params
@@ -72,17 +72,7 @@ class CounterfactualPatching(Params):
         self.n_draws = n_draws
         self.noise = noise
 
-    def scores(
-        self,
-        adapter: ModelAdapter,
-        batches: Sequence[Any],
-        site: Site,
-        X: Tensor,
-        targets: Sequence[CausalTarget],
-        n_null: int,
-        seed: int,
-        progress: bool = False,
-    ) -> dict[str, PairedScores]:
+    def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, PairedScores]:
         """Per target, the per-example change when patched (n,) and the mean change under noise (n,)."""
         if self.n_draws < 1 or self.noise not in get_args(Noise):
             raise FeatureControlsError(
@@ -90,14 +80,14 @@ class CounterfactualPatching(Params):
                 f"got n_draws={self.n_draws}, noise={self.noise!r}",
                 'use e.g. CounterfactualPatching(n_draws=16, noise="covariance")',
             )
-        outputs = OutputChange(adapter, batches, site)
-        clean = [adapter.site_tensor(site, batch) for batch in batches]
+        outputs = OutputChange(at.adapter, at.batches, at.site)
+        clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
         shape = self._noise_shape(clean)
         out = {}
-        for target in track(targets, "counterfactual patching", len(targets), progress):
-            sources = _sources(adapter, site, target, clean)
+        for target in track(targets, "counterfactual patching", len(targets), at.progress):
+            sources = _sources(at.adapter, at.site, target, clean)
             real = outputs.under_each([Patch(s) for s in sources])
-            draw = generator(derive_seed(seed, "patching", target.name), "counterfactual patching noise")
+            draw = generator(derive_seed(at.seed, "patching", target.name), "counterfactual patching noise")
             noise = torch.zeros_like(real)
             for _ in range(self.n_draws):
                 pairs = zip(sources, clean, strict=True)

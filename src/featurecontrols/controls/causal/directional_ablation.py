@@ -20,16 +20,14 @@ the model reads, so it beats uniform directions without the feature being used.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.interventions import Intervention, ProjectOut
-from featurecontrols.adapters.sites import Site
 from featurecontrols.axes.scores import NullScores
-from featurecontrols.controls.base import CausalTarget, Requirement
+from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
 from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.mass_mean_probe import class_mean_directions
@@ -50,19 +48,10 @@ class DirectionalAblation(Params):
         """The intervention that removes ``direction`` (d,) at the site."""
         return ProjectOut(direction, mean=mean)
 
-    def scores(
-        self,
-        adapter: ModelAdapter,
-        batches: Sequence[Any],
-        site: Site,
-        X: Tensor,
-        targets: Sequence[CausalTarget],
-        n_null: int,
-        seed: int,
-        progress: bool = False,
-    ) -> dict[str, NullScores]:
+    def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
         """Per target, the per-example output change (n,) against the null's mean changes (n_null,)."""
-        outputs = OutputChange(adapter, batches, site)
+        outputs = OutputChange(at.adapter, at.batches, at.site)
+        X, seed = at.X, at.seed
         mean = X.double().mean(dim=0)
 
         def change(direction: Tensor, key: object) -> Tensor:
@@ -71,8 +60,8 @@ class DirectionalAblation(Params):
             return outputs.under(self.intervention(direction, mean, seed_for(seed, key)))
 
         real = {t.name: change(_direction(t, X.shape[1]), t.name) for t in targets}
-        nulls = shuffled_label_directions(X, n_null, generator(seed, "shuffled-label directions"))
-        drawn = track(nulls, f"{self.name} null", n_null, progress)
+        nulls = shuffled_label_directions(X, at.n_null, generator(seed, "shuffled-label directions"))
+        drawn = track(nulls, f"{self.name} null", at.n_null, at.progress)
         null = torch.tensor([float(change(u, i).mean()) for i, u in enumerate(drawn)], dtype=torch.float64)
         return {name: NullScores(self.metric, values, null) for name, values in real.items()}
 

@@ -17,16 +17,14 @@ LEACE comes from the optional ``concept-erasure`` package (``pip install feature
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.interventions import ProjectOut
-from featurecontrols.adapters.sites import Site
 from featurecontrols.axes.scores import NullScores
-from featurecontrols.controls.base import CausalTarget, Requirement
+from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
 from featurecontrols.controls.causal.directional_ablation import random_directions
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.measures.output_change import outputs_under
@@ -72,30 +70,23 @@ class Erasure(Params):
     def __init__(self, task: TaskScore) -> None:
         self.task = task
 
-    def scores(
-        self,
-        adapter: ModelAdapter,
-        batches: Sequence[Any],
-        site: Site,
-        X: Tensor,
-        targets: Sequence[CausalTarget],
-        n_null: int,
-        seed: int,
-        progress: bool = False,
-    ) -> dict[str, NullScores]:
+    def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
         """Per target, each example's task score lost (n,) against random erasures' mean losses (n_null,)."""
+        X = at.X
         mean = X.double().mean(dim=0)
 
         def task_scores(intervention: Callable[[Tensor], Tensor] | None) -> Tensor:
-            outputs = torch.cat(outputs_under(adapter, batches, site, [intervention] * len(batches)))
+            outputs = torch.cat(
+                outputs_under(at.adapter, at.batches, at.site, [intervention] * len(at.batches))
+            )
             return self.task(outputs).double().reshape(outputs.shape[0], -1).sum(dim=1)
 
         clean = task_scores(None)
-        rng = generator(seed, "erasure", "random subspaces")
+        rng = generator(at.seed, "erasure", "random subspaces")
         null = torch.tensor(
             [
                 float((clean - task_scores(ProjectOut(random_directions(1, X.shape[1], rng), mean))).mean())
-                for _ in track(range(n_null), "erasure null", n_null, progress)
+                for _ in track(range(at.n_null), "erasure null", at.n_null, at.progress)
             ],
             dtype=torch.float64,
         )

@@ -45,7 +45,7 @@ def test_patching_finds_the_relevant_bits_used_and_the_others_ignored(parity: Te
             assert evidence.effect < 0 and evidence.p_value > 0.5, name
         else:
             assert evidence.effect > 1.0 and evidence.ci_low > 0 and evidence.p_value < 1e-100, name
-            assert evidence.detail["examples_above_control"] == 1024
+            assert evidence.detail.above_control == 1024
 
 
 def test_the_battery_judges_use_by_patching_where_counterfactuals_are_given(parity: Testbed) -> None:
@@ -143,6 +143,6 @@ def test_the_report_plots_patched_against_noise_per_example(parity: Testbed) -> 
         counterfactuals={bit: parity.counterfactuals[bit][:512]},
     )  # fmt: skip
     (evidence,) = result.candidates[0].axes["used"].evidence
-    assert len(evidence.detail["real"]) == len(evidence.detail["control"]) == 512  # one whole batch
+    assert len(evidence.detail.real) == len(evidence.detail.control) == 512  # one whole batch
     page = to_html(result)
     assert "one dot per example" in page and page.count("<circle") >= 512

@@ -10,7 +10,7 @@ import torch
 from featurecontrols import Battery
 from featurecontrols.pipeline import executors
 from featurecontrols.pipeline.context import RunContext
-from featurecontrols.pipeline.executors import LocalExecutor, RayExecutor
+from featurecontrols.pipeline.executors import Executor, LocalExecutor, RayExecutor
 from featurecontrols.pipeline.jobs import Job, Output
 from featurecontrols.pipeline.results import RunResult
 from featurecontrols.testbeds import Testbed, train_planted_residual
@@ -39,28 +39,41 @@ def _numbers(result: RunResult) -> list[object]:
     return [result.to_dict()["candidates"], result.spectra]
 
 
-class StopsAfter(LocalExecutor):
-    """Runs like the local executor, then raises after ``limit`` jobs (a crash halfway)."""
+class StopsAfter:
+    """Runs like ``inner``, then raises after ``limit`` jobs came back (the driver killed halfway)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, inner: Executor, limit: int) -> None:
+        self.inner = inner
         self.limit = limit
         self.ran: list[Job] = []
 
     def run(
         self, ctx: RunContext, jobs: Sequence[Job], inputs: Mapping[Job, Output]
     ) -> Iterator[tuple[Job, Output]]:
-        for job, output in super().run(ctx, jobs, inputs):
+        for job, output in self.inner.run(ctx, jobs, inputs):
             self.ran.append(job)
             yield job, output
             if len(self.ran) == self.limit:
                 raise StoppedError
 
 
+def test_a_run_killed_on_ray_resumes_there_without_recomputing(testbed: Testbed, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    reference = _run(testbed, _battery())
+    with RayExecutor(num_cpus=2) as ray, pytest.raises(StoppedError):
+        _run(testbed, _battery(executor=StopsAfter(ray, limit=9), run_dir=tmp_path))
+    with RayExecutor(num_cpus=2) as ray:
+        resumed = _run(testbed, _battery(executor=ray, run_dir=tmp_path))
+    assert _numbers(resumed) == _numbers(reference)
+    jobs = list((tmp_path / "jobs").rglob("*.safetensors"))
+    assert len(jobs) > 9  # the finished nine were kept and the rest added
+
+
 def test_an_interrupted_run_resumes_without_recomputing_finished_jobs(
     testbed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = _run(testbed, _battery())
-    crashing = StopsAfter(limit=7)
+    crashing = StopsAfter(LocalExecutor(), limit=7)
     with pytest.raises(StoppedError):
         _run(testbed, _battery(executor=crashing, run_dir=tmp_path))
     finished = set(crashing.ran)

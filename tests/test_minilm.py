@@ -151,7 +151,7 @@ def test_weight_controls_randomise_a_copy(model: nn.Module, control: Any) -> Non
 def test_a_randomised_encoder_keeps_its_sites(model: nn.Module) -> None:
     encoder = HuggingFaceEncoder(model, "token")
     sites = [encoder.resolve("embeddings"), encoder.resolve("blocks.4.hook_mlp_out")]
-    copy = ReinitialisedWeights(layers=["model.encoder.layer.0.*"]).randomise(encoder, seed=3)
+    copy = ReinitialisedWeights(layers=["encoder.layer.0.*"]).randomise(encoder, seed=3)
     assert isinstance(copy.adapter, HuggingFaceEncoder) and copy.adapter.readout.level == "token"
     assert copy.adapter.readout.tapped == encoder.readout.tapped
     assert [copy.adapter.resolve(s) for s in ("embeddings", "blocks.4.hook_mlp_out")] == sites

@@ -11,6 +11,7 @@ from featurecontrols import Battery, Direction, Labelled, Latents
 from featurecontrols.adapters import TorchModel
 from featurecontrols.axes.evidence import AXES
 from featurecontrols.controls.base import LabelControl
+from featurecontrols.controls.causal.resample_ablation import ResampleAblation
 from featurecontrols.controls.label.control_task import ControlTask
 from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.controls.registry import INPUT_CONTROLS, WEIGHT_CONTROLS
@@ -160,6 +161,19 @@ def test_every_candidate_kind_gets_a_three_axis_verdict(planted: Testbed) -> Non
     by_name = {c.name: c for c in result.candidates}
     assert by_name["steer unlabelled"].axes["used"].status == "yes"  # the dual vector of xor_0_1 is used
     _check_evidence(result)
+
+
+def test_resample_ablation_on_the_used_axis(planted: Testbed) -> None:
+    """The used axis with the coordinate resampled from other inputs: the trained XOR is used, the
+    unused input variable (carried to the site by the residual stream) is not."""
+    features = {n: planted.features[n] for n in ("xor_0_1", "x_6")}
+    battery = Battery(
+        used_control=ResampleAblation(), weight_controls=[], n_random_directions=200, progress=False
+    )
+    result = battery.run(planted.model, planted.inputs, planted.site, features)
+    used = {c.name: c.axes["used"] for c in result.candidates}
+    assert used["xor_0_1"].status == "yes" and used["x_6"].status == "no"
+    assert used["xor_0_1"].evidence[0].control == ResampleAblation.name
 
 
 def test_a_null_too_small_to_survive_the_correction_is_refused_with_the_smallest_that_can() -> None:

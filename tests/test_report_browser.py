@@ -14,7 +14,7 @@ import records
 import torch
 
 from featurecontrols import report
-from featurecontrols.axes.evidence import Axis, AxisName, CandidateResult, Evidence
+from featurecontrols.axes.evidence import Axis, AxisName, CandidateResult, Detail, Evidence
 from featurecontrols.measures.probe_search import ProbeSearch, SearchSpace
 from featurecontrols.pipeline.results import RunResult
 from featurecontrols.stats import summarise_null
@@ -33,7 +33,7 @@ def _result() -> RunResult:
     null_summary = summarise_null(null)
     decodable = Evidence("decodable", "shuffled labels", accuracy, 0.9, 0.5, 0.4, 0.35, 0.45, 0.005, 0.01,
                          null=null_summary)  # fmt: skip
-    copies = {"copy_accuracies": [0.58, 0.6, 0.62]}
+    copies = Detail(copies=(0.58, 0.6, 0.62))
     learned = Evidence("learned", "reinitialised weights", accuracy, 0.9, 0.6, 0.3, 0.2, 0.4, 0.01, 0.02,
                        detail=copies)  # fmt: skip
     axes: dict[AxisName, Axis] = {

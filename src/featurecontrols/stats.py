@@ -6,6 +6,7 @@ For benchmarking the controls themselves: AUROC with DeLong's interval, Wilson i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
 
@@ -98,21 +99,32 @@ def adjust_p_values(p: Tensor, method: Correction) -> Tensor:
     return out
 
 
-def summarise_null(null: Tensor, bins: int = 40) -> dict[str, object]:
-    """A null distribution in a few numbers: mean, sd, quantiles and a histogram (for reports)."""
+@dataclass(frozen=True)
+class NullSummary:
+    """A null distribution in a few numbers: its size, mean, sd, quantiles, and a histogram of
+    ``counts`` in equal bins from ``low`` to ``high`` (for reports)."""
+
+    n: int
+    mean: float
+    sd: float
+    q05: float
+    median: float
+    q95: float
+    low: float
+    high: float
+    counts: tuple[int, ...]
+
+
+def summarise_null(null: Tensor, bins: int = 40) -> NullSummary:
+    """The :class:`NullSummary` of the values in ``null``."""
     values = null.double().flatten()
     q = torch.quantile(values, torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)).tolist()
     lo, hi = float(values.min()), float(values.max())
     counts = torch.histc(values, bins=bins, min=lo, max=hi if hi > lo else lo + 1.0)
-    return {
-        "n": values.numel(),
-        "mean": float(values.mean()),
-        "sd": float(values.std()) if values.numel() > 1 else 0.0,
-        "q05": q[0],
-        "median": q[1],
-        "q95": q[2],
-        "histogram": {"low": lo, "high": hi, "counts": [int(c) for c in counts]},
-    }
+    sd = float(values.std()) if values.numel() > 1 else 0.0
+    return NullSummary(
+        values.numel(), float(values.mean()), sd, q[0], q[1], q[2], lo, hi, tuple(int(c) for c in counts)
+    )
 
 
 def cluster_bootstrap_mean_ci(

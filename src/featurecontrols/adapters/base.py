@@ -2,13 +2,15 @@
 
 Everything else in featurecontrols sees a model through these few methods:
 
-    module            the torch module: forward hooks at sites, parameters for the weight controls
+    module            the torch module: forward hooks at sites
+    weights           the module whose parameters the weight controls randomise (``module`` itself,
+                      unless the adapter wraps the model), named as the user knows them
     run(batch)        one forward pass on a batch (tensors moved to the model's device)
     outputs(batch)    what the used axis measures, reduced per example: a (rows, o) tensor
     resolve(site)     a site name (a module path, or the library's own names) -> a Site of ``module``
     reinitialise(...) the library's own initialiser, for the re-initialised weight control
     matrix_view(...)  how a parameter factors into the matrices whose spectra are kept
-    rewrap(module)    the same adapter around a randomised copy of ``module``
+    rewrap(weights)   the same adapter around a randomised copy of ``weights``
 
 The plain-torch adapter (``adapters/torch_model.py``) implements each with torch's conventions;
 library adapters (Hugging Face, TransformerLens) override what their library does differently.
@@ -75,9 +77,14 @@ class ModelAdapter(ABC):
     def outputs(self, batch: Any) -> Tensor:
         """The outputs the used axis measures for ``batch``, one row per input: (rows, o)."""
 
+    @property
+    def weights(self) -> nn.Module:
+        """The module whose parameters the weight controls randomise (by default ``module``)."""
+        return self.module
+
     @abstractmethod
-    def rewrap(self, module: nn.Module) -> ModelAdapter:
-        """This adapter around ``module``, a randomised deep copy of ``self.module``."""
+    def rewrap(self, weights: nn.Module) -> ModelAdapter:
+        """This adapter around ``weights``, a randomised deep copy of ``self.weights``."""
 
     def resolve(self, site: str | Site) -> Site:
         """The site of ``module`` that ``site`` names; an unknown name raises with the nearest ones."""

@@ -160,6 +160,7 @@ class Readout(nn.Module):
         self.level = level
         self.taps = nn.ModuleDict()
         self.tapped: dict[str, Site] = {}
+        self.specs: dict[str, str] = {}
 
     def tap(self, site: str | Site) -> Site:
         """The site that reads ``site`` per token or per sentence (added once, then reused)."""
@@ -173,6 +174,7 @@ class Readout(nn.Module):
         if key not in self.taps:
             self.taps[key] = nn.Identity()
             self.tapped[key] = resolved
+            self.specs[key] = str(Site.parse(site))
         return Site(f"taps.{key}")
 
     def forward(self, readout_mask: Tensor, **inputs: Tensor) -> Tensor:
@@ -230,8 +232,17 @@ class HuggingFaceEncoder(TorchModel):
     def site_names(self) -> list[str]:
         return [*resid_aliases(self.readout.model), *site_names(self.readout.model)]
 
-    def rewrap(self, module: nn.Module) -> HuggingFaceEncoder:
-        return HuggingFaceEncoder(module)
+    @property
+    def weights(self) -> nn.Module:
+        """The encoder itself: parameters keep the names of the Hugging Face model."""
+        return self.readout.model
+
+    def rewrap(self, weights: nn.Module) -> HuggingFaceEncoder:
+        """An encoder of the same level around ``weights``, reading the same sites."""
+        copy = HuggingFaceEncoder(weights, self.readout.level)
+        for spec in self.readout.specs.values():
+            copy.resolve(spec)
+        return copy
 
 
 def mean_pool(h: Tensor, mask: Tensor) -> Tensor:

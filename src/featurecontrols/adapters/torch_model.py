@@ -49,8 +49,8 @@ class TorchModel(ModelAdapter):
         out = self.output(self.module, batch) if self.output is not None else self.run(batch)
         return flat_output(out)
 
-    def rewrap(self, module: nn.Module) -> TorchModel:
-        return TorchModel(module, self.forward, self.output)
+    def rewrap(self, weights: nn.Module) -> TorchModel:
+        return TorchModel(weights, self.forward, self.output)
 
     def reinitialise(self, module: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
         return reset_parameters(module, targets, seed)

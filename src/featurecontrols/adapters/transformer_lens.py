@@ -51,5 +51,5 @@ class TransformerLensModel(TorchModel):
     def site_names(self) -> list[str]:
         return hook_names(self.module)
 
-    def rewrap(self, module: nn.Module) -> TransformerLensModel:
-        return TransformerLensModel(module)
+    def rewrap(self, weights: nn.Module) -> TransformerLensModel:
+        return TransformerLensModel(weights)

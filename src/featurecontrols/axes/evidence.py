@@ -10,7 +10,9 @@ All are frozen dataclasses: a run builds them once and nothing rewrites them aft
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from featurecontrols.stats import NullSummary
 
 AxisName = Literal["decodable", "learned", "used"]
 AxisStatus = Literal["yes", "no", "not run"]
@@ -27,6 +29,21 @@ class Bootstrap:
     seed: int
     n: int
     confidence: float
+
+
+@dataclass(frozen=True)
+class Detail:
+    """What a plot of one test needs beyond its numbers: the score of each control copy (trained model
+    against its copies), or the per-example values of the real and the control condition."""
+
+    copies: tuple[float, ...] = ()
+    real: tuple[float, ...] = ()
+    control: tuple[float, ...] = ()
+
+    @property
+    def above_control(self) -> int:
+        """Examples whose real value exceeds the control's."""
+        return sum(r > c for r, c in zip(self.real, self.control, strict=True))
 
 
 @dataclass(frozen=True)
@@ -51,8 +68,8 @@ class Evidence:
     ci_high: float
     p_value: float
     p_adjusted: float = float("nan")
-    detail: dict[str, Any] = field(default_factory=dict)
-    null: dict[str, Any] = field(default_factory=dict)
+    detail: Detail = field(default_factory=Detail)
+    null: NullSummary | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from statistics import NormalDist
 
 import torch
 
-from featurecontrols.axes.evidence import AxisName, Bootstrap, Evidence
+from featurecontrols.axes.evidence import AxisName, Bootstrap, Detail, Evidence
 from featurecontrols.axes.scores import CopyScores, MatchPairScores, MatchScores, NullScores, PairedScores
 from featurecontrols.seeding import generator
 from featurecontrols.stats import (
@@ -87,7 +87,7 @@ def from_copies(axis: AxisName, control: str, s: CopyScores, key: tuple[str, ...
         ci_low=float(low[0]),
         ci_high=float(high[0]),
         p_value=max(paired_sign_test(real, copy) for copy in copies),
-        detail={"copy_accuracies": [round(float(a), 5) for a in copy_accuracy]},
+        detail=Detail(copies=tuple(round(float(a), 5) for a in copy_accuracy)),
     )
 
 
@@ -106,12 +106,10 @@ def from_pairs(axis: AxisName, control: str, s: PairedScores, key: tuple[str, ..
         ci_low=float(low[0]),
         ci_high=float(high[0]),
         p_value=paired_sign_test(d > 0, d < 0),
-        detail={
-            "examples": int(d.numel()),
-            "examples_above_control": int((d > 0).sum()),
-            "real": [round(float(v), 6) for v in s.real],  # per example, for the report's plot
-            "control": [round(float(v), 6) for v in s.control],
-        },
+        detail=Detail(
+            real=tuple(round(float(v), 6) for v in s.real),
+            control=tuple(round(float(v), 6) for v in s.control),
+        ),
     )
 
 
@@ -154,7 +152,7 @@ def from_match_pair(axis: AxisName, control: str, s: MatchPairScores, confidence
         p_value=max(
             steiger_p(r1, float(c), float(b), s.n_rows) for c, b in zip(controls, between, strict=True)
         ),
-        detail={"control_matches": [round(float(c), 5) for c in controls]},
+        detail=Detail(copies=tuple(round(float(c), 5) for c in controls)),
     )
 
 

@@ -335,7 +335,7 @@ class Battery(Params):
         return {
             "model": [
                 type(adapter).__name__,
-                [tensor_digest(t) for t in adapter.module.state_dict().values()],
+                [tensor_digest(t) for t in adapter.weights.state_dict().values()],
             ],
             "data": [_batch_digest(b) for b in batches],
             "sites": sorted(map(str, sites.values())),

@@ -114,11 +114,11 @@ def _section(c: CandidateResult, result: RunResult) -> str:
     for axis in c.axes.values():
         for ev in axis.evidence:
             title = f"{ev.axis}: {ev.control}"
-            if ev.null:
+            if ev.null is not None:
                 figures.append(plots.histogram(ev.null, ev.score, title, ev.metric))
-            elif "copy_accuracies" in ev.detail:
+            elif ev.detail.copies:
                 figures.append(plots.strip(ev, title))
-            elif "real" in ev.detail:
+            elif ev.detail.real:
                 figures.append(plots.paired_scatter(ev, title))
     where = f" at {c.site}" if len(result.sites) > 1 else ""
     return (

@@ -10,20 +10,20 @@ from typing import Any
 
 from featurecontrols.axes.evidence import Evidence
 from featurecontrols.report.text import num as _num
+from featurecontrols.stats import NullSummary
 
 
-def histogram(null: dict[str, Any], real: float, title: str, xlabel: str) -> str:
+def histogram(null: NullSummary, real: float, title: str, xlabel: str) -> str:
     """SVG histogram of a null distribution (``stats.summarise_null``) with the real score in red."""
     w, h, pad = 320, 180, 28
-    hist = null["histogram"]
-    counts: list[int] = hist["counts"]
-    lo, hi = min(hist["low"], real), max(hist["high"], real)
+    counts = null.counts
+    lo, hi = min(null.low, real), max(null.high, real)
     span = (hi - lo) or 1.0
     top = max(counts) or 1
-    bin_width = (hist["high"] - hist["low"]) / len(counts)
+    bin_width = (null.high - null.low) / len(counts)
     scale = (w - 2 * pad) / span
     bars = "".join(
-        f"<rect x='{pad + (hist['low'] + i * bin_width - lo) * scale:.1f}' "
+        f"<rect x='{pad + (null.low + i * bin_width - lo) * scale:.1f}' "
         f"y='{h - pad - c / top * (h - 2 * pad):.1f}' width='{max(bin_width * scale, 1.0):.1f}' "
         f"height='{c / top * (h - 2 * pad):.1f}' fill='#8ab4f8'/>"
         for i, c in enumerate(counts)
@@ -37,7 +37,7 @@ def histogram(null: dict[str, Any], real: float, title: str, xlabel: str) -> str
         f"<text x='{pad}' y='{h - 10}' font-size='10'>{_num(lo)}</text>"
         f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>{_num(hi)}</text></svg>"
     )
-    caption = f"{xlabel}: null of {null['n']} (blue bars) and the real score (red line)"
+    caption = f"{xlabel}: null of {null.n} (blue bars) and the real score (red line)"
     return _figure(svg, caption)
 
 
@@ -48,9 +48,7 @@ def strip(ev: Evidence, title: str) -> str:
     def x(v: float) -> float:
         return pad + v * (w - 2 * pad)
 
-    dots = "".join(
-        f"<circle cx='{x(v):.1f}' cy='40' r='5' fill='#8ab4f8'/>" for v in ev.detail["copy_accuracies"]
-    )
+    dots = "".join(f"<circle cx='{x(v):.1f}' cy='40' r='5' fill='#8ab4f8'/>" for v in ev.detail.copies)
     svg = (
         f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
         f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>"
@@ -66,8 +64,7 @@ def paired_scatter(ev: Evidence, title: str) -> str:
     """SVG scatter, one dot per example: the change under noise (x) against the change when patched
     from the counterfactual (y), on a common square-root scale, with the diagonal y = x."""
     w, h, pad = 320, 180, 28
-    xs: list[float] = ev.detail["control"]
-    ys: list[float] = ev.detail["real"]
+    xs, ys = ev.detail.control, ev.detail.real
     top = math.sqrt(max(*xs, *ys, 0.0)) or 1.0
 
     def at(v: float, size: int) -> float:
@@ -86,8 +83,8 @@ def paired_scatter(ev: Evidence, title: str) -> str:
     )
     caption = (
         f"{ev.metric}, one dot per example (square-root scale): under the control (x; for patching, "
-        f"equal-norm noise) and the real change (y); {ev.detail['examples_above_control']}/"
-        f"{ev.detail['examples']} above the red diagonal"
+        f"equal-norm noise) and the real change (y); {ev.detail.above_control}/"
+        f"{len(ev.detail.real)} above the red diagonal"
     )
     return _figure(svg, caption)
 

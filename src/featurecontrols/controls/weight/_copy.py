@@ -38,8 +38,8 @@ Redraw = Callable[[nn.Module, dict[str, nn.Parameter], int, ModelAdapter], dict[
 def randomised_copy(
     adapter: ModelAdapter, seed: int, control: str, keep: Sequence[str], redraw: Redraw
 ) -> RandomisedModel:
-    """Deep-copy the adapter's module, re-draw its parameters with ``redraw``, record how each was drawn."""
-    model = adapter.module
+    """Deep-copy the adapter's weights, re-draw their parameters with ``redraw``, record each method."""
+    model = adapter.weights
     patterns = (keep,) if isinstance(keep, str) else tuple(keep)
     first_of = _first_names(model)
     kept = {first_of[name] for name in first_of if _matches(name, patterns)}
@@ -200,7 +200,7 @@ class WeightControlBase(Params):
     def randomise(self, model: ModelAdapter | nn.Module, seed: int) -> RandomisedModel:
         """Return a randomised deep copy of ``model``; ``model`` itself is not modified."""
         adapter = adapt(model)
-        keep = keep_patterns(adapter.module, self.presets, self.layers, self.keep)
+        keep = keep_patterns(adapter.weights, self.presets, self.layers, self.keep)
         return randomised_copy(adapter, seed, self.name, keep, self.redraw)
 
     def redraw(

@@ -60,14 +60,14 @@ def test_selectivity_interval_and_p_value() -> None:
     task = torch.ones(200)
     control = torch.zeros(200, 9)
     control[:100] = 1
-    scores = NullScores("accuracy", task, control.mean(dim=0), control.mean(dim=1))
+    scores = NullScores("accuracy", "accuracy", task, control.mean(dim=0), control.mean(dim=1))
     bootstrap = Bootstrap(0, 500, 0.95)
     result = learned.assess("control task", scores, ("x",), bootstrap)
     assert result.effect == pytest.approx(0.5)
     assert result.ci_low <= 0.5 <= result.ci_high
     assert result.p_value == pytest.approx(0.1)  # (1 + 0) / (1 + 9)
     clustered_scores = NullScores(
-        "accuracy", task, control.mean(0), control.mean(1), torch.arange(200) // 100
+        "accuracy", "accuracy", task, control.mean(0), control.mean(1), torch.arange(200) // 100
     )
     clustered = learned.assess("control task", clustered_scores, ("x",), bootstrap)
     assert clustered.ci_high - clustered.ci_low > result.ci_high - result.ci_low  # two clusters only

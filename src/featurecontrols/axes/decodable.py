@@ -21,5 +21,5 @@ def assess(control: str, scores: RawScores, key: tuple[str, ...], bootstrap: Boo
     if isinstance(scores, NullScores):
         return from_null("decodable", control, scores, key, bootstrap)
     if isinstance(scores, MatchScores):
-        return from_match("decodable", control, scores, bootstrap.confidence)
+        return from_match("decodable", control, scores, bootstrap)
     raise TypeError(f"the decodable axis takes NullScores or MatchScores, got {type(scores).__name__}")

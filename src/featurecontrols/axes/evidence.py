@@ -15,7 +15,8 @@ from typing import Literal
 from featurecontrols.stats import NullSummary
 
 AxisName = Literal["decodable", "learned", "used"]
-AxisStatus = Literal["yes", "no", "not run"]
+AxisStatus = Literal["yes", "no", "inconclusive", "not run"]
+Unit = Literal["accuracy", "bits", "correlation", "output change", "task score"]
 Verdict = Literal["model feature", "dataset feature", "not found", "inconclusive"]
 GroundTruth = Literal["model feature", "dataset feature", "absent"]
 """What a testbed's candidate is, by construction: the verdict it should get (absent: not found)."""
@@ -23,12 +24,39 @@ AXES: tuple[AxisName, ...] = ("decodable", "learned", "used")
 
 
 @dataclass(frozen=True)
+class Margins:
+    """Effects too small to matter, per unit: a result within its margin of the control shows the
+    trained model equivalent to it (the README argues the defaults).
+
+    accuracy : held-out accuracy (and selectivity) of a probe, trained minus control: 2 points.
+    bits : online codelength per example: 0.02 bits.
+    correlation : a latent's best code correlation, refit minus control: 0.05.
+    output_change : the used axis' relative output change (a fraction of the outputs' variance) above
+        its null: 0.01.
+    task_score : the task score an erasure costs above its null: 0.01.
+    """
+
+    accuracy: float = 0.02
+    bits: float = 0.02
+    correlation: float = 0.05
+    output_change: float = 0.01
+    task_score: float = 0.01
+
+    def of(self, unit: Unit) -> float:
+        """The margin of a statistic in ``unit``."""
+        value: float = getattr(self, unit.replace(" ", "_"))
+        return value
+
+
+@dataclass(frozen=True)
 class Bootstrap:
-    """How intervals are drawn: the run seed, the number of resamples and the confidence level."""
+    """How the axes judge: the run seed and number of resamples of the intervals, their confidence
+    level, and the margins of equivalence."""
 
     seed: int
     n: int
     confidence: float
+    margins: Margins = field(default_factory=Margins)
 
 
 @dataclass(frozen=True)
@@ -54,8 +82,10 @@ class Evidence:
     statistic under the control (the null's mean, or the copy the test is against), ``effect`` the
     difference that the test is about, ``ci_low``/``ci_high`` its confidence interval, ``p_value``
     the one-sided p-value that the real result does NOT beat the control, and ``p_adjusted`` the
-    same after the run's correction across every test. ``null`` summarises the null distribution
-    when there is one (``stats.summarise_null``), ``detail`` holds what a plot needs.
+    same after the run's correction across every test. ``margin`` is the effect too small to matter
+    (``Margins``): an interval wholly below it shows the result equivalent to its control. ``null``
+    summarises the null distribution when there is one (``stats.summarise_null``), ``detail`` holds
+    what a plot needs.
     """
 
     axis: AxisName
@@ -68,13 +98,16 @@ class Evidence:
     ci_high: float
     p_value: float
     p_adjusted: float = float("nan")
+    margin: float = float("nan")
     detail: Detail = field(default_factory=Detail)
     null: NullSummary | None = None
 
 
 @dataclass(frozen=True)
 class Axis:
-    """One axis of the verdict: ``yes`` when each piece of its evidence is significant after correction."""
+    """One axis of the verdict (``axes/verdict.make_axis``): ``yes`` when the real result beats every
+    control significantly, ``no`` when it is shown equivalent to a control, ``inconclusive`` when
+    neither was shown, ``not run`` without evidence."""
 
     name: AxisName
     status: AxisStatus
@@ -88,7 +121,8 @@ class Axis:
 
 @dataclass(frozen=True)
 class CandidateResult:
-    """One candidate at one site: how it was defined (``kind``), its axes and its verdict."""
+    """One candidate at one site: how it was defined (``kind``), its axes and its verdict; ``reason``
+    says why an inconclusive verdict is one (which axis could not decide, and why)."""
 
     site: str
     name: str
@@ -96,6 +130,7 @@ class CandidateResult:
     verdict: Verdict
     axes: dict[AxisName, Axis]
     ground_truth: GroundTruth | None = None
+    reason: str = ""
 
     @property
     def correct(self) -> bool | None:

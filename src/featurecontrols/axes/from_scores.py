@@ -63,6 +63,7 @@ def from_null(axis: AxisName, control: str, s: NullScores, key: tuple[str, ...],
         ci_low=float(low[0]) - offset,
         ci_high=float(high[0]) - offset,
         p_value=float(p[0]),
+        margin=b.margins.of(s.unit),
         null=summarise_null(s.null),
     )
 
@@ -87,6 +88,7 @@ def from_copies(axis: AxisName, control: str, s: CopyScores, key: tuple[str, ...
         ci_low=float(low[0]),
         ci_high=float(high[0]),
         p_value=max(paired_sign_test(real, copy) for copy in copies),
+        margin=b.margins.accuracy,
         detail=Detail(copies=tuple(round(float(a), 5) for a in copy_accuracy)),
     )
 
@@ -106,6 +108,7 @@ def from_pairs(axis: AxisName, control: str, s: PairedScores, key: tuple[str, ..
         ci_low=float(low[0]),
         ci_high=float(high[0]),
         p_value=paired_sign_test(d > 0, d < 0),
+        margin=b.margins.of(s.unit),
         detail=Detail(
             real=tuple(round(float(v), 6) for v in s.real),
             control=tuple(round(float(v), 6) for v in s.control),
@@ -113,11 +116,11 @@ def from_pairs(axis: AxisName, control: str, s: PairedScores, key: tuple[str, ..
     )
 
 
-def from_match(axis: AxisName, control: str, s: MatchScores, confidence: float) -> Evidence:
+def from_match(axis: AxisName, control: str, s: MatchScores, b: Bootstrap) -> Evidence:
     """Evidence that a latent's match beats the matches chance gives (module docstring)."""
     r = float(s.real)
     null_mean = float(s.null.double().mean())
-    low, high = fisher_interval(r, s.n_rows, confidence)
+    low, high = fisher_interval(r, s.n_rows, b.confidence)
     p = permutation_p_value(s.real.double().reshape(1), s.null.double()[None])
     return Evidence(
         axis=axis,
@@ -129,17 +132,18 @@ def from_match(axis: AxisName, control: str, s: MatchScores, confidence: float) 
         ci_low=low - null_mean,
         ci_high=high - null_mean,
         p_value=float(p[0]),
+        margin=b.margins.correlation,
         null=summarise_null(s.null),
     )
 
 
-def from_match_pair(axis: AxisName, control: str, s: MatchPairScores, confidence: float) -> Evidence:
+def from_match_pair(axis: AxisName, control: str, s: MatchPairScores, b: Bootstrap) -> Evidence:
     """Evidence that a latent recurs in a refit of the trained dictionary more than in every control's."""
     r1 = float(s.real)
     controls, between = s.control.double().reshape(-1), s.between.double().reshape(-1)
     strongest = int(torch.argmax(controls))
     r2, r12 = float(controls[strongest]), float(between[strongest])
-    low, high = zou_interval(r1, r2, r12, s.n_rows, confidence)
+    low, high = zou_interval(r1, r2, r12, s.n_rows, b.confidence)
     return Evidence(
         axis=axis,
         control=control,
@@ -152,6 +156,7 @@ def from_match_pair(axis: AxisName, control: str, s: MatchPairScores, confidence
         p_value=max(
             steiger_p(r1, float(c), float(b), s.n_rows) for c, b in zip(controls, between, strict=True)
         ),
+        margin=b.margins.correlation,
         detail=Detail(copies=tuple(round(float(c), 5) for c in controls)),
     )
 

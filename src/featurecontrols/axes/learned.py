@@ -26,7 +26,7 @@ def assess(control: str, scores: RawScores, key: tuple[str, ...], bootstrap: Boo
     if isinstance(scores, NullScores):
         return from_null("learned", control, scores, key, bootstrap)
     if isinstance(scores, MatchPairScores):
-        return from_match_pair("learned", control, scores, bootstrap.confidence)
+        return from_match_pair("learned", control, scores, bootstrap)
     raise TypeError(
         f"the learned axis takes CopyScores, NullScores or MatchPairScores, got {type(scores).__name__}"
     )

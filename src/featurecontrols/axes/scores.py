@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from featurecontrols.axes.evidence import Unit
+
 
 @dataclass(frozen=True)
 class NullScores:
@@ -26,6 +28,7 @@ class NullScores:
     ``lower_is_better`` flips the direction (a codelength)."""
 
     metric: str
+    unit: Unit
     real: Tensor
     null: Tensor
     control: Tensor | None = None
@@ -47,6 +50,7 @@ class PairedScores:
     """Per-example values of the real condition (n,) and of the control on the same examples (n,)."""
 
     metric: str
+    unit: Unit
     real: Tensor
     control: Tensor
 

@@ -1,12 +1,20 @@
 """From evidence to verdicts (DESIGN.md, "Evidence and verdict").
 
-Every p-value of a run (all sites, candidates and controls) is corrected together, once; an axis is
-``yes`` when each of its pieces of evidence has a corrected p below alpha and a positive effect. Then:
+Every p-value of a run (all sites, candidates and controls) is corrected together, once. An axis is
+
+    yes           each piece of its evidence has a corrected p below alpha and a positive effect;
+    no            decodable: otherwise. learned: the trained model is shown equivalent to some control
+                  (the effect's interval lies wholly below the margin, ``Margins``), so it cannot beat
+                  every control. used: every test's interval lies below its margin;
+    inconclusive  neither was shown: the test lacks the power to decide;
+    not run       no evidence.
+
+Then:
 
     not decodable                              -> not found
     decodable and (learned or used)            -> model feature
-    decodable and learned = no and used = no   -> dataset feature
-    anything else (e.g. used not run)          -> inconclusive
+    decodable and learned = no and used = no   -> dataset feature (shown on both axes)
+    anything else                              -> inconclusive, with the reason
 """
 
 from __future__ import annotations
@@ -27,15 +35,27 @@ def corrected(evidence: Sequence[Evidence], method: Correction) -> list[Evidence
 
 
 def make_axis(name: AxisName, evidence: Sequence[Evidence], alpha: float) -> Axis:
-    """``not run`` without evidence; else ``yes`` iff every piece is significant with positive effect."""
+    """The axis' status from its evidence (module docstring)."""
     status: AxisStatus
     if not evidence:
         status = "not run"
-    elif all(e.p_adjusted < alpha and e.effect > 0 for e in evidence):
+    elif all(significant(e, alpha) for e in evidence):
         status = "yes"
-    else:
+    elif name == "decodable" or (any if name == "learned" else all)(equivalent(e) for e in evidence):
         status = "no"
+    else:
+        status = "inconclusive"
     return Axis(name=name, status=status, evidence=tuple(evidence))
+
+
+def significant(e: Evidence, alpha: float) -> bool:
+    """The real result beats its control: corrected p below alpha and a positive effect."""
+    return e.p_adjusted < alpha and e.effect > 0
+
+
+def equivalent(e: Evidence) -> bool:
+    """The real result is shown no better than its control: the whole interval below the margin."""
+    return e.ci_high < e.margin
 
 
 def decide(decodable: AxisStatus, learned: AxisStatus, used: AxisStatus) -> Verdict:
@@ -47,3 +67,23 @@ def decide(decodable: AxisStatus, learned: AxisStatus, used: AxisStatus) -> Verd
     if learned == "no" and used == "no":
         return "dataset feature"
     return "inconclusive"
+
+
+def reason(axes: dict[AxisName, Axis], alpha: float) -> str:
+    """Why an inconclusive verdict is one: each axis that could not decide, and its weakest test."""
+    if decide(*(axes[a].status for a in ("decodable", "learned", "used"))) != "inconclusive":
+        return ""
+    parts = []
+    for axis in axes.values():
+        if axis.status == "not run":
+            parts.append(f"{axis.name}: not run")
+        elif axis.status == "inconclusive":
+            open_ = [e for e in axis.evidence if not significant(e, alpha) and not equivalent(e)]
+            e = max(open_, key=lambda t: t.ci_high - t.ci_low)
+            parts.append(
+                f"{axis.name}: {e.control} effect {e.effect:.3g} [{e.ci_low:.3g}, {e.ci_high:.3g}] is "
+                "neither "
+                f"significant (corrected p {e.p_adjusted:.2g}) nor within the margin {e.margin:g}: the test "
+                f"lacks power to decide"
+            )
+    return "; ".join(parts)

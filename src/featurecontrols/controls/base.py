@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.sites import Site
+from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import RawScores
 
 
@@ -114,5 +115,7 @@ class CausalControl(Protocol):
 
     name: str
     requires: ClassVar[Requirement]
+    metric: str
+    unit: ClassVar[Unit]
 
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> Mapping[str, RawScores]: ...

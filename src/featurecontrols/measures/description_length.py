@@ -168,6 +168,7 @@ def codelength_scores(
     task, controls = _codelength(block_bits[:, :1], ends), _codelength(block_bits[:, 1:], ends)
     scores = NullScores(
         metric="online codelength, bits per example",
+        unit="bits",
         real=per_example[:, 0],
         null=controls.online_bits / ends[-1],
         control=per_example[:, 1],

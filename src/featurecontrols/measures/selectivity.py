@@ -33,6 +33,7 @@ def control_task_scores(
     controls = correct[:, 1:].double()
     return NullScores(
         metric="held-out accuracy",
+        unit="accuracy",
         real=correct[:, 0].double(),
         null=controls.mean(dim=0),
         control=controls.mean(dim=1),

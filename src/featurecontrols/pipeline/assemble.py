@@ -22,7 +22,7 @@ from featurecontrols.axes.scores import (
     PairedScores,
     RawScores,
 )
-from featurecontrols.axes.verdict import corrected, decide, make_axis
+from featurecontrols.axes.verdict import corrected, decide, make_axis, reason
 from featurecontrols.pipeline.causal_job import CausalRun
 from featurecontrols.pipeline.context import RunContext
 from featurecontrols.pipeline.jobs import (
@@ -89,7 +89,10 @@ def step_scores(ctx: RunContext, step: Step, out: Mapping[Job, Output]) -> dict[
             real = out[ProbeFit(TRAINED, site, group)].tensors["correct"][:, column]
             if step.statistic == "label control":
                 scores[entry_id] = NullScores(
-                    "held-out accuracy", real.double(), out[ShuffledNull(entry_id)].tensors["null"]
+                    "held-out accuracy",
+                    "accuracy",
+                    real.double(),
+                    out[ShuffledNull(entry_id)].tensors["null"],
                 )
             else:
                 copies = [
@@ -112,10 +115,12 @@ def _label_control_scores(
     if step.statistic == "control task":
         t = out[ControlTaskFit(entry_id)].tensors
         assert ctx.cells is not None
-        return NullScores("held-out accuracy", t["real"], t["null"], t["control"], ctx.cells[ctx.split.test])
+        return NullScores(
+            "held-out accuracy", "accuracy", t["real"], t["null"], t["control"], ctx.cells[ctx.split.test]
+        )
     t = out[CodelengthFit(entry_id)].tensors
     return NullScores(
-        "online codelength, bits per example", t["real"], t["null"], t["control"], t["clusters"], True
+        "online codelength, bits per example", "bits", t["real"], t["null"], t["control"], t["clusters"], True
     )
 
 
@@ -132,10 +137,11 @@ def _latent_scores(ctx: RunContext, step: Step, j: int, out: Mapping[Job, Output
 
 def _causal_scores(ctx: RunContext, step: Step, name: str, out: Mapping[Job, Output]) -> RawScores:
     t = out[CausalRun(step.site, step.control, step.entries)].tensors
-    metric = str(getattr(ctx.causal_controls[step.control], "metric", "output change"))
+    control = ctx.causal_controls[step.control]
+    metric, unit = control.metric, control.unit
     if f"{name}/null" in t:
-        return NullScores(metric, t[f"{name}/real"], t[f"{name}/null"])
-    return PairedScores(metric, t[f"{name}/real"], t[f"{name}/control"])
+        return NullScores(metric, unit, t[f"{name}/real"], t[f"{name}/null"])
+    return PairedScores(metric, unit, t[f"{name}/real"], t[f"{name}/control"])
 
 
 def judge(
@@ -175,4 +181,5 @@ def _result(
         verdict=decide(axes["decodable"].status, axes["learned"].status, axes["used"].status),
         axes=axes,
         ground_truth=truth,
+        reason=reason(axes, alpha),
     )

@@ -20,7 +20,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from featurecontrols.adapters import adapt
 from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.sites import Site, batch_rows
-from featurecontrols.axes.evidence import Bootstrap
+from featurecontrols.axes.evidence import Bootstrap, Margins
 from featurecontrols.controls.base import CausalControl, InputControl, LabelControl, WeightControl
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
 from featurecontrols.controls.causal.directional_ablation import DirectionalAblation
@@ -95,6 +95,8 @@ class Battery(Params):
     used_examples : the used axis runs on the first batches that cover this many inputs.
     test_fraction, alpha, correction, confidence, n_bootstrap : held-out share; level; "holm" or
         "bh" over the whole run; interval level; bootstrap resamples.
+    margins : effects too small to matter, per unit (default ``Margins()``): "dataset feature" needs
+        the learned and used effects' intervals below them.
     batch_size : rows per batch when ``inputs`` is one tensor.
     seed : every random draw of the run derives from it and a name.
     executor : ``LocalExecutor()`` (default) or ``RayExecutor()``.
@@ -121,6 +123,7 @@ class Battery(Params):
         alpha: float = 0.05,
         correction: Correction = "holm",
         confidence: float = 0.95,
+        margins: Margins | None = None,
         n_bootstrap: int = 1000,
         batch_size: int = 1024,
         seed: int = 0,
@@ -145,6 +148,7 @@ class Battery(Params):
         self.alpha = alpha
         self.correction = correction
         self.confidence = confidence
+        self.margins = margins
         self.n_bootstrap = n_bootstrap
         self.batch_size = batch_size
         self.seed = seed
@@ -168,6 +172,12 @@ class Battery(Params):
             check_at_least(name, getattr(self, name), 1)
         for name in ("n_shuffles", "n_random_directions", "n_latent_null"):
             check_at_least(name, getattr(self, name), 1, optional=True)
+        margins = self.margins if self.margins is not None else Margins()
+        if not isinstance(margins, Margins) or any(not 0 <= v < float("inf") for v in astuple(margins)):
+            raise FeatureControlsError(
+                f"margins must be a Margins of finite values >= 0, got {self.margins!r}",
+                "pass e.g. margins=Margins(accuracy=0.02, output_change=0.01)",
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise FeatureControlsError(f"seed must be an integer, got {self.seed!r}", "pass e.g. seed=0")
         if self.codelength_probe is not None and not callable(
@@ -242,7 +252,7 @@ class Battery(Params):
         executor = self.executor if self.executor is not None else LocalExecutor()
         results_dir = None if self.run_dir is None else Path(self.run_dir) / "jobs"
         outputs = execute(ctx, jobs, executor, results_dir, self.progress)
-        bootstrap = Bootstrap(self.seed, self.n_bootstrap, self.confidence)
+        bootstrap = Bootstrap(self.seed, self.n_bootstrap, self.confidence, self.margins or Margins())
         judged, n_tests = judge(ctx, outputs, bootstrap, self.alpha, self.correction)
         settings = self._settings(ctx, controls, outputs, n_tests, type(executor).__name__)
         timings = {**_timings(outputs), "total": time.perf_counter() - start}
@@ -364,6 +374,7 @@ class Battery(Params):
         n_cells = None if ctx.cells is None else int(torch.unique(ctx.cells).numel())
         return RunSettings(
             seed=self.seed, alpha=self.alpha, correction=self.correction, confidence=self.confidence,
+            margins=self.margins or Margins(),
             n_bootstrap=self.n_bootstrap, probe=repr(controls.probe), label_control=controls.label.name,
             weight_controls=tuple(weights), input_controls=tuple(c.name for c in controls.inputs),
             causal_controls=tuple(ctx.causal_controls), n_shuffles=ctx.plan.nulls.shuffles,

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from featurecontrols.axes.evidence import CandidateResult
+from featurecontrols.axes.evidence import CandidateResult, Margins
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class RunSettings:
     alpha: float
     correction: str
     confidence: float
+    margins: Margins
     n_bootstrap: int
     probe: str
     label_control: str

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from featurecontrols.axes.evidence import AXES, CandidateResult
 from featurecontrols.pipeline.results import RunResult
 from featurecontrols.report import plots
-from featurecontrols.report.text import axis_cell, num, summary_lines
+from featurecontrols.report.text import axis_cell, margins_text, num, summary_lines
 
 STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 2em; color: #222; }
@@ -27,9 +27,13 @@ figure { margin: 0; width: 320px; } figcaption { font-size: 12px; color: #555; }
 """
 
 LEGEND = (
-    "Each axis cell: yes/no, the real score against the control score of the test with the largest "
-    "corrected p-value, and that p-value. Verdict colours: green model feature, yellow dataset feature, "
-    "grey not found, red inconclusive; a red outline marks a verdict that disagrees with the ground truth."
+    "Each axis cell: the axis' status, the real score against the control score of the test with the "
+    "largest corrected p-value (for the learned axis the strongest copy, the one the test is against), "
+    "and that p-value. yes: beats every control significantly; no: on the decodable axis not "
+    "significant, on the learned and used axes shown equivalent to a control (the effect's interval "
+    "wholly below its margin); inconclusive: neither, the reason is in the last column. Verdict colours: "
+    "green model feature, yellow dataset feature, grey not found, red inconclusive; a red outline marks "
+    "a verdict that disagrees with the ground truth."
 )
 
 
@@ -62,8 +66,8 @@ def to_html(result: RunResult) -> str:
 <h1>featurecontrols: verdicts at <code>{e(", ".join(result.sites))}</code></h1>
 {testbed}
 <table id="verdicts"><tr>{site_head}<th>candidate</th><th>ground truth</th><th>verdict</th>
-<th>decodable</th><th>learned</th><th>used</th></tr>{rows}</table>
-<p class="legend">{e(LEGEND)}</p>
+<th>decodable</th><th>learned</th><th>used</th><th>why inconclusive</th></tr>{rows}</table>
+<p class="legend">{e(LEGEND)} {e(margins_text(result.settings.margins))}.</p>
 <ul>{summary}</ul>
 {spectra}
 {dictionaries}
@@ -81,7 +85,7 @@ def _row(c: CandidateResult, several: bool) -> str:
         + (f"<td>{e(c.site)}</td>" if several else "")
         + f"<td>{e(c.name)}</td><td>{e(c.ground_truth or '-')}</td><td class='{css}'>{e(c.verdict)}</td>"
         + "".join(f"<td>{e(axis_cell(c.axes[a]))}</td>" for a in AXES)
-        + "</tr>"
+        + f"<td><small>{e(c.reason)}</small></td></tr>"
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from featurecontrols.axes.evidence import AXES, Axis, CandidateResult
+from dataclasses import asdict
+
+from featurecontrols.axes.evidence import AXES, Axis, CandidateResult, Margins
 from featurecontrols.pipeline.results import RunResult
 
 
@@ -41,6 +43,8 @@ def table(result: RunResult) -> str:
         f"p-values {s.correction}-corrected over {s.n_tests_corrected} tests; alpha {s.alpha}"
     )
     lines.append("cells: status, real score vs control score, corrected p (of the test with the largest p)")
+    lines.append(f"learned/used 'no': shown within the margin of a control ({margins_text(s.margins)})")
+    lines += [f"inconclusive {c.site}/{c.name}: {c.reason}" for c in result.candidates if c.reason]
     lines.extend(summary_lines(result.candidates))
     for name, fits in result.dictionaries.items():
         lines += [
@@ -77,6 +81,11 @@ def summary_lines(candidates: tuple[CandidateResult, ...] | list[CandidateResult
         f"{truth}: {sum(bool(c.correct) for c in cs)}/{len(cs)} verdicts match the ground truth"
         for truth, cs in by_truth.items()
     ]
+
+
+def margins_text(margins: Margins) -> str:
+    """e.g. ``margins: accuracy 0.02, bits 0.02, ...``."""
+    return "margins: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in asdict(margins).items())
 
 
 def num(x: float) -> str:

@@ -44,6 +44,7 @@ from torch import Tensor
 from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.interventions import Patch
 from featurecontrols.adapters.sites import Site
+from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import PairedScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
 from featurecontrols.errors import FeatureControlsError
@@ -67,6 +68,7 @@ class CounterfactualPatching(Params):
     name = "counterfactual patching vs equal-norm noise"
     requires: ClassVar[Requirement] = "counterfactuals"
     metric = "relative output change under counterfactual patching"
+    unit: ClassVar[Unit] = "output change"
 
     def __init__(self, n_draws: int = 16, noise: Noise = "covariance") -> None:
         self.n_draws = n_draws
@@ -92,7 +94,7 @@ class CounterfactualPatching(Params):
             for _ in range(self.n_draws):
                 pairs = zip(sources, clean, strict=True)
                 noise += outputs.under_each([Patch(c + _equal_norm(s - c, shape, draw)) for s, c in pairs])
-            out[target.name] = PairedScores(self.metric, real, noise / self.n_draws)
+            out[target.name] = PairedScores(self.metric, self.unit, real, noise / self.n_draws)
         return out
 
     def _noise_shape(self, clean: list[Tensor]) -> Tensor:

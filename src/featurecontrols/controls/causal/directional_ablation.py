@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from featurecontrols.adapters.interventions import Intervention, ProjectOut
+from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
 from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
@@ -43,6 +44,7 @@ class DirectionalAblation(Params):
     name = "ablation vs shuffled-label directions"
     requires: ClassVar[Requirement] = "direction"
     metric = "relative output change under mean-ablation"
+    unit: ClassVar[Unit] = "output change"
 
     def intervention(self, direction: Tensor, mean: Tensor, seed: int) -> Intervention:
         """The intervention that removes ``direction`` (d,) at the site."""
@@ -63,7 +65,7 @@ class DirectionalAblation(Params):
         nulls = shuffled_label_directions(X, at.n_null, generator(seed, "shuffled-label directions"))
         drawn = track(nulls, f"{self.name} null", at.n_null, at.progress)
         null = torch.tensor([float(change(u, i).mean()) for i, u in enumerate(drawn)], dtype=torch.float64)
-        return {name: NullScores(self.metric, values, null) for name, values in real.items()}
+        return {name: NullScores(self.metric, self.unit, values, null) for name, values in real.items()}
 
 
 def seed_for(seed: int, key: object) -> int:

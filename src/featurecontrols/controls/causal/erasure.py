@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from featurecontrols.adapters.interventions import ProjectOut
+from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
 from featurecontrols.controls.causal.directional_ablation import random_directions
@@ -66,6 +67,7 @@ class Erasure(Params):
     name = "LEACE erasure vs random-subspace erasure"
     requires: ClassVar[Requirement] = "labels"
     metric = "task score lost under erasure"
+    unit: ClassVar[Unit] = "task score"
 
     def __init__(self, task: TaskScore) -> None:
         self.task = task
@@ -97,5 +99,5 @@ class Erasure(Params):
                     f"erasure needs the labels of {target.name!r}", "give the candidate its labels"
                 )
             y = check_labels(target.labels, X.shape[0], [target.name])[:, 0]
-            out[target.name] = NullScores(self.metric, clean - task_scores(_leace(X, y)), null)
+            out[target.name] = NullScores(self.metric, self.unit, clean - task_scores(_leace(X, y)), null)
         return out

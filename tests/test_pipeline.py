@@ -168,7 +168,7 @@ def test_resample_ablation_on_the_used_axis(planted: Testbed) -> None:
     unused input variable (carried to the site by the residual stream) is not."""
     features = {n: planted.features[n] for n in ("xor_0_1", "x_6")}
     battery = Battery(
-        used_control=ResampleAblation(), weight_controls=[], n_random_directions=200, progress=False
+        used_controls=[ResampleAblation()], weight_controls=[], n_random_directions=200, progress=False
     )
     result = battery.run(planted.model, planted.inputs, planted.site, features)
     used = {c.name: c.axes["used"] for c in result.candidates}

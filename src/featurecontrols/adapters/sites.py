@@ -167,6 +167,20 @@ def batch_rows(batch: Any) -> int:
     )
 
 
+def repeat_batch(batch: Any, times: int) -> Any:
+    """The batch with its inputs stacked ``times`` times along dim 0 (tensors, tuples, Mappings)."""
+    if isinstance(batch, Tensor):
+        return batch.repeat(times, *([1] * (batch.ndim - 1)))
+    if isinstance(batch, tuple):
+        return tuple(repeat_batch(b, times) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: repeat_batch(v, times) for k, v in batch.items()}
+    raise FeatureControlsError(
+        f"a batch of type {type(batch).__name__} cannot be stacked to run many interventions at once",
+        "give batches as tensors, tuples of tensors, or dicts of tensors",
+    )
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Tensor):
         return batch.to(device)

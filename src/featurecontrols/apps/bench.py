@@ -53,6 +53,7 @@ from featurecontrols import atomic
 from featurecontrols.axes.evidence import AxisName, CandidateResult, Evidence, Verdict
 from featurecontrols.axes.verdict import make_axis
 from featurecontrols.controls.label.control_task import input_type_cells
+from featurecontrols.controls.registry import CAUSAL_CONTROLS
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.battery import Battery
 from featurecontrols.pipeline.results import RunResult, finite_or_none
@@ -81,6 +82,7 @@ class BenchSettings:
     n_random_directions: int | None
     n_weight_seeds: int
     n_bootstrap: int
+    used_controls: tuple[str, ...] = ("directional ablation", "resample ablation", "dual interchange")
     alpha: float = 0.05
     confidence: float = 0.95
 
@@ -128,6 +130,16 @@ def _modular_addition(seed: int) -> Testbed:
     return modular_addition_testbed()
 
 
+def _used_trap(name: str) -> Callable[[int], Testbed]:
+    def build(seed: int) -> Testbed:
+        from featurecontrols.testbeds import used_traps
+
+        trap: Callable[[int], Testbed] = getattr(used_traps, name)
+        return trap(seed)
+
+    return build
+
+
 def testbeds() -> dict[str, BenchTestbed]:
     """The testbeds with labelled candidate features, by name.
 
@@ -136,7 +148,8 @@ def testbeds() -> dict[str, BenchTestbed]:
     shuffled-label null again), modular addition's p^2 pairs appear once each, and toy superposition's
     inputs are continuous. Toy superposition has model features and absent ones but no dataset
     features, so its AUROC and FPR are undefined. Modular addition is its shipped checkpoint: one
-    model, run with battery seed 0 only.
+    model, run with battery seed 0 only. The used-axis traps (``testbeds/used_traps.py``) are built by
+    hand, each to break one way of testing use.
     """
     return {
         "planted_residual": BenchTestbed(
@@ -145,6 +158,7 @@ def testbeds() -> dict[str, BenchTestbed]:
         "sparse_parity": BenchTestbed(_sparse_parity),
         "toy_superposition": BenchTestbed(_toy_superposition),
         "modular_addition": BenchTestbed(_modular_addition, seeds=(0,)),
+        **{trap: BenchTestbed(_used_trap(trap)) for trap in ("pass_through", "overlapping", "dormant")},
     }
 
 
@@ -179,17 +193,17 @@ def run_testbeds(
                 n_shuffles=settings.n_shuffles,
                 n_weight_seeds=settings.n_weight_seeds,
                 n_random_directions=settings.n_random_directions,
+                used_controls=[CAUSAL_CONTROLS[name]() for name in settings.used_controls],
                 alpha=settings.alpha,
                 confidence=settings.confidence,
                 n_bootstrap=settings.n_bootstrap,
                 seed=seed,
                 progress=progress,
             )
+            cells = None if spec.cells is None else spec.cells(testbed)
             runs[seed] = battery.run(
-                testbed.model, testbed.inputs, testbed.site, testbed.features,
-                ground_truth=testbed.ground_truth, cells=None if spec.cells is None else spec.cells(testbed),
-                counterfactuals=testbed.counterfactuals,
-            )  # fmt: skip
+                testbed.model, testbed.inputs, testbed.site, testbed.candidates(), cells=cells
+            )
             checks[seed] = testbed.checks
         out.append(TestbedRuns(name, runs, checks, time.perf_counter() - start))
     return out

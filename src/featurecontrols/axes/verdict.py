@@ -2,7 +2,9 @@
 
 Every p-value of a run (all sites, candidates and controls) is corrected together, once. An axis is
 
-    yes           each piece of its evidence has a corrected p below alpha and a positive effect;
+    yes           decodable and learned: each piece of its evidence has a corrected p below alpha and a
+                  positive effect (the real result beats every control). used: any piece does (each
+                  used test is a test of the same question, corrected with every test of the run);
     no            decodable: otherwise. learned: the trained model is shown equivalent to some control
                   (the effect's interval lies wholly below the margin, ``Margins``), so it cannot beat
                   every control. used: every test's interval lies below its margin;
@@ -39,7 +41,7 @@ def make_axis(name: AxisName, evidence: Sequence[Evidence], alpha: float) -> Axi
     status: AxisStatus
     if not evidence:
         status = "not run"
-    elif all(significant(e, alpha) for e in evidence):
+    elif (any if name == "used" else all)(significant(e, alpha) for e in evidence):
         status = "yes"
     elif name == "decodable" or (any if name == "learned" else all)(equivalent(e) for e in evidence):
         status = "no"

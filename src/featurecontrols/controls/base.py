@@ -86,12 +86,14 @@ Requirement = Literal["direction", "labels", "counterfactuals"]
 class CausalTarget:
     """What a causal control changes for one candidate: its direction at the site (d,), its labels
     (one per activation row), or its counterfactual batches (inputs with the candidate changed, batched
-    like the inputs), whichever the control requires."""
+    like the inputs), whichever the control requires; ``kind`` is the candidate's kind (a labelled
+    feature's direction is its class-mean difference, a direction's and a latent's their own)."""
 
     name: str
     direction: Tensor | None = None
     labels: Tensor | None = None
     counterfactuals: Sequence[Any] | None = None
+    kind: str = "labelled feature"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
 from featurecontrols.controls.causal.directional_ablation import DirectionalAblation
+from featurecontrols.controls.causal.dual_interchange import DualInterchange
 from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.controls.causal.resample_ablation import ResampleAblation
 from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
@@ -32,6 +33,7 @@ WEIGHT_CONTROLS = {
 CAUSAL_CONTROLS = {
     "directional ablation": DirectionalAblation,
     "resample ablation": ResampleAblation,
+    "dual interchange": DualInterchange,
     "counterfactual patching": CounterfactualPatching,
     "erasure": Erasure,
 }

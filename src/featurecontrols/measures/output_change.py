@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from featurecontrols.adapters.base import ModelAdapter
-from featurecontrols.adapters.sites import Site
+from featurecontrols.adapters.sites import Site, repeat_batch
 from featurecontrols.errors import FeatureControlsError
 
 Intervention = Callable[[Tensor], Tensor]
@@ -71,3 +71,42 @@ class OutputChange:
         changed = outputs_under(self.adapter, self.batches, self.site, interventions)
         pairs = zip(changed, self.reference, strict=True)
         return torch.cat([(a.double() - r).square().sum(dim=1) for a, r in pairs]) / self.spread
+
+    def under_stacked(self, each: Sequence[Sequence[Intervention]], rows_per_pass: int = 1 << 15) -> Tensor:
+        """Per-example relative changes (K, n) of K interventions, ``each[k][b]`` on batch b, run many
+        at once: each batch is stacked along dim 0 and intervention k applied to the k-th copy (the
+        model must treat the rows of a batch independently, as in eval mode), with at most about
+        ``rows_per_pass`` rows per forward pass."""
+        out = torch.empty(len(each), self.n, dtype=torch.float64)
+        start = 0
+        for b, (batch, ref) in enumerate(zip(self.batches, self.reference, strict=True)):
+            rows = ref.shape[0]
+            per = max(1, rows_per_pass // max(rows, 1))
+            for first in range(0, len(each), per):
+                chosen = range(first, min(len(each), first + per))
+                stacked = _Stacked([each[k][b] for k in chosen])
+                with torch.no_grad(), self.adapter.intervening([(self.site, stacked)]):
+                    changed = self.adapter.outputs(repeat_batch(batch, len(chosen))).double()
+                moved = changed.reshape(len(chosen), rows, -1) - ref
+                out[first : first + len(chosen), start : start + rows] = (
+                    moved.square().sum(dim=2) / self.spread
+                )
+            start += rows
+        return out
+
+
+class _Stacked:
+    """Apply intervention k to the k-th of K equal chunks of the site's tensor along dim 0."""
+
+    def __init__(self, interventions: Sequence[Intervention]) -> None:
+        self.interventions = interventions
+
+    def __call__(self, h: Tensor) -> Tensor:
+        chunks = h.chunk(len(self.interventions), dim=0)
+        if len(chunks) != len(self.interventions) or any(c.shape != chunks[0].shape for c in chunks):
+            raise FeatureControlsError(
+                f"the site's tensor of shape {tuple(h.shape)} does not split into {len(self.interventions)} "
+                "stacked copies along dim 0",
+                "run interventions one at a time at a site whose rows are not per batch example",
+            )
+        return torch.cat([fn(c) for fn, c in zip(self.interventions, chunks, strict=True)], dim=0)

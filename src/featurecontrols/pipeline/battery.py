@@ -66,7 +66,7 @@ class _Controls:
     label: LabelControl
     weights: list[WeightControl]
     inputs: list[InputControl]
-    used: CausalControl | None
+    used: list[CausalControl]
     counterfactual: CausalControl | None
 
 
@@ -81,8 +81,9 @@ class Battery(Params):
     weight_controls : the learned axis' weight controls (default re-initialised and spectrum-matched).
     input_controls : the learned axis' input controls for dictionary latents (random inputs,
         planted structure); none by default.
-    used_control : the used axis' causal control (default ``DirectionalAblation()``); ``None`` with
-        ``run_used=False``.
+    used_controls : the used axis' causal controls (default ``[DirectionalAblation()]``), each one
+        test of every candidate; the axis is yes when any of them shows use after the run's correction,
+        no when every one shows the change within its margin.
     counterfactual_control : the used axis' control for candidates given counterfactuals (default
         ``CounterfactualPatching()``).
     n_shuffles, n_random_directions, n_latent_null : null sizes of the shuffled labels and control
@@ -110,7 +111,7 @@ class Battery(Params):
         label_control: LabelControl | None = None,
         weight_controls: Sequence[WeightControl] | None = None,
         input_controls: Sequence[InputControl] = (),
-        used_control: CausalControl | None = None,
+        used_controls: Sequence[CausalControl] | None = None,
         counterfactual_control: CausalControl | None = None,
         n_shuffles: int | None = None,
         n_weight_seeds: int = 3,
@@ -135,7 +136,7 @@ class Battery(Params):
         self.label_control = label_control
         self.weight_controls = weight_controls
         self.input_controls = input_controls
-        self.used_control = used_control
+        self.used_controls = used_controls
         self.counterfactual_control = counterfactual_control
         self.n_shuffles = n_shuffles
         self.n_weight_seeds = n_weight_seeds
@@ -200,12 +201,13 @@ class Battery(Params):
             if weights is not None
             else [ReinitialisedWeights(), SpectrumMatchedWeights()],
             inputs=list(self.input_controls),
-            used=(self.used_control or DirectionalAblation()) if self.run_used else None,
+            used=list(self.used_controls or [DirectionalAblation()]) if self.run_used else [],
             counterfactual=(self.counterfactual_control or CounterfactualPatching())
             if self.run_used
             else None,
         )
         names = [c.name for c in controls.weights] + [c.name for c in controls.inputs]
+        names += [c.name for c in controls.used]
         if len(set(names)) != len(names):
             raise FeatureControlsError(
                 f"two controls of the run share a name: {names}", "give each weight and input control once"
@@ -260,12 +262,12 @@ class Battery(Params):
         return RunResult(tuple(names), judged, settings, timings, spectra, dictionaries)
 
     def _choices(self, controls: _Controls, has_cells: bool) -> Choices:
-        causal = [c for c in (controls.used, controls.counterfactual) if c is not None]
+        causal = [*controls.used, *([controls.counterfactual] if controls.counterfactual is not None else [])]
         return Choices(
             label_control=controls.label.name,
             weight_controls=tuple(c.name for c in controls.weights),
             input_controls=tuple(c.name for c in controls.inputs),
-            used_control=None if controls.used is None else controls.used.name,
+            used_controls=tuple(c.name for c in controls.used),
             counterfactual_control=None if controls.counterfactual is None else controls.counterfactual.name,
             causal_nulls=frozenset(c.name for c in causal if c.requires != "counterfactuals"),
             n_weight_seeds=self.n_weight_seeds,
@@ -289,7 +291,9 @@ class Battery(Params):
         cells: Tensor | None,
     ) -> RunContext:
         """The run context, with every input checked (the trained activations are read for that)."""
-        causal = {c.name: c for c in (controls.used, controls.counterfactual) if c is not None}
+        causal = {c.name: c for c in controls.used} | (
+            {} if controls.counterfactual is None else {controls.counterfactual.name: controls.counterfactual}
+        )
         counterfactuals = _counterfactual_batches(candidates, batches, self.batch_size)
         used = _covering(batches, self.used_examples)
         store_root = None if self.run_dir is None else Path(self.run_dir) / "activations"

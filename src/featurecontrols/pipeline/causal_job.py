@@ -76,12 +76,11 @@ class CausalRun(Job):
             direction = class_mean_directions(X, y[:, None])[0]
             return CausalTarget(entry.name, direction, y, ctx.counterfactuals.get(c.name))
         if isinstance(c, Direction):
-            return CausalTarget(
-                entry.name, c.vector.detach().double().cpu().reshape(-1), ctx.labels.get(entry.id)
-            )
+            vector = c.vector.detach().double().cpu().reshape(-1)
+            return CausalTarget(entry.name, vector, ctx.labels.get(entry.id), kind=c.kind)
         assert isinstance(c, Latents) and entry.latent is not None
         if c.name not in writes:  # every latent of a dictionary, decoded once
             writes[c.name] = decoder_directions(
                 trained_dictionary(ctx, inputs, c, self.site), latent_count(c)
             )
-        return CausalTarget(entry.name, writes[c.name][entry.latent])
+        return CausalTarget(entry.name, writes[c.name][entry.latent], kind=c.kind)

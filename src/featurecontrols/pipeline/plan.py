@@ -108,7 +108,7 @@ class Choices:
     label_control: str
     weight_controls: tuple[str, ...]
     input_controls: tuple[str, ...]
-    used_control: str | None
+    used_controls: tuple[str, ...]
     counterfactual_control: str | None
     causal_nulls: frozenset[str]
     n_weight_seeds: int
@@ -215,18 +215,20 @@ def _site_steps(choices: Choices, site: str, entries: list[Entry]) -> list[Step]
 
 
 def _causal_steps(choices: Choices, site: str, entries: list[Entry]) -> list[Step]:
-    def patched(e: Entry) -> bool:
-        return isinstance(e.candidate, Labelled) and e.candidate.counterfactuals is not None
-
-    steps = []
+    """One used step per used control, over every entry; the counterfactual control's over the entries
+    given counterfactuals."""
+    steps = [
+        Step("used", "causal", control, site, tuple(e.id for e in entries))
+        for control in choices.used_controls
+    ]
     if choices.counterfactual_control is not None:
-        ids = tuple(e.id for e in entries if patched(e))
+        ids = tuple(
+            e.id
+            for e in entries
+            if isinstance(e.candidate, Labelled) and e.candidate.counterfactuals is not None
+        )
         if ids:
             steps.append(Step("used", "causal", choices.counterfactual_control, site, ids))
-    if choices.used_control is not None:
-        ids = tuple(e.id for e in entries if not (patched(e) and choices.counterfactual_control))
-        if ids:
-            steps.append(Step("used", "causal", choices.used_control, site, ids))
     return steps
 
 

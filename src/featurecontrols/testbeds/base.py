@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.pipeline.candidates import Direction, Labelled
 
 __all__ = ["GroundTruth", "Testbed"]
 
@@ -42,6 +43,7 @@ class Testbed:
     checks : figures of the independent verification of the ground truth (name -> value).
     counterfactuals : feature name -> the inputs with that feature changed (one per input), where the
         testbed can build them; the battery then tests those features' use by counterfactual patching.
+    extra : candidates other than the labelled features (directions), each with its ground truth.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -55,6 +57,15 @@ class Testbed:
     description: str
     checks: dict[str, float]
     counterfactuals: dict[str, Tensor] = field(default_factory=dict)
+    extra: tuple[Direction, ...] = ()
+
+    def candidates(self) -> list[Labelled | Direction]:
+        """Every candidate: each labelled feature (with its truth and counterfactuals), then ``extra``."""
+        labelled = [
+            Labelled(n, y, self.ground_truth[n], self.counterfactuals.get(n))
+            for n, y in self.features.items()
+        ]
+        return [*labelled, *self.extra]
 
     def __post_init__(self) -> None:
         if set(self.features) != set(self.ground_truth):

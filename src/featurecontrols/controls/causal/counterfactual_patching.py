@@ -36,24 +36,22 @@ says nothing (bench: 1/30 represented TMS features pass).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Literal, get_args
+from typing import ClassVar, get_args
 
 import torch
 from torch import Tensor
 
 from featurecontrols.adapters.base import ModelAdapter
-from featurecontrols.adapters.interventions import Patch
 from featurecontrols.adapters.sites import Site
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import PairedScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.measures.matched_shifts import Match, MatchedShifts, Noise, paired_changes
 from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.params import Params
 from featurecontrols.progress import track
 from featurecontrols.seeding import derive_seed, generator
-
-Noise = Literal["covariance", "isotropic"]
 
 
 class CounterfactualPatching(Params):
@@ -63,6 +61,8 @@ class CounterfactualPatching(Params):
     ----------
     n_draws : random perturbations per example (R above).
     noise : ``"covariance"`` (shaped like the clean activations' covariance) or ``"isotropic"``.
+    match : the norm the perturbations share with the counterfactual's difference: ``"euclidean"``
+        or ``"mahalanobis"`` (the data's metric; ``measures/matched_shifts.py``).
     """
 
     name = "counterfactual patching vs equal-norm noise"
@@ -70,42 +70,29 @@ class CounterfactualPatching(Params):
     metric = "relative output change under counterfactual patching"
     unit: ClassVar[Unit] = "output change"
 
-    def __init__(self, n_draws: int = 16, noise: Noise = "covariance") -> None:
+    def __init__(self, n_draws: int = 16, noise: Noise = "covariance", match: Match = "euclidean") -> None:
         self.n_draws = n_draws
         self.noise = noise
+        self.match = match
 
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, PairedScores]:
         """Per target, the per-example change when patched (n,) and the mean change under noise (n,)."""
-        if self.n_draws < 1 or self.noise not in get_args(Noise):
+        if self.n_draws < 1 or self.noise not in get_args(Noise) or self.match not in get_args(Match):
             raise FeatureControlsError(
-                f"CounterfactualPatching needs n_draws >= 1 and noise in {get_args(Noise)}; "
-                f"got n_draws={self.n_draws}, noise={self.noise!r}",
-                'use e.g. CounterfactualPatching(n_draws=16, noise="covariance")',
+                f"CounterfactualPatching needs n_draws >= 1, noise in {get_args(Noise)} and match in "
+                f"{get_args(Match)}; got n_draws={self.n_draws}, noise={self.noise!r}, match={self.match!r}",
+                'use e.g. CounterfactualPatching(n_draws=16, noise="covariance", match="euclidean")',
             )
         outputs = OutputChange(at.adapter, at.batches, at.site)
         clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
-        shape = self._noise_shape(clean)
+        shifts = MatchedShifts(torch.cat([c.reshape(-1, c.shape[-1]) for c in clean]), self.noise, self.match)
         out = {}
         for target in track(targets, "counterfactual patching", len(targets), at.progress):
-            sources = _sources(at.adapter, at.site, target, clean)
-            real = outputs.under_each([Patch(s) for s in sources])
+            deltas = [s - c for s, c in zip(_sources(at.adapter, at.site, target, clean), clean, strict=True)]
             draw = generator(derive_seed(at.seed, "patching", target.name), "counterfactual patching noise")
-            noise = torch.zeros_like(real)
-            for _ in range(self.n_draws):
-                pairs = zip(sources, clean, strict=True)
-                noise += outputs.under_each([Patch(c + _equal_norm(s - c, shape, draw)) for s, c in pairs])
-            out[target.name] = PairedScores(self.metric, self.unit, real, noise / self.n_draws)
+            real, noise = paired_changes(outputs, clean, deltas, shifts, self.n_draws, draw)
+            out[target.name] = PairedScores(self.metric, self.unit, real, noise)
         return out
-
-    def _noise_shape(self, clean: list[Tensor]) -> Tensor:
-        """A matrix A with A A^T the noise covariance: the clean activations' (or the identity)."""
-        rows = torch.cat([c.reshape(-1, c.shape[-1]) for c in clean]).double()
-        if self.noise == "isotropic":
-            return torch.eye(rows.shape[1], dtype=torch.float64)
-        centred = rows - rows.mean(dim=0)
-        eigenvalues, V = torch.linalg.eigh(centred.T @ centred / max(1, rows.shape[0] - 1))
-        shape: Tensor = V * eigenvalues.clamp(min=0.0).sqrt()
-        return shape
 
 
 def _sources(adapter: ModelAdapter, site: Site, target: CausalTarget, clean: list[Tensor]) -> list[Tensor]:
@@ -132,11 +119,3 @@ def _sources(adapter: ModelAdapter, site: Site, target: CausalTarget, clean: lis
             )
         sources.append(source)
     return sources
-
-
-def _equal_norm(difference: Tensor, shape: Tensor, draw: torch.Generator) -> Tensor:
-    """Random vectors (N(0, shape shape^T)) with the norms of ``difference`` along its last dim."""
-    r = torch.randn(difference.shape, generator=draw, dtype=torch.float64) @ shape.T
-    scale = difference.norm(dim=-1, keepdim=True).double() / r.norm(dim=-1, keepdim=True).clamp(min=1e-30)
-    noise: Tensor = r.mul_(scale)
-    return noise.to(difference)

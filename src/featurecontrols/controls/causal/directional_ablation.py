@@ -63,8 +63,14 @@ class DirectionalAblation(Params):
 
         real = {t.name: change(_direction(t, X.shape[1]), t.name) for t in targets}
         nulls = shuffled_label_directions(X, at.n_null, generator(seed, "shuffled-label directions"))
-        drawn = track(nulls, f"{self.name} null", at.n_null, at.progress)
-        null = torch.tensor([float(change(u, i).mean()) for i, u in enumerate(drawn)], dtype=torch.float64)
+        parts = []
+        for start in track(range(0, at.n_null, 64), f"{self.name} null", -(-at.n_null // 64), at.progress):
+            fns = [
+                self.intervention(u, mean, seed_for(seed, start + i))
+                for i, u in enumerate(nulls[start : start + 64])
+            ]
+            parts.append(outputs.under_stacked([[fn] * len(at.batches) for fn in fns]).mean(dim=1))
+        null = torch.cat(parts)
         return {name: NullScores(self.metric, self.unit, values, null) for name, values in real.items()}
 
 

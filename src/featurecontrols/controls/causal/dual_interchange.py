@@ -1,0 +1,151 @@
+"""Dual interchange: the used test in the feature's own units, without counterfactual inputs.
+
+Every labelled target j at the site gets its Fisher read-off vector r_j = Sigma^+ (mu1_j - mu0_j)
+(rows of R; Sigma the covariance of the site's activations, mu the class means) and its surgical write
+vector in the data's metric,
+
+    W = Sigma R^T (R Sigma R^T)^+,     so that R W = I:
+
+adding alpha w_j moves read-off j by alpha and leaves every other target's where it was, at the least
+change of the activations in standard deviations of the data (the dual basis of
+``measures/steering_vectors.py``, in the metric of the data; for one target, w is the class-mean
+difference itself). Feature j's coordinate is c_j(h) = r_j . h, with class means m1 and m0. The
+interchange moves each example to the other class's value of the feature:
+
+    h'_i = h_i + (m_(1 - y_i) - m_(y_i)) w_j,
+
+a move that stays in the span the data visits (Sigma w lies there: a direction the data never visits
+carries no change of any input, Makelov et al. 2023), and the statistic is the mean relative output
+change over examples.
+
+The null makes the same moves along B random directions of the data: each moves the data along a
+direction uniform in its whitened coordinates (``measures/matched_shifts.MatchedShifts.one_std``:
+the direction a decodable feature that carries nothing would take) by as many of the data's standard
+deviations along it as the feature's coordinate moves in its own, and
+p = (1 + #{b : null_b >= real}) / (1 + B): the unit of randomness is the direction, not the example.
+"Equally large" is measured in the feature's own units, standard deviations of the data along each
+direction, not in Euclidean norm (which lets covariance-shaped nulls pile onto the directions a model
+reads most) nor in the size of the estimated write vector (whose estimation noise sits in directions
+of little variance). A direction candidate (or a latent's decoder direction) is moved along
+its own vector: by the class difference of its coordinate when it has labels, else by two standard
+deviations of the data along it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from featurecontrols.adapters.interventions import Patch
+from featurecontrols.axes.evidence import Unit
+from featurecontrols.axes.scores import NullScores
+from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.mass_mean_probe import class_mean_directions
+from featurecontrols.measures.matched_shifts import MatchedShifts
+from featurecontrols.measures.output_change import OutputChange
+from featurecontrols.params import Params
+from featurecontrols.progress import track
+from featurecontrols.seeding import generator
+
+STACK = 64  # null interchanges per stacked forward pass
+
+
+class DualInterchange(Params):
+    """Causal control: move each target's coordinate to the other class's along its surgical write
+    vector; the null makes the same moves along random directions of the data of the same size in its
+    metric (module docstring).
+
+    """
+
+    name = "dual interchange vs matched random directions"
+    requires: ClassVar[Requirement] = "labels"
+    metric = "relative output change under dual interchange"
+    unit: ClassVar[Unit] = "output change"
+
+    def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
+        """Per target, the per-example output change (n,) against the null's mean changes (n_null,)."""
+        outputs = OutputChange(at.adapter, at.batches, at.site)
+        clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
+        metric = MatchedShifts(at.X, "covariance", "mahalanobis")  # the data's span and deviations
+        n = sum(c.reshape(-1, c.shape[-1]).shape[0] for c in clean)
+        plans = _Interchanges(at, targets, metric, n)
+        out = {}
+        for target in track(targets, "dual interchange", len(targets), at.progress):
+            real_move, real_write, null_moves, null_writes = plans.of(target)
+            real = outputs.under_stacked([_patches(clean, real_move, real_write)])[0]
+            null = _null_changes(outputs, clean, null_moves, null_writes)
+            out[target.name] = NullScores(self.metric, self.unit, real, null)
+        return out
+
+
+def _null_changes(outputs: OutputChange, clean: list[Tensor], moves: Tensor, writes: Tensor) -> Tensor:
+    """The mean output change (B,) of each null interchange, STACK of them per forward pass."""
+    means = []
+    for i in range(0, moves.shape[0], STACK):
+        chunk = [_patches(clean, moves[b], writes[b]) for b in range(i, min(i + STACK, moves.shape[0]))]
+        means.append(outputs.under_stacked(chunk).mean(dim=1))
+    return torch.cat(means)
+
+
+def _patches(clean: list[Tensor], move: Tensor, write: Tensor) -> list[Patch]:
+    """One patch per batch: the clean site tensor plus move_i * write on its rows (move (n,), write (d,))."""
+    patches, start = [], 0
+    for c in clean:
+        rows = c.reshape(-1, c.shape[-1]).shape[0]
+        shift = move[start : start + rows, None] * write
+        patches.append(Patch(c + shift.reshape(c.shape).to(c)))
+        start += rows
+    return patches
+
+
+class _Interchanges:
+    """The real and null shifts of every target (module docstring), for the first ``n`` rows."""
+
+    def __init__(self, at: AtSite, targets: Sequence[CausalTarget], metric: MatchedShifts, n: int) -> None:
+        self.at, self.metric, self.n = at, metric, n
+        self.X = at.X.double()
+        centred = self.X - self.X.mean(dim=0)
+        self.cov = centred.T @ centred / max(1, self.X.shape[0] - 1)
+        self.labelled = [t for t in targets if t.labels is not None and t.kind == "labelled feature"]
+        if self.labelled:
+            self.Y = torch.stack([t.labels for t in self.labelled if t.labels is not None], dim=1)
+            M = class_mean_directions(self.X, self.Y).T  # (d, k) class-mean differences
+            self.R = (torch.linalg.pinv(self.cov, hermitian=True) @ M).T  # (k, d) Fisher read-offs
+            # The surgical write vectors in the data's metric: R W = I at the least change in standard
+            # deviations of the data, W = Sigma R^T (R Sigma R^T)^+ = M (M^T Sigma^+ M)^+.
+            self.writes = self.cov @ self.R.T @ torch.linalg.pinv(self.R @ self.cov @ self.R.T)
+
+    def of(self, target: CausalTarget) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The real interchange of ``target`` as per-row moves (n,) along a write vector (d,), and the B
+        null ones (B, n) and (B, d): the same moves along random directions of the data, as many of its
+        standard deviations along them as the feature's coordinate moves in its own."""
+        if target.kind == "labelled feature" and target.labels is not None:
+            j = next(i for i, t in enumerate(self.labelled) if t.name == target.name)
+            read, write = self.R[j], self.writes[:, j]
+        else:
+            if target.direction is None:
+                raise FeatureControlsError(
+                    f"dual interchange needs the labels or the direction of {target.name!r}",
+                    "give the candidate labels or a direction",
+                )
+            read = target.direction.double()
+            write = self.cov @ read / (read @ self.cov @ read).clamp(min=1e-300)
+        moves = self._moves(read, target.labels)
+        steps = float(moves[0].abs()) / max(float((read @ self.cov @ read).sqrt()), 1e-300)  # its own stds
+        draw = generator(self.at.seed, "interchange null", target.name)
+        null = self.metric.one_std(self.at.n_null, draw) * steps / moves[:1].abs().clamp(min=1e-300)
+        return moves, write, moves.expand(self.at.n_null, -1), null
+
+    def _moves(self, read: Tensor, labels: Tensor | None) -> Tensor:
+        """Per row (n,), the move of the coordinate read . h: to the other class's mean, or two of its
+        standard deviations without labels."""
+        coords = self.X @ read
+        if labels is None:
+            return torch.full((self.n,), 2.0 * float(coords.std()), dtype=torch.float64)
+        ones = labels.bool()
+        gap = coords[ones].mean() - coords[~ones].mean()
+        return torch.where(ones[: self.n], -gap, gap)

@@ -52,6 +52,7 @@ from featurecontrols.progress import track
 from featurecontrols.seeding import generator
 
 STACK = 64  # null interchanges per stacked forward pass
+STOP = 10  # null draws at or above the real change after which drawing stops
 
 
 class DualInterchange(Params):
@@ -77,17 +78,23 @@ class DualInterchange(Params):
         for target in track(targets, "dual interchange", len(targets), at.progress):
             real_move, real_write, null_moves, null_writes = plans.of(target)
             real = outputs.under_stacked([_patches(clean, real_move, real_write)])[0]
-            null = _null_changes(outputs, clean, null_moves, null_writes)
+            null = _null_changes(outputs, clean, null_moves, null_writes, float(real.mean()))
             out[target.name] = NullScores(self.metric, self.unit, real, null)
         return out
 
 
-def _null_changes(outputs: OutputChange, clean: list[Tensor], moves: Tensor, writes: Tensor) -> Tensor:
-    """The mean output change (B,) of each null interchange, STACK of them per forward pass."""
-    means = []
+def _null_changes(
+    outputs: OutputChange, clean: list[Tensor], moves: Tensor, writes: Tensor, real: float
+) -> Tensor:
+    """The mean output change of the null interchanges, STACK of them per forward pass, drawn in order
+    until STOP of them reach the real change (Besag & Clifford 1991: the p-value is then large, and
+    (1 + #{null >= real}) / (1 + drawn) stays valid, and conservative, when drawing stops there)."""
+    means: list[Tensor] = []
     for i in range(0, moves.shape[0], STACK):
         chunk = [_patches(clean, moves[b], writes[b]) for b in range(i, min(i + STACK, moves.shape[0]))]
         means.append(outputs.under_stacked(chunk).mean(dim=1))
+        if int(sum(int((m >= real).sum()) for m in means)) >= STOP:
+            break
     return torch.cat(means)
 
 

@@ -6,7 +6,8 @@ Everything else in featurecontrols sees a model through these few methods:
     weights           the module whose parameters the weight controls randomise (``module`` itself,
                       unless the adapter wraps the model), named as the user knows them
     run(batch)        one forward pass on a batch (tensors moved to the model's device)
-    outputs(batch)    what the used axis measures, reduced per example: a (rows, o) tensor
+    outputs(batch)    what the used axis measures: (rows, o) values, or (rows, positions, vocab)
+                      next-token logits when ``output_kind`` is "logits"
     resolve(site)     a site name (a module path, or the library's own names) -> a Site of ``module``
     reinitialise(...) the library's own initialiser, for the re-initialised weight control
     matrix_view(...)  how a parameter factors into the matrices whose spectra are kept
@@ -23,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +35,8 @@ from featurecontrols.errors import FeatureControlsError
 
 if TYPE_CHECKING:
     from featurecontrols.pipeline.store import ShardedStore
+
+OutputKind = Literal["values", "logits"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ class ModelAdapter(ABC):
     """A model as featurecontrols sees it (module docstring). Subclasses set ``module``."""
 
     module: nn.Module
+    output_kind: OutputKind = "values"
+    """How the used axis compares outputs (``measures/output_change.py``): "values" by squared
+    distance, "logits" (next-token logits of a language model) by the KL of the next-token
+    distributions, reduced per example as each forward pass ends."""
 
     @abstractmethod
     def run(self, batch: Any) -> Any:
@@ -75,7 +82,8 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def outputs(self, batch: Any) -> Tensor:
-        """The outputs the used axis measures for ``batch``, one row per input: (rows, o)."""
+        """The outputs the used axis measures for ``batch``, one row per input: (rows, o), or
+        (rows, positions, vocab) logits when ``output_kind`` is "logits"."""
 
     @property
     def weights(self) -> nn.Module:

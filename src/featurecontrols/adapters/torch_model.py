@@ -3,7 +3,8 @@
 - ``run``: a tuple batch is positional arguments, a Mapping keyword arguments, anything else one
   argument (``sites.call_model``); or the ``forward(module, batch)`` you give.
 - ``outputs``: what the forward returns, flattened to (rows, o): a tuple's first item, an object's
-  ``.logits``; or the ``output(module, batch)`` you give.
+  ``.logits``; or the ``output(module, batch)`` you give. With ``output_kind="logits"`` (a language
+  model's next-token logits) they stay (rows, positions, vocab) and are compared by KL.
 - ``reinitialise``: every module that defines ``reset_parameters`` (``nn.Linear``, ``nn.Embedding``,
   ``nn.LayerNorm``, ...) re-draws its own parameters. It draws from the global RNG, so each call runs
   under a forked RNG seeded from (seed, module name): the caller's RNG state is untouched and the
@@ -19,7 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from featurecontrols.adapters.base import ModelAdapter
+from featurecontrols.adapters.base import ModelAdapter, OutputKind
 from featurecontrols.adapters.sites import call_model
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.seeding import derive_seed, seeded_global_rng
@@ -28,36 +29,47 @@ Forward = Callable[[nn.Module, Any], Any]
 
 
 class TorchModel(ModelAdapter):
-    """Any torch module. ``forward(module, batch)`` and ``output(module, batch)`` override the defaults."""
+    """Any torch module. ``forward(module, batch)`` and ``output(module, batch)`` override the defaults;
+    ``output_kind`` says whether the outputs are values or next-token logits (``ModelAdapter``)."""
 
     def __init__(
-        self, module: nn.Module, forward: Forward | None = None, output: Forward | None = None
+        self,
+        module: nn.Module,
+        forward: Forward | None = None,
+        output: Forward | None = None,
+        output_kind: OutputKind = "values",
     ) -> None:
         if not isinstance(module, nn.Module):
             raise FeatureControlsError(
                 f"the model must be a torch.nn.Module, got {type(module).__name__}",
                 "pass the module itself (for nnsight, its ._model), or a featurecontrols adapter",
             )
+        if output_kind not in ("values", "logits"):
+            raise FeatureControlsError(
+                f"unknown output_kind {output_kind!r}", "give output_kind='values' or output_kind='logits'"
+            )
         self.module = module
         self.forward = forward
         self.output = output
+        self.output_kind = output_kind
 
     def run(self, batch: Any) -> Any:
         return (self.forward or call_model)(self.module, batch)
 
     def outputs(self, batch: Any) -> Tensor:
         out = self.output(self.module, batch) if self.output is not None else self.run(batch)
-        return flat_output(out)
+        return flat_output(out, keep_positions=self.output_kind == "logits")
 
     def rewrap(self, weights: nn.Module) -> TorchModel:
-        return TorchModel(weights, self.forward, self.output)
+        return TorchModel(weights, self.forward, self.output, self.output_kind)
 
     def reinitialise(self, module: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
         return reset_parameters(module, targets, seed)
 
 
-def flat_output(out: Any) -> Tensor:
-    """A model's output as a (batch, outputs) matrix (first item of a tuple; ``.logits``), detached."""
+def flat_output(out: Any, keep_positions: bool = False) -> Tensor:
+    """A model's output as a (batch, outputs) matrix (first item of a tuple; ``.logits``), detached;
+    with ``keep_positions``, logits keep their (batch, positions, vocab) shape."""
     if isinstance(out, (tuple, list)):
         out = out[0]
     if hasattr(out, "logits"):
@@ -67,7 +79,7 @@ def flat_output(out: Any) -> Tensor:
             f"the model's forward returned {type(out).__name__}, not a tensor",
             "give the adapter output=... returning the tensor to measure (e.g. logits)",
         )
-    return out.detach().reshape(out.shape[0], -1)
+    return out.detach() if keep_positions else out.detach().reshape(out.shape[0], -1)
 
 
 def reset_parameters(module: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:

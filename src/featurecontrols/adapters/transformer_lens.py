@@ -1,6 +1,6 @@
 """TransformerLens: its HookPoints are ordinary submodules, so ``Site("blocks.0.hook_resid_post")``
 resolves like any module path. :class:`TransformerLensModel` lists the hook names as its sites and
-calls the model on tokens; its outputs are the logits.
+calls the model on tokens; its outputs are the next-token logits, compared by KL on the used axis.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class TransformerLensModel(TorchModel):
     """A HookedTransformer: hook names as sites, tokens (or text) as batches, logits as outputs."""
 
     def __init__(self, module: nn.Module) -> None:
-        super().__init__(module, forward=forward)
+        super().__init__(module, forward=forward, output_kind="logits")
         hook_names(module)  # refuses anything that is not a HookedTransformer
 
     def site_names(self) -> list[str]:

@@ -1,14 +1,30 @@
 """How much an intervention at a site moves a model's outputs, per example.
 
-The clean outputs f(x_j) of the model (``adapter.outputs``) on fixed batches are recorded once; an
-intervention at the site then gives outputs f'(x_i), and the change is measured relative to the
-outputs' spread:
+The change is measured relative to how much the outputs vary across the data, in one of two ways,
+by what the adapter's outputs are (``ModelAdapter.output_kind``):
+
+``values`` (rows, o): the clean outputs f(x_j) on fixed batches are recorded once, and
 
     change_i = ||f'(x_i) - f(x_i)||^2 / mean_j ||f(x_j) - mean f||^2.
 
-Every causal control measures with it (ablations: one intervention for every batch; counterfactual
-patching: each batch patched from its own counterfactual), and so do steering curves and erasure:
-:func:`outputs_under` is the one loop that runs a model over batches under interventions.
+``logits`` (rows, positions, vocab), next-token logits: the distributions p_it = softmax(f(x_i)_t)
+are compared by their KL divergence, averaged over positions, relative to the information radius
+of the clean distributions (their mean KL to the pooled distribution pbar, = H(pbar) - mean H(p)):
+
+    change_i = mean_t KL(p_it || p'_it) / (H(pbar) - mean_jt H(p_jt)).
+
+Logits are never kept: each batch's clean distributions are recomputed (float32) while that batch's
+interventions run, and each forward pass is reduced to one number per example at once. With
+d = z - z' (clean minus changed logits),
+
+    KL(p || p') = sum_v p_v d_v + log1p(sum_v p_v expm1(-d_v)),
+
+exact, and precise in float32 for small changes (no difference of two log-partition functions),
+in chunks of CHUNK numbers: memory is bounded by the batch and ``elements_per_pass``, whatever the
+vocabulary and the number of examples.
+
+Every causal control measures with it; steering curves and erasure run the model with
+:func:`outputs_under`, the one loop over batches under interventions.
 """
 
 from __future__ import annotations
@@ -24,12 +40,13 @@ from featurecontrols.adapters.sites import Site, repeat_batch
 from featurecontrols.errors import FeatureControlsError
 
 Intervention = Callable[[Tensor], Tensor]
+CHUNK = 1 << 22  # output numbers per temporary of the KL reductions
 
 
 def outputs_under(
     adapter: ModelAdapter, batches: Sequence[Any], site: Site, interventions: Sequence[Intervention | None]
 ) -> list[Tensor]:
-    """The outputs (rows, o) of every batch, batch b under ``interventions[b]`` at ``site`` (None: clean)."""
+    """The outputs of every batch, batch b under ``interventions[b]`` at ``site`` (None: clean)."""
     out = []
     with torch.no_grad():
         for batch, intervention in zip(batches, interventions, strict=True):
@@ -42,25 +59,58 @@ def outputs_under(
 
 
 class OutputChange:
-    """The clean outputs of a model on ``batches`` and the relative change an intervention makes."""
+    """The relative change (module docstring) that interventions at ``site`` make to the outputs of
+    ``adapter`` on ``batches``. A forward pass holds at most about ``rows_per_pass`` rows and
+    ``elements_per_pass`` output numbers (many interventions are stacked along the batch up to these)."""
 
-    def __init__(self, adapter: ModelAdapter, batches: Sequence[Any], site: Site) -> None:
-        self.adapter = adapter
-        self.batches = batches
-        self.site = site
-        self.reference = [r.double() for r in outputs_under(adapter, batches, site, [None] * len(batches))]
-        everything = torch.cat(self.reference)
-        self.spread = float((everything - everything.mean(dim=0)).square().sum(dim=1).mean())
-        if not self.spread > 0:
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        batches: Sequence[Any],
+        site: Site,
+        rows_per_pass: int = 1 << 15,
+        elements_per_pass: int = 1 << 25,
+    ) -> None:
+        self.adapter, self.batches, self.site = adapter, batches, site
+        self.rows_per_pass, self.elements_per_pass = rows_per_pass, elements_per_pass
+        self.logits = adapter.output_kind == "logits"
+        self.reference: list[Tensor] = []  # clean outputs (values only)
+        self.rows: list[int] = []
+        self.row_size: list[int] = []
+        pooled, entropy, tokens = torch.zeros((), dtype=torch.float64), 0.0, 0
+        for clean in outputs_under(adapter, batches, site, [None] * len(batches)):
+            self.rows.append(clean.shape[0])
+            self.row_size.append(clean[0].numel() if clean.shape[0] else 1)
+            if not self.logits:
+                self.reference.append(clean.double())
+                continue
+            z, p = _distributions(clean)
+            del clean, z
+            pooled = pooled + p.sum(dim=(0, 1), dtype=torch.float64)
+            entropy -= sum(
+                float(torch.special.xlogy(p[s], p[s]).sum(dtype=torch.float64)) for s in _chunks(p)
+            )
+            tokens += p.shape[0] * p.shape[1]
+        self.spread = self._spread(pooled, entropy, tokens)
+
+    def _spread(self, pooled: Tensor, entropy: float, tokens: int) -> float:
+        if self.logits:
+            p_bar = pooled / max(tokens, 1)
+            spread = float(-(p_bar * p_bar.clamp(min=1e-300).log()).sum()) - entropy / max(tokens, 1)
+        else:
+            everything = torch.cat(self.reference)
+            spread = float((everything - everything.mean(dim=0)).square().sum(dim=1).mean())
+        if not spread > 0:
             raise FeatureControlsError(
                 "the model's outputs are identical on every input, so no intervention can change them",
                 "measure an output that varies across the dataset (give the adapter output=...)",
             )
+        return spread
 
     @property
     def n(self) -> int:
         """Number of examples measured."""
-        return sum(r.shape[0] for r in self.reference)
+        return sum(self.rows)
 
     def under(self, intervention: Intervention) -> Tensor:
         """Per-example relative change (n,) with the same intervention on every batch."""
@@ -68,31 +118,91 @@ class OutputChange:
 
     def under_each(self, interventions: Sequence[Intervention]) -> Tensor:
         """Per-example relative change (n,) with ``interventions[b]`` on batch b."""
-        changed = outputs_under(self.adapter, self.batches, self.site, interventions)
-        pairs = zip(changed, self.reference, strict=True)
-        return torch.cat([(a.double() - r).square().sum(dim=1) for a, r in pairs]) / self.spread
+        return self.under_stacked([interventions])[0]
 
-    def under_stacked(self, each: Sequence[Sequence[Intervention]], rows_per_pass: int = 1 << 15) -> Tensor:
+    def under_stacked(self, each: Sequence[Sequence[Intervention]]) -> Tensor:
         """Per-example relative changes (K, n) of K interventions, ``each[k][b]`` on batch b, run many
         at once: each batch is stacked along dim 0 and intervention k applied to the k-th copy (the
-        model must treat the rows of a batch independently, as in eval mode), with at most about
-        ``rows_per_pass`` rows per forward pass."""
+        model must treat the rows of a batch independently, as in eval mode)."""
         out = torch.empty(len(each), self.n, dtype=torch.float64)
         start = 0
-        for b, (batch, ref) in enumerate(zip(self.batches, self.reference, strict=True)):
-            rows = ref.shape[0]
-            per = max(1, rows_per_pass // max(rows, 1))
+        for b, (batch, rows) in enumerate(zip(self.batches, self.rows, strict=True)):
+            per = max(
+                1,
+                min(
+                    self.rows_per_pass // max(rows, 1),
+                    self.elements_per_pass // (rows * self.row_size[b] or 1),
+                ),
+            )
+            clean = self._clean(b)
             for first in range(0, len(each), per):
                 chosen = range(first, min(len(each), first + per))
                 stacked = _Stacked([each[k][b] for k in chosen])
                 with torch.no_grad(), self.adapter.intervening([(self.site, stacked)]):
-                    changed = self.adapter.outputs(repeat_batch(batch, len(chosen))).double()
-                moved = changed.reshape(len(chosen), rows, -1) - ref
-                out[first : first + len(chosen), start : start + rows] = (
-                    moved.square().sum(dim=2) / self.spread
-                )
+                    changed = self.adapter.outputs(repeat_batch(batch, len(chosen)))
+                changes = self._changes(changed, clean)
+                out[first : first + len(chosen), start : start + rows] = changes / self.spread
             start += rows
         return out
+
+    def _clean(self, b: int) -> tuple[Tensor, Tensor | None]:
+        """Batch b's clean outputs (values), or its clean logits and distributions (logits, recomputed)."""
+        if not self.logits:
+            return self.reference[b], None
+        (clean,) = outputs_under(self.adapter, [self.batches[b]], self.site, [None])
+        return _distributions(clean)
+
+    def _changes(self, changed: Tensor, clean: tuple[Tensor, Tensor | None]) -> Tensor:
+        """(K, rows) squared distances, or position-mean KL(clean || changed), of K changed copies."""
+        reference, p = clean
+        changed = changed.reshape(-1, *reference.shape)
+        if p is None:
+            return (changed.double() - reference).square().sum(dim=2)
+        return torch.stack([_kl(reference, p, c) for c in changed])
+
+
+def _positions(logits: Tensor) -> Tensor:
+    """Logits as (rows, positions, vocab): one position when they are (rows, vocab)."""
+    if logits.ndim == 2:
+        logits = logits[:, None]
+    if logits.ndim != 3:
+        raise FeatureControlsError(
+            f"next-token logits must be (rows, positions, vocab), got shape {tuple(logits.shape)}",
+            "give the adapter output_kind='values' for outputs that are not next-token logits",
+        )
+    return logits
+
+
+def _chunks(logits: Tensor) -> list[slice]:
+    """Slices of rows of (rows, positions, vocab) logits, about CHUNK numbers each."""
+    step = max(1, CHUNK // max(logits[0].numel(), 1)) if logits.shape[0] else 1
+    return [slice(i, i + step) for i in range(0, logits.shape[0], step)]
+
+
+def _finite(logits: Tensor) -> Tensor:
+    """float32 logits (rows, positions, vocab), -inf (masked) made finite so that 0 * z = 0 (in place
+    when they are float32 already: the caller's fresh outputs)."""
+    return _positions(logits).float().clamp_(min=-1e9)
+
+
+def _distributions(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """float32 logits z and next-token distributions p = softmax(z), (rows, positions, vocab) each."""
+    z = _finite(logits)
+    p = torch.empty_like(z)
+    for s in _chunks(z):
+        p[s] = torch.softmax(z[s], dim=-1)
+    return z, p
+
+
+def _kl(z: Tensor, p: Tensor, changed: Tensor) -> Tensor:
+    """Position-mean KL(p || softmax(changed)) per row (rows,), float64 (module docstring's formula)."""
+    changed = _positions(changed)
+    kl = torch.empty(z.shape[:2], dtype=torch.float64, device=z.device)
+    for s in _chunks(z):
+        d = z[s] - changed[s].float().clamp(min=-1e9)
+        first = torch.linalg.vecdot(p[s], d).double()
+        kl[s] = first + torch.log1p(torch.linalg.vecdot(p[s], d.neg_().expm1_()).double())
+    return kl.mean(dim=-1)
 
 
 class _Stacked:

@@ -1,0 +1,98 @@
+"""The used axis' output measure: squared distances for values, KL of next-token distributions for
+language-model logits, checked against the formulas computed directly in float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from featurecontrols.adapters import TorchModel
+from featurecontrols.adapters.interventions import ProjectOut
+from featurecontrols.adapters.sites import Site
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.measures.output_change import OutputChange
+
+VOCAB, WIDTH, POSITIONS = 97, 8, 5
+
+
+class TinyLM(nn.Module):
+    """Tokens (rows, positions) -> logits (rows, positions, vocab), each position on its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, WIDTH)
+        self.mix = nn.Linear(WIDTH, WIDTH)
+        self.unembed = nn.Linear(WIDTH, VOCAB)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.unembed(torch.tanh(self.mix(self.embed(tokens))))
+
+
+@pytest.fixture(scope="module")
+def lm() -> tuple[TorchModel, list[Tensor]]:
+    torch.manual_seed(0)
+    model = TinyLM().eval()
+    batches = list(torch.randint(0, VOCAB, (24, POSITIONS)).split(8))
+    return TorchModel(model, output_kind="logits"), batches
+
+
+def _log_probs(adapter: TorchModel, batches: list[Tensor], intervention: ProjectOut | None) -> Tensor:
+    with torch.no_grad():
+        if intervention is None:
+            return torch.cat([adapter.module(b) for b in batches]).double().log_softmax(-1)
+        with adapter.intervening([(Site("mix"), intervention)]):
+            return torch.cat([adapter.module(b) for b in batches]).double().log_softmax(-1)
+
+
+def test_logits_change_is_the_kl_relative_to_the_information_radius(
+    lm: tuple[TorchModel, list[Tensor]],
+) -> None:
+    adapter, batches = lm
+    direction = torch.randn(WIDTH, generator=torch.Generator().manual_seed(1))
+    ablate = ProjectOut(direction)
+    clean, moved = _log_probs(adapter, batches, None), _log_probs(adapter, batches, ablate)
+    p = clean.exp()
+    p_bar = p.reshape(-1, VOCAB).mean(dim=0)
+    radius = -(p_bar * p_bar.log()).sum() + (p * clean).sum(-1).mean()  # H(pbar) - mean H(p)
+    expected = (p * (clean - moved)).sum(-1).mean(-1) / radius
+
+    outputs = OutputChange(adapter, batches, Site("mix"))
+    assert outputs.reference == []  # logits are never kept
+    assert outputs.spread == pytest.approx(float(radius), rel=1e-4)
+    torch.testing.assert_close(outputs.under(ablate), expected, rtol=1e-3, atol=1e-6)
+    assert float(outputs.under(lambda h: h).abs().max()) < 1e-9  # no change, no divergence
+
+
+def test_stacking_and_pass_sizes_do_not_change_the_numbers(lm: tuple[TorchModel, list[Tensor]]) -> None:
+    adapter, batches = lm
+    g = torch.Generator().manual_seed(2)
+    ablations = [ProjectOut(torch.randn(WIDTH, generator=g)) for _ in range(5)]
+    one_at_a_time = torch.stack([OutputChange(adapter, batches, Site("mix")).under(a) for a in ablations])
+    for elements in (1, 10**9):
+        outputs = OutputChange(adapter, batches, Site("mix"), elements_per_pass=elements)
+        stacked = outputs.under_stacked([[a] * len(batches) for a in ablations])
+        torch.testing.assert_close(stacked, one_at_a_time, rtol=1e-4, atol=1e-7)
+
+
+def test_values_change_is_the_squared_distance_relative_to_the_spread(
+    lm: tuple[TorchModel, list[Tensor]],
+) -> None:
+    module, batches = lm[0].module, lm[1]
+    adapter = TorchModel(module)  # values: logits flattened, compared by squared distance
+    ablate = ProjectOut(torch.randn(WIDTH, generator=torch.Generator().manual_seed(3)))
+    with torch.no_grad():
+        clean = torch.cat([module(b) for b in batches]).double().flatten(1)
+        with adapter.intervening([(Site("mix"), ablate)]):
+            moved = torch.cat([module(b) for b in batches]).double().flatten(1)
+    spread = (clean - clean.mean(0)).square().sum(1).mean()
+    expected = (moved - clean).square().sum(1) / spread
+    torch.testing.assert_close(OutputChange(adapter, batches, Site("mix")).under(ablate), expected)
+
+
+def test_bad_output_kinds_are_refused(lm: tuple[TorchModel, list[Tensor]]) -> None:
+    with pytest.raises(FeatureControlsError, match="output_kind"):
+        TorchModel(lm[0].module, output_kind="probabilities")  # type: ignore[arg-type]
+    images = TorchModel(nn.Conv2d(1, 2, 3), output_kind="logits")
+    with pytest.raises(FeatureControlsError, match=r"\(rows, positions, vocab\)"):
+        OutputChange(images, [torch.randn(2, 1, 5, 5)], Site(""))

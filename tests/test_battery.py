@@ -42,7 +42,9 @@ def test_every_verdict_matches_the_ground_truth(full_run: RunResult) -> None:
 
 
 def test_used_axis_alone_separates_model_features_from_the_rest(full_run: RunResult) -> None:
-    expected = {"model feature": "yes", "dataset feature": "no", "absent": "inconclusive"}
+    # absent features: not decodable, their class gap is noise, so the interchange moves (and changes)
+    # nothing and the change is bounded below the margin
+    expected = {"model feature": "yes", "dataset feature": "no", "absent": "no"}
     for f in full_run.candidates:
         assert f.ground_truth is not None
         assert f.axes["used"].status == expected[f.ground_truth], f.name

@@ -6,6 +6,7 @@ from featurecontrols.axes import used
 from featurecontrols.axes.evidence import Bootstrap
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
+from featurecontrols.controls.causal.dual_interchange import DualInterchange
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import RidgeProbe
@@ -80,8 +81,8 @@ def test_only_the_features_with_counterfactuals_are_patched(parity: Testbed) -> 
         counterfactuals={bit: parity.counterfactuals[bit][:1000]},
     )  # fmt: skip
     controls = {f.name: [e.control for e in f.axes["used"].evidence] for f in result.candidates}
-    ablation = "ablation vs shuffled-label directions"
-    assert controls == {bit: [ablation, CounterfactualPatching.name], "x_parity": [ablation]}
+    dual = DualInterchange.name  # the default used test
+    assert controls == {bit: [dual, CounterfactualPatching.name], "x_parity": [dual]}
 
 
 def test_bad_counterfactuals_raise_clear_errors(parity: Testbed) -> None:

@@ -33,7 +33,7 @@ from featurecontrols.adapters.sites import Site, batch_rows
 from featurecontrols.axes.evidence import Bootstrap, Margins
 from featurecontrols.controls.base import CausalControl, InputControl, LabelControl, WeightControl
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
-from featurecontrols.controls.causal.directional_ablation import DirectionalAblation
+from featurecontrols.controls.causal.dual_interchange import DualInterchange
 from featurecontrols.controls.label.control_task import check_cells
 from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
@@ -81,9 +81,11 @@ class Battery(Params):
     weight_controls : the learned axis' weight controls (default re-initialised and spectrum-matched).
     input_controls : the learned axis' input controls for dictionary latents (random inputs,
         planted structure); none by default.
-    used_controls : the used axis' causal controls (default ``[DirectionalAblation()]``), each one
+    used_controls : the used axis' causal controls (default ``[DualInterchange()]``), each one
         test of every candidate; the axis is yes when any of them shows use after the run's correction,
-        no when every one shows the change within its margin.
+        no when every one shows the change within its margin. The dual interchange's null is drawn per
+        candidate (up to B forward passes for a used one); for thousands of latents
+        ``[DirectionalAblation()]`` shares one null across them (README, "The used axis").
     counterfactual_control : the used axis' control for candidates given counterfactuals (default
         ``CounterfactualPatching()``).
     n_shuffles, n_random_directions, n_latent_null : null sizes of the shuffled labels and control
@@ -201,7 +203,7 @@ class Battery(Params):
             if weights is not None
             else [ReinitialisedWeights(), SpectrumMatchedWeights()],
             inputs=list(self.input_controls),
-            used=list(self.used_controls or [DirectionalAblation()]) if self.run_used else [],
+            used=list(self.used_controls or [DualInterchange()]) if self.run_used else [],
             counterfactual=(self.counterfactual_control or CounterfactualPatching())
             if self.run_used
             else None,

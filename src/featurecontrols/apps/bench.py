@@ -5,8 +5,9 @@ Every testbed labels its candidate features by construction (``model feature``, 
 battery runs every control on every candidate; the features of all seeds are then pooled:
 
 - per control (one piece of evidence per feature: shuffled labels on the decodable axis, each weight
-  control and, where input types repeat, the control task on the learned axis, directional
-  ablation on the used axis, or counterfactual patching where the testbed gives counterfactuals):
+  control and, where input types repeat, the control task on the learned axis, each used test
+  (the battery's default, dual interchange, or those of ``--used-controls``, side by side; the used
+  axis is yes when any one is) and counterfactual patching where the testbed gives counterfactuals):
   - AUROC of its score at separating model features (positives) from dataset features (negatives),
     for two scores, the effect (real minus control) and -log10 p (raw one-sided p), with DeLong's
     interval (``stats.auroc_delong``). Shuffled labels should sit near 1/2: both kinds are decodable.
@@ -82,7 +83,7 @@ class BenchSettings:
     n_random_directions: int | None
     n_weight_seeds: int
     n_bootstrap: int
-    used_controls: tuple[str, ...] = ("directional ablation", "resample ablation", "dual interchange")
+    used_controls: tuple[str, ...] = ("dual interchange",)  # the battery's default
     alpha: float = 0.05
     confidence: float = 0.95
 
@@ -452,6 +453,7 @@ def main(
     json_path: str | os.PathLike[str] | None,
     *,
     n_null: int | None = None,
+    used_controls: Sequence[str] | None = None,
     progress: bool = True,
 ) -> int:
     """``featurecontrols bench``: run, print the table, optionally write JSON (atomically)."""
@@ -459,11 +461,21 @@ def main(
     unknown = sorted(set(names or ()) - set(available))
     if unknown:
         raise FeatureControlsError(f"unknown testbed(s) {unknown}", f"choose from {sorted(available)}")
+    labelled = sorted(set(CAUSAL_CONTROLS) - {"counterfactual patching", "erasure"})
+    wrong = sorted(set(used_controls or ()) - set(labelled))
+    if wrong:
+        raise FeatureControlsError(
+            f"unknown used control(s) {wrong} (counterfactual patching runs wherever a testbed has "
+            "counterfactuals)",
+            f"choose from {labelled}",
+        )
     settings = FAST if fast else FULL
     if n_seeds is not None:
         settings = replace(settings, seeds=tuple(range(n_seeds)))
     if n_null is not None:
         settings = replace(settings, n_shuffles=n_null, n_random_directions=n_null)
+    if used_controls:
+        settings = replace(settings, used_controls=tuple(dict.fromkeys(used_controls)))
     chosen = {n: available[n] for n in (names or available)}
     start = time.perf_counter()
     runs = run_testbeds(chosen, settings, progress=progress)

@@ -78,6 +78,12 @@ def _other_arguments(sub: Any) -> None:
         default=None,
         help="shuffled-label and ablation null sizes (default: the mode's)",
     )
+    bench.add_argument(
+        "--used-controls",
+        nargs="+",
+        default=None,
+        help="used tests run on every candidate, side by side (default: the battery's, dual interchange)",
+    )
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     search = sub.add_parser(
         "search",
@@ -99,8 +105,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from featurecontrols.apps.bench import main as bench_main
 
         return bench_main(
-            args.fast, args.seeds, args.testbeds, args.json, n_null=args.n_null, progress=not args.quiet
-        )
+            args.fast, args.seeds, args.testbeds, args.json, n_null=args.n_null,
+            used_controls=args.used_controls, progress=not args.quiet,
+        )  # fmt: skip
     if args.command == "run":
         from featurecontrols.apps.run_config import main as run_main
 

@@ -78,7 +78,8 @@ class OutputChange:
         self.rows: list[int] = []
         self.row_size: list[int] = []
         pooled, entropy, tokens = torch.zeros((), dtype=torch.float64), 0.0, 0
-        for clean in outputs_under(adapter, batches, site, [None] * len(batches)):
+        for batch in batches:  # one batch's outputs at a time: logits are never all held
+            (clean,) = outputs_under(adapter, [batch], site, [None])
             self.rows.append(clean.shape[0])
             self.row_size.append(clean[0].numel() if clean.shape[0] else 1)
             if not self.logits:

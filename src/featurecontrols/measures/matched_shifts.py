@@ -40,7 +40,8 @@ class MatchedShifts:
     def __init__(self, clean_rows: Tensor, noise: Noise, match: Match, shrinkage: float = 0.05) -> None:
         rows = clean_rows.double()
         centred = rows - rows.mean(dim=0)
-        eigenvalues, V = torch.linalg.eigh(centred.T @ centred / max(1, rows.shape[0] - 1))
+        self.covariance = centred.T @ centred / max(1, rows.shape[0] - 1)  # (d, d) Sigma
+        eigenvalues, V = torch.linalg.eigh(self.covariance)
         keep = eigenvalues > 1e-6 * eigenvalues.max().clamp(min=1e-300)
         self.basis = V[:, keep]  # (d, r) the data's span
         kept = eigenvalues[keep]

@@ -115,8 +115,7 @@ class _Interchanges:
     def __init__(self, at: AtSite, targets: Sequence[CausalTarget], metric: MatchedShifts, n: int) -> None:
         self.at, self.metric, self.n = at, metric, n
         self.X = at.X.double()
-        centred = self.X - self.X.mean(dim=0)
-        self.cov = centred.T @ centred / max(1, self.X.shape[0] - 1)
+        self.cov = metric.covariance  # the data's covariance, computed once with its metric
         self.labelled = [t for t in targets if t.labels is not None and t.kind == "labelled feature"]
         if self.labelled:
             self.Y = torch.stack([t.labels for t in self.labelled if t.labels is not None], dim=1)

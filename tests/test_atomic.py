@@ -25,3 +25,17 @@ def test_an_error_while_writing_removes_the_temporary_file(tmp_path: Path) -> No
     with pytest.raises(UnicodeEncodeError):
         atomic.write_text(path, "half" + "\ud800")  # a lone surrogate fails mid-write
     assert list(tmp_path.iterdir()) == []
+
+
+def test_temporaries_of_dead_processes_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    host = socket.gethostname()
+    dead = tmp_path / f".r.json.{host}-999999999.abc.tmp"  # no such pid
+    live = tmp_path / f".r.json.{host}-{os.getpid()}.def.tmp"  # this process: a write under way
+    other = tmp_path / ".other.json.x-1.ghi.tmp"
+    for p in (dead, live, other):
+        p.write_bytes(b"half")
+    atomic.write_json(tmp_path / "r.json", {"ok": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "r.json"])

@@ -1,6 +1,7 @@
 """Executors run the whole plan (weight-control copies included): in-process and on Ray with the same
 numbers, and resumable job by job."""
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -37,6 +38,14 @@ def _run(testbed: Testbed, battery: Battery) -> RunResult:
 
 def _numbers(result: RunResult) -> list[object]:
     return [result.to_dict()["candidates"], result.spectra]
+
+
+def _json_bytes(result: RunResult) -> bytes:
+    """The run's JSON as written, less what differs by nature: wall times and the executor's name."""
+    document = result.to_dict()
+    document.pop("timings")
+    document["settings"].pop("executor")
+    return json.dumps(document, indent=2, allow_nan=False).encode()
 
 
 class StopsAfter:
@@ -100,3 +109,18 @@ def test_ray_runs_the_whole_plan_with_the_numbers_of_in_process(testbed: Testbed
         on_ray = _run(testbed, _battery(executor=ray, run_dir=tmp_path))
     assert on_ray.settings.executor == "RayExecutor"
     assert _numbers(on_ray) == _numbers(local)
+    assert _json_bytes(on_ray) == _json_bytes(local) == _json_bytes(_run(testbed, _battery()))
+
+
+def test_a_damaged_finished_job_is_recomputed_not_read(testbed: Testbed, tmp_path: Path) -> None:
+    reference = _run(testbed, _battery(run_dir=tmp_path))
+    files = sorted((tmp_path / "jobs").rglob("*.safetensors"))
+    truncated, flipped = files[0], files[-1]
+    truncated.write_bytes(truncated.read_bytes()[:-7])
+    data = flipped.read_bytes()
+    flipped.write_bytes(data[:-5] + bytes([data[-5] ^ 0x10]) + data[-4:])
+    with pytest.warns(UserWarning) as caught:
+        resumed = _run(testbed, _battery(run_dir=tmp_path))
+    messages = " ".join(str(w.message) for w in caught)
+    assert "cannot be read" in messages and "fails its checksum" in messages
+    assert _json_bytes(resumed) == _json_bytes(reference)

@@ -211,8 +211,10 @@ def test_battery_parameters_are_checked_when_given(params: dict[str, object], me
 @pytest.mark.parametrize(
     ("features", "message"),
     [
-        (torch.ones(N), "mapping name -> labels or a list of candidates, got Tensor"),
-        ([0, 1] * (N // 2), "unknown candidate type"),
+        (torch.ones(N), r"bare labels \(Tensor\); each needs a name"),
+        ([0, 1] * (N // 2), r"bare labels \(list\); each needs a name"),
+        (torch.ones(N).numpy(), r"bare labels \(ndarray\)"),
+        ([object()], "unknown candidate type"),
         ({"x0": [0, 1] * (N // 2)}, "the labels of 'x0' must be a torch.Tensor, got list"),
     ],
 )

@@ -13,6 +13,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.validation import check_at_least, check_in_open_unit
+
 Correction = Literal["holm", "bh"]
 
 
@@ -23,6 +26,12 @@ def permutation_p_value(real: Tensor, null: Tensor) -> Tensor:
     value within a relative 1e-12 of the real one counts as a tie: the same count over the same n can
     come out of two floating-point sums one ulp apart.
     """
+    if real.ndim != 1 or null.ndim != 2 or null.shape[0] != real.shape[0] or null.shape[1] == 0:
+        raise FeatureControlsError(
+            f"a permutation p-value takes real (k,) and null (k, B >= 1), got {tuple(real.shape)} "
+            f"and {tuple(null.shape)}",
+            "give one row of null draws per real value",
+        )
     real = real.double()
     tolerance = 1e-12 * real.abs().clamp(min=1.0)
     exceed = (null.double() >= (real - tolerance)[:, None]).sum(dim=1).double()
@@ -62,6 +71,7 @@ def bootstrap_mean_ci(
 
     Resamples the n rows with replacement ``n_boot`` times; returns (low, high), each (k,).
     """
+    _check_bootstrap(values, n_boot, level)
     n = values.shape[0]
     idx = torch.randint(0, n, (n_boot, n), generator=generator)
     counts = torch.zeros(n_boot, n, dtype=torch.float64).scatter_add_(
@@ -74,6 +84,16 @@ def bootstrap_mean_ci(
     return low, high
 
 
+def _check_bootstrap(values: Tensor, n_boot: int, level: float) -> None:
+    check_at_least("n_boot", n_boot, 1)
+    check_in_open_unit("level", level, "0.95")
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise FeatureControlsError(
+            f"a bootstrap takes values (n >= 1, k), got shape {tuple(values.shape)}",
+            "give at least one row, one column per quantity",
+        )
+
+
 def adjust_p_values(p: Tensor, method: Correction) -> Tensor:
     """Adjust a family of p-values for multiple comparisons.
 
@@ -82,6 +102,12 @@ def adjust_p_values(p: Tensor, method: Correction) -> Tensor:
     - ``bh``: Benjamini & Hochberg (1995), controls the false discovery rate:
       p_(i)^adj = min_{j >= i} min(1, m p_(j) / j).
     """
+    if method not in ("holm", "bh"):
+        raise FeatureControlsError(f"unknown correction {method!r}", "use 'holm' or 'bh'")
+    if p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
+        raise FeatureControlsError(
+            "p-values to correct must lie in [0, 1] (NaN is not a p-value)", "correct only computed p-values"
+        )
     m = p.numel()
     if m == 0:
         return p.clone()
@@ -90,10 +116,8 @@ def adjust_p_values(p: Tensor, method: Correction) -> Tensor:
     ranks = torch.arange(1, m + 1, dtype=torch.float64)
     if method == "holm":
         adjusted = torch.cummax((m - ranks + 1) * ranked, dim=0).values
-    elif method == "bh":
-        adjusted = torch.flip(torch.cummin(torch.flip(m * ranked / ranks, [0]), dim=0).values, [0])
     else:
-        raise ValueError(f"unknown correction {method!r}; use 'holm' or 'bh'")
+        adjusted = torch.flip(torch.cummin(torch.flip(m * ranked / ranks, [0]), dim=0).values, [0])
     out = torch.empty_like(adjusted)
     out[order] = torch.maximum(adjusted, ranked).clamp(max=1.0)  # never below the raw p (rounding)
     return out
@@ -137,6 +161,12 @@ def cluster_bootstrap_mean_ci(
     their rows over their number of rows. Use it when rows within a cluster are dependent (the
     examples of one token type, one document). Returns (low, high), each (k,).
     """
+    _check_bootstrap(values, n_boot, level)
+    if clusters.shape != (values.shape[0],):
+        raise FeatureControlsError(
+            f"clusters of shape {tuple(clusters.shape)} do not match {values.shape[0]} rows",
+            "give one cluster key per row",
+        )
     _, cluster_of = torch.unique(clusters.cpu(), return_inverse=True)
     n_clusters = int(cluster_of.max()) + 1
     sums = torch.zeros(n_clusters, values.shape[1], dtype=torch.float64).index_add_(
@@ -165,7 +195,11 @@ def auroc_delong(positive: Tensor, negative: Tensor, level: float) -> tuple[floa
     x, y = positive.double().flatten(), negative.double().flatten()
     m, n = x.numel(), y.numel()
     if m == 0 or n == 0:
-        raise ValueError(f"AUROC needs both classes, got {m} positive and {n} negative scores")
+        raise FeatureControlsError(
+            f"AUROC needs both classes, got {m} positive and {n} negative scores",
+            "score at least one feature of each class",
+        )
+    check_in_open_unit("level", level, "0.95")
     psi = (x[:, None] > y[None, :]).double() + 0.5 * (x[:, None] == y[None, :]).double()
     auc = float(psi.mean())
     if m < 2 or n < 2:
@@ -182,9 +216,14 @@ def wilson_interval(successes: int, trials: int, level: float) -> tuple[float, f
     Unlike the normal interval it stays inside [0, 1] and is not a point at k = 0 or k = n.
     """
     if trials < 1 or not 0 <= successes <= trials:
-        raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes} of {trials}")
+        raise FeatureControlsError(
+            f"a Wilson interval needs 0 <= successes <= trials and trials >= 1, got {successes} of {trials}",
+            "count successes among at least one trial",
+        )
+    check_in_open_unit("level", level, "0.95")
     z = NormalDist().inv_cdf(0.5 + level / 2.0)
     z2 = z * z
     centre = (successes + z2 / 2.0) / (trials + z2)
     half = z / (trials + z2) * math.sqrt(successes * (trials - successes) / trials + z2 / 4.0)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    p = successes / trials  # inside the interval in exact arithmetic; kept there against rounding
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))

@@ -67,6 +67,11 @@ def check_labels(
             f"labels have {Y.shape[0]} rows but the activations have {n}",
             "give exactly one label per activation row (same examples, same order, same position selector)",
         )
+    if Y.numel() == 0:
+        raise FeatureControlsError(
+            f"labels are empty (shape {tuple(Y.shape)})",
+            "give at least one example and one label column",
+        )
     if Y.is_floating_point() and not bool(torch.isfinite(Y).all()):
         raise FeatureControlsError(
             "labels contain NaN or inf", "drop the unlabelled examples from both labels and inputs"

@@ -294,7 +294,8 @@ def read_activations(
     ``stop_early`` the forward pass is cut once every site has been seen. Runs under
     ``torch.no_grad()`` and leaves ``model.training`` as it is (call ``model.eval()`` for
     deterministic dropout). With ``store``, activations stream to disk in shards, and a complete
-    cache already in the store is loaded without running the model. ``progress`` is the number of
+    cache already in the store that passes its checks (``ShardedStore.fill``) is loaded without
+    running the model. ``progress`` is the number of
     batches, for a progress bar (drawn when rich is installed); ``None`` draws none.
     """
     wanted = _unique_sites(sites)
@@ -303,9 +304,7 @@ def read_activations(
         parts: dict[str, list[Tensor]] = {str(s): [] for s in wanted}
         _run(model, batches, wanted, run, stop_early, progress, lambda key, acts: parts[key].append(acts))
         return {key: torch.cat(chunks) for key, chunks in parts.items()}
-    if not store.exists():
-        with store.writing() as writer:
-            _run(model, batches, wanted, run, stop_early, progress, writer.append)
+    store.fill(lambda writer: _run(model, batches, wanted, run, stop_early, progress, writer.append))
     return {str(s): store.load(s) for s in wanted}
 
 

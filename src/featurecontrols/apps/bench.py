@@ -45,6 +45,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, get_args
 
 import torch
@@ -180,9 +181,17 @@ class TestbedRuns:
 
 
 def run_testbeds(
-    chosen: dict[str, BenchTestbed], settings: BenchSettings, *, progress: bool = True
+    chosen: dict[str, BenchTestbed],
+    settings: BenchSettings,
+    *,
+    progress: bool = True,
+    run_dir: Path | None = None,
 ) -> list[TestbedRuns]:
-    """Build every testbed for every seed and run the battery on its candidate features."""
+    """Build every testbed for every seed and run the battery on its candidate features.
+
+    With ``run_dir`` every battery keeps its activations and finished jobs there, so a rerun of an
+    interrupted bench rebuilds the testbeds (seeded, deterministic) and recomputes only unfinished jobs.
+    """
     out = []
     for name, spec in chosen.items():
         start = time.perf_counter()
@@ -200,6 +209,7 @@ def run_testbeds(
                 n_bootstrap=settings.n_bootstrap,
                 seed=seed,
                 progress=progress,
+                run_dir=run_dir,
             )
             cells = None if spec.cells is None else spec.cells(testbed)
             runs[seed] = battery.run(
@@ -455,6 +465,7 @@ def main(
     n_null: int | None = None,
     used_controls: Sequence[str] | None = None,
     progress: bool = True,
+    run_dir: str | os.PathLike[str] | None = None,
 ) -> int:
     """``featurecontrols bench``: run, print the table, optionally write JSON (atomically)."""
     available = testbeds()
@@ -478,7 +489,9 @@ def main(
         settings = replace(settings, used_controls=tuple(dict.fromkeys(used_controls)))
     chosen = {n: available[n] for n in (names or available)}
     start = time.perf_counter()
-    runs = run_testbeds(chosen, settings, progress=progress)
+    runs = run_testbeds(
+        chosen, settings, progress=progress, run_dir=None if run_dir is None else Path(run_dir)
+    )
     seconds = time.perf_counter() - start
     summaries = [summarise(r, settings.alpha, settings.confidence) for r in runs]
     print(table(summaries, settings))

@@ -84,6 +84,12 @@ def _other_arguments(sub: Any) -> None:
         default=None,
         help="used tests run on every candidate, side by side (default: the battery's, dual interchange)",
     )
+    bench.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="keep activations and finished jobs here; a rerun of an interrupted bench resumes",
+    )
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     search = sub.add_parser(
         "search",
@@ -92,6 +98,9 @@ def _other_arguments(sub: Any) -> None:
     search.add_argument("--out", type=Path, default=Path("runs/search"), help="folder for the reports")
     search.add_argument("--trials", type=int, default=16, help="probes tried per search (default 16)")
     search.add_argument("--seed", type=int, default=0, help="seed of the data, searches and controls")
+    search.add_argument(
+        "--resume", action="store_true", help="keep the battery's finished jobs in OUT/runs and reuse them"
+    )
     search.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -106,7 +115,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return bench_main(
             args.fast, args.seeds, args.testbeds, args.json, n_null=args.n_null,
-            used_controls=args.used_controls, progress=not args.quiet,
+            used_controls=args.used_controls, progress=not args.quiet, run_dir=args.run_dir,
         )  # fmt: skip
     if args.command == "run":
         from featurecontrols.apps.run_config import main as run_main

@@ -22,6 +22,7 @@ A config is a flat TOML table (every key optional)::
     correction = "holm"            # over every test of the run: "holm" or "bh"
     batch_size = 64
     out = "runs/minilm"            # report.json and report.html
+    resume = true                  # keep activations and finished jobs in OUT/runs: a rerun resumes
 
 :func:`load_config` validates it into a :class:`RunConfig` (unknown keys, wrong types and bad
 values, the battery's parameters among them, raise ``FeatureControlsError`` naming the problem and
@@ -87,6 +88,7 @@ class RunConfig:
     correction: Correction = "holm"
     batch_size: int = 64
     out: str = "runs/minilm"
+    resume: bool = True
 
     def __post_init__(self) -> None:
         for name in ("n_sentences", "seeds", "used_examples", "batch_size"):
@@ -154,6 +156,7 @@ class RunConfig:
             correction=self.correction,
             seed=self.seed,
             progress=progress,
+            run_dir=Path(self.out) / "runs" if self.resume else None,
         )
 
 
@@ -178,6 +181,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "correction": (str,),
     "batch_size": (int,),
     "out": (str,),
+    "resume": (bool,),
 }
 
 
@@ -238,8 +242,8 @@ def load_model(spec: str) -> tuple[nn.Module, Any]:
                 f"model {spec!r} is neither {MINILM!r} nor a local folder",
                 "give the folder of a saved transformers model (config.json, weights, tokenizer)",
             )
-    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModel.from_pretrained(folder, local_files_only=True, trust_remote_code=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     return model, tokenizer
 
 

@@ -26,7 +26,10 @@ def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     data = token_embedding_task(n=6000, vocab=300, d=16, exceptions=0.1, seed=args.seed)
     features = {"linear_property": data.labels}
-    battery = Battery(weight_controls=[], run_used=False, seed=args.seed, progress=not args.quiet)
+    battery = Battery(
+        weight_controls=[], run_used=False, seed=args.seed, progress=not args.quiet,
+        run_dir=args.out / "runs" if args.resume else None,
+    )  # fmt: skip
     activations = torch.nn.Sequential(torch.nn.Identity())  # the site "0" reads the embeddings as given
     result = battery.run(activations, data.activations, "0", features, cells=data.tokens)
     space = SearchSpace(steps=(200, 800))

@@ -83,11 +83,13 @@ def from_features(
 ) -> list[Candidate]:
     """The run's candidates: a Mapping name -> labels becomes :class:`Labelled` candidates (with their
     ``ground_truth`` and ``counterfactuals``); a sequence of candidates is taken as it is."""
-    if (
-        isinstance(features, Tensor)
-        or not isinstance(features, (Mapping, Sequence))
-        or isinstance(features, str)
-    ):
+    if isinstance(features, Tensor) or _looks_like_labels(features):
+        raise FeatureControlsError(
+            f"candidates were given as bare labels ({type(features).__name__}); each needs a name",
+            "name them: features={'my_feature': torch.as_tensor(labels)} "
+            "(several: one entry per feature, each one 0/1 label per activation row)",
+        )
+    if not isinstance(features, (Mapping, Sequence)) or isinstance(features, str):
         raise FeatureControlsError(
             "candidates must be a mapping name -> labels or a list of candidates, got "
             f"{type(features).__name__}",
@@ -123,6 +125,19 @@ def from_features(
     if bad:
         raise FeatureControlsError(f"unknown candidate type(s) {bad}", "use Labelled, Direction or Latents")
     return out
+
+
+def _looks_like_labels(features: object) -> bool:
+    """A list of numbers (or of lists of numbers), or a numpy array: labels without a name."""
+    if type(features).__module__ == "numpy":
+        return True
+    if not isinstance(features, Sequence) or isinstance(features, str) or not features:
+        return False
+    first = features[0]
+    return isinstance(first, (int, float)) or (
+        isinstance(first, Sequence) and not isinstance(first, str) and bool(first)
+        and isinstance(first[0], (int, float))
+    )  # fmt: skip
 
 
 def _labels(name: str, labels: Any) -> Tensor:

@@ -31,7 +31,7 @@ from featurecontrols.finders.split import Split
 from featurecontrols.measures.description_length import ProbabilisticProbe
 from featurecontrols.params import params_key
 from featurecontrols.pipeline.plan import Condition, Plan
-from featurecontrols.pipeline.store import ShardedStore
+from featurecontrols.pipeline.store import ShardedStore, ShardWriter
 from featurecontrols.seeding import derive_seed
 from featurecontrols.validation import check_activations
 
@@ -98,14 +98,16 @@ class RunContext:
 
     def _read(self, condition: Condition) -> dict[str, Tensor]:
         store = self._store(condition)
-        if store is not None and store.exists():
-            return {name: store.load(site) for name, site in self.sites.items()}
-        made = self._compute(condition)
-        if store is not None:
-            with store.writing() as writer:
-                for name, site in self.sites.items():
-                    writer.append(str(site), made[name])
-        return made
+        if store is None:
+            return self._compute(condition)
+
+        def make(writer: ShardWriter) -> None:
+            made = self._compute(condition)
+            for name, site in self.sites.items():
+                writer.append(str(site), made[name])
+
+        store.fill(make)
+        return {name: store.load(site) for name, site in self.sites.items()}
 
     def _compute(self, condition: Condition) -> dict[str, Tensor]:
         sites = list(self.sites.values())
@@ -132,14 +134,15 @@ class RunContext:
             control = self.weight_controls[condition.control]
         elif condition.kind == "inputs":
             control = self.input_controls[condition.control]
-        parts = [
-            self.data_key,
-            condition.key,
-            params_key(control),
-            self.seed,
-            sorted(map(str, self.sites.values())),
-        ]
-        return ShardedStore(self.store_root, hashlib.sha256(str(parts).encode()).hexdigest()[:32])
+        parts = {
+            "data": self.data_key,
+            "condition": condition.key,
+            "control": params_key(control),
+            "seed": self.seed,
+            "sites": sorted(map(str, self.sites.values())),
+        }
+        key = hashlib.sha256(str(list(parts.values())).encode()).hexdigest()[:32]
+        return ShardedStore(self.store_root, key, params=parts)
 
 
 def run_key(parts: Mapping[str, Any]) -> str:

@@ -2,8 +2,9 @@
 
 :func:`execute` runs the jobs stage by stage (a stage's jobs need only earlier stages' outputs).
 With a ``results_dir``, each finished job's output is written atomically to
-``results_dir/<run key>/<job key>.safetensors`` (tensors and string metadata; nothing pickled), and a
-rerun of the same run skips every job whose file is there: an interrupted run resumes. Every job is a
+``results_dir/<run key>/<job key>.safetensors`` (tensors, string metadata and their sha256; nothing
+pickled), and a rerun of the same run skips every job whose file is there and sound: an interrupted
+run resumes, a damaged file is recomputed. Every job is a
 pure function of the run context and its inputs, seeded by names, so every executor gives the same
 numbers: jobs run with the driver's number of torch threads wherever they run.
 
@@ -14,8 +15,10 @@ through the driver; job outputs (scores, a fitted dictionary's state) come back 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +33,7 @@ from featurecontrols import atomic
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.context import RunContext
 from featurecontrols.pipeline.jobs import Job, Output
+from featurecontrols.pipeline.store import fingerprint
 from featurecontrols.progress import track
 
 
@@ -161,18 +165,37 @@ def _path(folder: Path, job: Job, run_key: str) -> Path:
     return folder / f"{job.key(run_key)}.safetensors"
 
 
+def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of the tensors' names, then of their dtypes, shapes and bytes (``store.fingerprint``)."""
+    names = sorted(tensors)
+    content = fingerprint(*(tensors[name] for name in names))
+    return hashlib.sha256("\0".join([*names, content]).encode()).hexdigest()
+
+
 def _save(folder: Path | None, job: Job, run_key: str, output: Output) -> None:
     if folder is None:
         return
     tensors = {name: t.detach().cpu().clone() for name, t in output.tensors.items()}  # no shared storage
-    atomic.write_bytes(_path(folder, job, run_key), save(tensors, metadata={**output.meta, "job": repr(job)}))
+    meta = {**output.meta, "job": repr(job), "sha256": _digest(tensors)}
+    atomic.write_bytes(_path(folder, job, run_key), save(tensors, metadata=meta))
 
 
 def _load(folder: Path | None, job: Job, run_key: str) -> Output | None:
-    if folder is None or not _path(folder, job, run_key).is_file():
+    """A finished job's output, or None to recompute it: absent, stale (another job under the key),
+    or damaged (unreadable, or its tensors fail the checksum written with them)."""
+    path = None if folder is None else _path(folder, job, run_key)
+    if path is None or not path.is_file():
         return None
-    with safe_open(str(_path(folder, job, run_key)), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-        if meta.pop("job", None) != repr(job):
-            return None  # a key collision or a stale file: recompute
-        return Output({name: f.get_tensor(name) for name in f.keys()}, meta)  # noqa: SIM118
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except Exception as err:  # safetensors raises its own errors on a truncated or garbled file
+        warnings.warn(f"finished job {path} cannot be read ({err}); recomputing it", stacklevel=2)
+        return None
+    if meta.pop("job", None) != repr(job):
+        return None  # a key collision or a stale file: recompute
+    if meta.pop("sha256", None) != _digest(tensors):
+        warnings.warn(f"finished job {path} fails its checksum; recomputing it", stacklevel=2)
+        return None
+    return Output(tensors, meta)

@@ -2,20 +2,27 @@
 
 Layout of a complete cache ``root/key/``::
 
-    manifest.json       written last: format, version, key, and per site its shape, dtype and shards
+    manifest.json       written last: format, version, key, the parameters the cache was made with,
+                        and per site its shape, dtype and shards (each with its size and sha256)
     s0-000000.npy ...   shard j of site i, at most ``shard_rows`` rows each
 
 Shards are written into ``root/.{key}.tmp-<pid>/``, which is renamed to ``root/key`` only once the
-manifest is in it, so a crash never leaves a folder that looks complete. Nothing is pickled.
+manifest is in it, so a crash never leaves a folder that looks complete. :meth:`ShardedStore.fill`
+trusts a cache only after checking it against its manifest (every shard there, of its size and
+checksum; the parameters those of the run), and otherwise discards and recomputes it; it holds a
+lock on ``root/.{key}.lock`` meanwhile, so runs sharing a folder never write one key at once (the
+second waits, then reads the first's cache). Nothing is pickled.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +36,7 @@ from featurecontrols.atomic import write_json
 from featurecontrols.errors import FeatureControlsError
 
 FORMAT = "featurecontrols-activations"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -54,6 +61,16 @@ def cache_key(model: nn.Module, sites: Iterable[str | Site], data_id: str) -> st
         h.update(f"site {site}\0".encode())
     h.update(f"data {data_id}".encode())
     return h.hexdigest()
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    """(size in bytes, sha256 hex) of a file, read in 1 MiB chunks."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
 
 
 def _hash_tensor(h: Any, t: Tensor) -> None:
@@ -116,10 +133,11 @@ class ShardWriter:
             np.save(f, rows.contiguous().numpy(), allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        entry["shards"].append(name)
+        size, digest = _file_digest(self.folder / name)
+        entry["shards"].append({"name": name, "bytes": size, "sha256": digest})
         entry["rows"] += rows.shape[0]
 
-    def finish(self, key: str) -> None:
+    def finish(self, key: str, params: Mapping[str, Any]) -> None:
         """Write the last partial shards (an empty one for a site with no rows), then the manifest."""
         for site, entry in self._sites.items():
             if self._n_pending[site]:
@@ -130,7 +148,10 @@ class ShardWriter:
             site: {"shape": [e["rows"], e["width"]], "dtype": e["dtype"], "shards": e["shards"]}
             for site, e in self._sites.items()
         }
-        manifest = {"format": FORMAT, "version": VERSION, "key": key, "shard_rows": self.shard_rows}
+        manifest = {
+            "format": FORMAT, "version": VERSION, "key": key, "params": dict(params),
+            "shard_rows": self.shard_rows,
+        }  # fmt: skip
         write_json(self.folder / MANIFEST, {**manifest, "sites": sites})
 
 
@@ -138,10 +159,17 @@ class ShardedStore:
     """Activations of one run (``key``, e.g. from :func:`cache_key`) in ``.npy`` shards under ``root/key``.
 
     Writing buffers at most ``shard_rows`` rows per site (plus the batch being added); reading
-    memory-maps the shards.
+    memory-maps the shards. ``params`` (JSON values: what the cache is made from) go into the
+    manifest; a cache made with other parameters under the same key is stale and never read.
     """
 
-    def __init__(self, root: str | os.PathLike[str], key: str, shard_rows: int = 65536) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        key: str,
+        shard_rows: int = 65536,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
         if not key or key.startswith(".") or Path(key).name != key:
             raise FeatureControlsError(
                 f"store key must be a plain folder name, got {key!r}",
@@ -152,6 +180,7 @@ class ShardedStore:
         self.root = Path(root)
         self.key = key
         self.shard_rows = shard_rows
+        self.params = json.loads(json.dumps(dict(params or {})))  # as the manifest will read back
 
     @property
     def path(self) -> Path:
@@ -162,6 +191,55 @@ class ShardedStore:
         """Whether a complete cache is there (its manifest is written last)."""
         return (self.path / MANIFEST).is_file()
 
+    def problem(self) -> str | None:
+        """Why the cache at ``path`` cannot be trusted (absent, truncated, corrupted, stale), or None.
+
+        Reads every shard once to check its sha256 against the manifest.
+        """
+        try:
+            manifest = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return "absent" if not self.path.exists() else f"it has no {MANIFEST}"
+        except (OSError, ValueError) as err:
+            return f"its {MANIFEST} cannot be read ({err})"
+        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            return f"format {manifest.get('format')} v{manifest.get('version')}, not {FORMAT} v{VERSION}"
+        if manifest.get("key") != self.key or manifest.get("params") != self.params:
+            return f"it was made with other parameters ({manifest.get('params')}, not {self.params})"
+        for site in manifest["sites"].values():
+            for shard in site["shards"]:
+                path = self.path / shard["name"]
+                if not path.is_file():
+                    return f"shard {shard['name']} is missing"
+                size, digest = _file_digest(path)
+                if size != shard["bytes"]:
+                    return f"shard {shard['name']} has {size} bytes, not {shard['bytes']}"
+                if digest != shard["sha256"]:
+                    return f"shard {shard['name']} fails its checksum"
+        return None
+
+    def fill(self, make: Callable[[ShardWriter], None]) -> None:
+        """Leave a complete, checked cache at ``path``: keep a sound one, else discard it and write one
+        with ``make(writer)``, under a lock that other processes sharing ``root`` respect."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{self.key}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                problem = self.problem()
+                if problem is None:
+                    return
+                if problem != "absent":
+                    warnings.warn(f"activation cache {self.path}: {problem}; recomputing it", stacklevel=2)
+                    discarded = self.root / f".{self.key}.discarded-{os.getpid()}"
+                    self.path.rename(discarded)
+                    shutil.rmtree(discarded)
+                for left in self.root.glob(f".{self.key}.tmp-*"):  # a killed writer's (we hold the lock)
+                    shutil.rmtree(left, ignore_errors=True)
+                with self.writing() as writer:
+                    make(writer)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     @contextmanager
     def writing(self) -> Iterator[ShardWriter]:
         """Yield a writer into a temporary folder; publish it as ``path`` only if the body succeeds."""
@@ -171,7 +249,7 @@ class ShardedStore:
         try:
             writer = ShardWriter(tmp, self.shard_rows)
             yield writer
-            writer.finish(self.key)
+            writer.finish(self.key, self.params)
             try:
                 tmp.rename(self.path)
             except OSError:
@@ -217,8 +295,8 @@ class ShardedStore:
                 f"the cache at {self.path} has no site {key} (it has {', '.join(entries)})",
                 "key each cache by its sites: ShardedStore(root, cache_key(model, sites, data_id))",
             )
-        for name in entries[key]["shards"]:
-            yield torch.from_numpy(np.load(self.path / name, allow_pickle=False, mmap_mode="c"))
+        for shard in entries[key]["shards"]:
+            yield torch.from_numpy(np.load(self.path / shard["name"], allow_pickle=False, mmap_mode="c"))
 
     def load(self, site: str | Site) -> Tensor:
         """The site's (N, d) activations: its shards concatenated (in memory)."""

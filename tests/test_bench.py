@@ -136,3 +136,38 @@ def test_fast_bench_writes_valid_json(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_unknown_testbed_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--fast", "--testbeds", "nope", "--quiet"]) == 2
     assert "unknown testbed" in capsys.readouterr().err
+
+
+def test_a_rerun_of_the_bench_resumes_from_its_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from featurecontrols.pipeline import executors
+
+    ran: list[object] = []
+    real = executors.run_job
+    monkeypatch.setattr(executors, "run_job", lambda *a: ran.append(a[1]) or real(*a))
+    paths = [tmp_path / f"bench{i}.json" for i in range(2)]
+    for path in paths:
+        argv = ["bench", "--fast", "--testbeds", "pass_through", "--quiet", "--json", str(path)]
+        assert main([*argv, "--run-dir", str(tmp_path / "runs")]) == 0
+    first = len(ran)
+    assert first > 0
+    main(["bench", "--fast", "--testbeds", "pass_through", "--quiet", "--run-dir", str(tmp_path / "runs")])
+    assert len(ran) == first  # the reruns read every job back
+    documents = [_without_times(json.loads(p.read_text())) for p in paths]
+    assert documents[0] == documents[1]
+
+
+def _without_times(value: object) -> object:
+    """The document less its wall times (keys "seconds", "wall_time_s", "timings"), at any depth."""
+    if isinstance(value, dict):
+        times = {"seconds", "wall_time_s", "timings"}
+        return {k: _without_times(v) for k, v in value.items() if k not in times}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+def test_bench_sizes_are_checked_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--fast", "--seeds", "0", "--quiet"]) == 2
+    assert "--seeds must be an integer >= 1" in capsys.readouterr().err

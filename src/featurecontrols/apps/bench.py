@@ -63,6 +63,7 @@ from featurecontrols.progress import track
 from featurecontrols.report import fixed_width
 from featurecontrols.stats import auroc_delong, wilson_interval
 from featurecontrols.testbeds.base import GroundTruth, Testbed
+from featurecontrols.validation import check_at_least
 
 AXES: tuple[AxisName, ...] = get_args(AxisName)
 TRUTHS: tuple[GroundTruth, ...] = get_args(GroundTruth)
@@ -480,6 +481,8 @@ def main(
             "counterfactuals)",
             f"choose from {labelled}",
         )
+    check_at_least("--seeds", n_seeds, 1, optional=True)
+    check_at_least("--n-null", n_null, 1, optional=True)
     settings = FAST if fast else FULL
     if n_seeds is not None:
         settings = replace(settings, seeds=tuple(range(n_seeds)))

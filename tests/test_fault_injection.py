@@ -27,8 +27,10 @@ DEMO = [
 ]
 
 
-def _demo(out: Path, *extra: str) -> subprocess.Popen[bytes]:
+def _demo(out: Path, *extra: str, threads: int | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if threads is not None:  # two runs at once on 2 cores: one thread each, or they slow each other 10x
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     return subprocess.Popen([*DEMO, "--out", str(out), *extra], stdout=subprocess.DEVNULL, env=env)
 
 
@@ -79,4 +81,15 @@ def test_a_run_killed_five_times_resumes_to_the_uninterrupted_result(tmp_path: P
     assert _demo(out, "--resume").wait() == 0
     _check_every_file_is_whole(out)
     assert _without_timings(out / "report.json") == _without_timings(tmp_path / "reference" / "report.json")
+    assert not [p for p in out.rglob("*") if _temporary(p)]
+
+
+def test_two_runs_at_once_on_one_folder_both_finish_with_the_uninterrupted_result(tmp_path: Path) -> None:
+    assert _demo(tmp_path / "reference", threads=1).wait() == 0  # the same threads, the same sums
+    out = tmp_path / "shared"
+    both = [_demo(out, "--resume", "--json", str(tmp_path / f"run{i}.json"), threads=1) for i in range(2)]
+    assert [p.wait() for p in both] == [0, 0]
+    reference = _without_timings(tmp_path / "reference" / "report.json")
+    assert _without_timings(tmp_path / "run0.json") == _without_timings(tmp_path / "run1.json") == reference
+    _check_every_file_is_whole(out)
     assert not [p for p in out.rglob("*") if _temporary(p)]

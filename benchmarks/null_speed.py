@@ -11,7 +11,8 @@ One run, same data (Gaussian X of 20,000 x 512, a binary label with a linear sig
 It also times the floor of any exact batched logistic null on this machine (the permutations, and the
 three passes of X over the columns that a first Newton step and one convergence check need) and prints
 ``floor_speedup``, the most such a null could gain over the sklearn loop here.
-Prints a table and, last, ``speedup=<sklearn logistic loop / batched logistic null>``.
+Prints a table, ``floor_ratio=<batched logistic null / floor>`` and, last,
+``speedup=<sklearn logistic loop / batched logistic null>``.
 
     python benchmarks/null_speed.py [--n 20000] [--d 512] [--shuffles 1000] [--sample 20] [--condition 1]
 """
@@ -125,6 +126,7 @@ def main() -> None:
     print(
         f"floor_speedup={t_log_loop / floor:.1f}  (the most any exact batched logistic null could reach here)"
     )
+    print(f"floor_ratio={t_null / floor:.2f}  (batched logistic null / floor, this run)")
     print(f"speedup={t_log_loop / t_null:.1f}")
 
 

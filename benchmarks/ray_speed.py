@@ -3,12 +3,12 @@
 One plan: an MLP 32 -> W -> W -> W -> 32 (``--width`` W, random weights) on 4,000 Gaussian inputs, 6
 labelled features (thresholds of random projections of the input) at its last hidden layer, the
 learned axis only (``run_used=False``) and ``--copies`` copies per weight control (re-initialised
-and spectrum-matched: an SVD of every W x W matrix per copy),
-run in-process (the default executor) and on a local Ray with 1 and with 2 worker CPUs; every run
-keeps activations in a fresh ``run_dir`` (Ray needs one). Ray starts before the timing; the wall
-time is ``Battery.run``'s. Per run: the jobs, the bytes of the outputs that came back to the driver
-(the sum over jobs of their tensors), and the run context's size as Ray serialises it once into the
-object store (``ray.cloudpickle``, once per stage; nothing is read back from it here). The overhead per job is
+and spectrum-matched: an SVD of every W x W matrix per copy), run in-process (the default
+executor) and on a local Ray with 1 and with 2 worker CPUs; every run keeps activations in a fresh
+``run_dir`` (Ray needs one). Ray starts before the timing; the wall time is ``Battery.run``'s. Per
+run: the jobs, the bytes of the outputs that came back to the driver (the sum over jobs of their
+tensors), and the size of the run context as Ray serialises it into the object store, once per stage
+of the plan (``ray.cloudpickle``; nothing is read back from it here). The overhead per job is
 (Ray with 1 CPU - in-process) / jobs. Torch threads: the driver's in-process and with 1 Ray CPU,
 1 per worker with 2 (2 cores). Prints a table and, last, ``speedup=<in-process / Ray with 2 CPUs>``.
 

@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--saelens-python", default=".venv-saelens/bin/python")
     args = parser.parse_args()
     base = torch.randn(args.tokens + EVAL, args.d_in, generator=torch.Generator().manual_seed(0))
-    planted = PlantedSparseFeatures(args.d_sae, args.k).plant(base, seed=0)
+    planted = PlantedSparseFeatures(args.d_sae, args.k).plant(base, seed=0, keep_codes=False)
     data = planted.activations.contiguous()
     train, held_out = data[: args.tokens], data[args.tokens :]
     with tempfile.TemporaryDirectory() as folder:

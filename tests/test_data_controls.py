@@ -63,3 +63,20 @@ def test_planted_features_bad_input() -> None:
         PlantedSparseFeatures(10, 11.0).plant(torch.randn(5, 3), 0)
     with pytest.raises(FeatureControlsError, match="2-D"):
         PlantedSparseFeatures(10, 1.0).plant(torch.randn(5), 0)
+
+
+def test_planted_codes_drawn_in_chunks_match_and_need_not_be_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from featurecontrols.controls.input import planted_structure
+
+    X = torch.randn(3000, 8, generator=torch.Generator().manual_seed(1))
+    whole = PlantedSparseFeatures(n_features=16, l0=2.0).plant(X, seed=3)
+    monkeypatch.setattr(planted_structure, "CHUNK", 16 * 7)  # 7 rows per chunk: 429 chunks
+    chunked = PlantedSparseFeatures(n_features=16, l0=2.0).plant(X, seed=3)
+    lean = PlantedSparseFeatures(n_features=16, l0=2.0).plant(X, seed=3, keep_codes=False)
+    assert lean.codes is None and torch.equal(lean.activations, chunked.activations)
+    assert chunked.codes is not None and whole.codes is not None
+    assert torch.equal(chunked.directions, whole.directions)  # drawn first, the same
+    assert abs(float((chunked.codes > 0).sum(1).float().mean()) - 2.0) < 0.1
+    assert torch.allclose(chunked.activations.mean(0), X.mean(0), atol=1e-3)
+    offset = chunked.activations - chunked.codes @ chunked.directions
+    assert torch.allclose(offset, offset[:1].expand_as(offset), atol=1e-3)

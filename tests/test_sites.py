@@ -127,6 +127,9 @@ def test_unknown_site_lists_nearest_names(model: Tiny) -> None:
     assert "blocks.0.mlp" in str(err.value)
     assert "site_names(model)" in err.value.fix
     assert "blocks.0.mlp" in site_names(model)
+    with pytest.raises(FeatureControlsError) as err:
+        resolve_module(model, "blocks.0.hook_attn_out")
+    assert "TransformerLens hook name" in err.value.fix and "HuggingFaceEncoder" in err.value.fix
 
 
 # --- read_activations ---------------------------------------------------------------------------

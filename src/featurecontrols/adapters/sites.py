@@ -128,10 +128,15 @@ def resolve_module(model: nn.Module, name: str) -> nn.Module:
     except AttributeError:
         nearest = difflib.get_close_matches(name, [n for n in site_names(model) if n], n=5)
         hint = f"; nearest: {', '.join(nearest)}" if nearest else ""
-        raise FeatureControlsError(
-            f"{type(model).__name__} has no module named {name!r}{hint}",
-            "pick a name from print(featurecontrols.adapters.sites.site_names(model))",
-        ) from None
+        fix = "pick a name from print(featurecontrols.adapters.sites.site_names(model))"
+        if ".hook_" in name or name.startswith("hook_"):
+            fix = (
+                f"{name!r} is a TransformerLens hook name: a Hugging Face model takes them through its "
+                "adapter, Battery().run(HuggingFaceEncoder(model, level), ...) (featurecontrols.adapters."
+                "huggingface: resid_aliases(model) lists them); else " + fix
+            )
+        problem = f"{type(model).__name__} has no module named {name!r}{hint}"
+        raise FeatureControlsError(problem, fix) from None
 
 
 def call_model(model: nn.Module, batch: Any) -> Any:

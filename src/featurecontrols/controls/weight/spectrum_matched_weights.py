@@ -14,8 +14,9 @@ kept; the learned directions are gone. This is the random-matrix control of lear
 a layer's spectrum alone explains (Martin & Mahoney, JMLR 22, 2021, compare learned weight matrices
 with randomised ones).
 
-A 1-D parameter (bias, norm gain) is randomly permuted, which keeps its norm (the spectrum of a
-vector) and its distribution of values (LayerNorm gains stay positive). A 0-d parameter is kept.
+A 1-D parameter (bias, norm gain), or one the adapter reads as no matrix (TransformerLens's b_Q
+of shape (heads, d_head)), is randomly permuted, which keeps its norm (the spectrum of a vector)
+and its distribution of values (LayerNorm gains stay positive). A 0-d parameter is kept.
 All draws are on CPU from per-parameter generators (Gaussians drawn in float32, 2.5x faster than
 float64; the arithmetic in float64), so the copy is the same on any device.
 """
@@ -49,7 +50,8 @@ class SpectrumMatchedWeights(WeightControlBase):
             rng = generator(seed, name)
             view = adapter.matrix_view(name, p)
             if view is None:
-                p.copy_(p[torch.randperm(p.numel(), generator=rng).to(p.device)])
+                flat = p.reshape(-1)  # a vector, or a tensor the adapter reads as no matrix (b_Q of heads)
+                p.copy_(flat[torch.randperm(p.numel(), generator=rng).to(p.device)].reshape(p.shape))
                 methods[name] = PERMUTED
             else:
                 matrices = view.matrices(p.detach().to("cpu", torch.float64))

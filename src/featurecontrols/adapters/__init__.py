@@ -20,8 +20,9 @@ from featurecontrols.errors import FeatureControlsError
 
 
 def adapt(model: ModelAdapter | nn.Module) -> ModelAdapter:
-    """``model`` if it is an adapter; a TransformerLens model or an nnsight wrapper in its adapter;
-    any other ``nn.Module`` as a :class:`TorchModel`."""
+    """``model`` if it is an adapter; a TransformerLens model, a Hugging Face causal LM
+    (``...ForCausalLM``, ``...LMHeadModel``) or an nnsight wrapper in its adapter; any other
+    ``nn.Module`` as a :class:`TorchModel`."""
     if isinstance(model, ModelAdapter):
         return model
     bases = {cls.__name__ for cls in type(model).__mro__}
@@ -29,6 +30,10 @@ def adapt(model: ModelAdapter | nn.Module) -> ModelAdapter:
         from featurecontrols.adapters.transformer_lens import TransformerLensModel
 
         return TransformerLensModel(model)
+    if hasattr(model, "config") and any(b.endswith(("ForCausalLM", "LMHeadModel")) for b in bases):
+        from featurecontrols.adapters.huggingface import HuggingFaceCausalLM
+
+        return HuggingFaceCausalLM(model)
     if "Envoy" in bases or "NNsight" in bases:
         inner = getattr(model, "_model", None)
         if isinstance(inner, nn.Module):
@@ -45,6 +50,7 @@ ADAPTERS: dict[str, str] = {
     "torch": "featurecontrols.adapters.torch_model.TorchModel",
     "huggingface-encoder": "featurecontrols.adapters.huggingface.HuggingFaceEncoder",
     "transformer-lens": "featurecontrols.adapters.transformer_lens.TransformerLensModel",
+    "huggingface-causal-lm": "featurecontrols.adapters.huggingface.HuggingFaceCausalLM",
 }
 """The adapters by name (their modules are imported only when used)."""
 

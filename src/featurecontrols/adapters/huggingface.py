@@ -8,7 +8,11 @@ LayerNorm, so ``hook_resid_mid`` there is the output of ``attention.output`` (af
 
 :class:`HuggingFaceEncoder` is the adapter of an encoder: a :class:`Readout` reads each site per token
 (pad and special tokens dropped) or mean-pooled per sentence, and the model's output is its sentence
-embedding.
+embedding. :class:`HuggingFaceCausalLM` is the adapter of an ``AutoModelForCausalLM`` (GPT-2,
+Llama-style): sites by alias or module path (a position selector picks the token), next-token logits
+as outputs, compared by KL on the used axis. Both re-initialise with the model's own
+``_init_weights`` (:func:`init_weights`: ``initializer_range``, LayerNorm 1 and 0, tied weights
+stay tied).
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
 from featurecontrols.adapters.sites import Site, call_model, intervene, site_names
 from featurecontrols.adapters.torch_model import TorchModel
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.seeding import seeded_global_rng
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,34 @@ def forward(model: nn.Module, batch: Any) -> Any:
             "pass tokenizer(texts, return_tensors='pt', padding=True) or its input_ids",
         )
     return call_model(model, batch)
+
+
+def init_weights(model: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+    """Re-draw the ``targets`` of a transformers model (a copy) with its own ``_init_weights``, applied
+    to every submodule under ``seed``; every other parameter keeps its value. A target the
+    initialiser does not write (it is NaN-filled first, so any write shows) keeps its value and is not
+    reported: the caller's fallback draws it. A tied weight (GPT-2's ``lm_head`` and ``wte``) is one
+    parameter, so it stays tied."""
+    init = getattr(model, "_init_weights", None)
+    if not callable(init):
+        return {}
+    target_ids = {id(p) for p in targets.values()}
+    kept = [(p, p.detach().clone()) for p in model.parameters() if id(p) not in target_ids]
+    before = {name: p.detach().clone() for name, p in targets.items()}
+    device = next(iter(targets.values())).device if targets else torch.device("cpu")
+    with seeded_global_rng(seed, [device]), torch.no_grad():
+        for p in targets.values():
+            p.fill_(float("nan"))
+        model.apply(init)
+        for p, value in kept:
+            p.copy_(value)
+        written = {name: bool(torch.isfinite(p).all()) for name, p in targets.items()}
+        for name, p in targets.items():
+            if not written[name]:
+                p.copy_(before[name])
+    scale = getattr(getattr(model, "config", None), "initializer_range", None)
+    method = "_init_weights" + ("" if scale is None else f" (initializer_range {scale:g})")
+    return {name: method for name in targets if written[name]}
 
 
 Level = Literal["token", "sentence"]
@@ -243,6 +277,33 @@ class HuggingFaceEncoder(TorchModel):
         for spec in self.readout.specs.values():
             copy.resolve(spec)
         return copy
+
+    def reinitialise(self, module: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+        return init_weights(module, targets, seed)
+
+
+class HuggingFaceCausalLM(TorchModel):
+    """A Hugging Face causal LM (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ...): sites by alias
+    (``blocks.0.hook_resid_post[-1]``: the last token's residual stream after layer 0) or module path,
+    batches of input ids (batch, seq) or tokenizer outputs, next-token logits as outputs (the used axis
+    compares their distributions by KL in float32, batch by batch). Batches of equal length: the
+    used axis averages over every position, so padded positions would count. Call ``model.eval()``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model, forward=forward, output_kind="logits")
+
+    def resolve(self, site: str | Site) -> Site:
+        return resolve_alias(self.module, site)
+
+    def site_names(self) -> list[str]:
+        return [*resid_aliases(self.module), *site_names(self.module)]
+
+    def rewrap(self, weights: nn.Module) -> HuggingFaceCausalLM:
+        return HuggingFaceCausalLM(weights)
+
+    def reinitialise(self, module: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
+        return init_weights(module, targets, seed)
 
 
 def mean_pool(h: Tensor, mask: Tensor) -> Tensor:

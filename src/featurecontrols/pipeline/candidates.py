@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import Dictionary, Probe, UnsupervisedFinder
+from featurecontrols.finders.base import Dictionary, Finder, Probe, UnsupervisedFinder
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,29 @@ class Latents:
 
 
 Candidate = Labelled | Direction | Latents
+
+
+def refit_source(latents: Latents) -> Finder:
+    """What refits a Latents' dictionary under the controls and other seeds: its ``finder``, else a
+    featurecontrols dictionary given fitted (it refits itself). Checked when the run is planned."""
+    source = latents.finder if latents.finder is not None else latents.dictionary
+    if isinstance(source, Finder) and callable(getattr(source, "fit", None)):
+        return source
+    cfg = getattr(latents.dictionary, "cfg", None)
+    if cfg is not None and hasattr(cfg, "d_sae"):  # an SAELens SAE: judged as it is, refitted by ours
+        k = getattr(cfg, "k", None)
+        settings = f"d_sae={cfg.d_sae}" + (
+            f", activation='topk', k={k}" if k is not None else ", activation='relu'"
+        )
+        fix = (
+            "pass the SAE with a finder of its settings: Latents(..., dictionary=sae, "
+            f"finder=SparseAutoencoder({settings}))"
+        )
+    else:
+        fix = "give Latents(..., finder=SparseAutoencoder(...)) with the dictionary's settings"
+    raise FeatureControlsError(
+        f"latents {latents.name!r} have no finder to refit under the controls and other seeds", fix
+    )
 
 
 def from_features(

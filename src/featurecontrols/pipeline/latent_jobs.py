@@ -27,12 +27,11 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor
 
-from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import Dictionary, Finder, fitted_state, restore_state
+from featurecontrols.finders.base import Dictionary, fitted_state, restore_state
 from featurecontrols.measures.latent_matching import best_matches, partner_correlation
 from featurecontrols.measures.sae_metrics import evaluate_dictionary, loss_recovered
 from featurecontrols.params import clone
-from featurecontrols.pipeline.candidates import Labelled, Latents
+from featurecontrols.pipeline.candidates import Labelled, Latents, refit_source
 from featurecontrols.pipeline.context import RunContext
 from featurecontrols.pipeline.jobs import Job, Output
 from featurecontrols.pipeline.plan import TRAINED, Condition
@@ -48,15 +47,8 @@ def latents_named(ctx: RunContext, site: str, name: str) -> Latents:
 
 
 def template(latents: Latents) -> Any:
-    """The unfitted finder that (re)fits a Latents' dictionary: its ``finder``, else a clone of a
-    featurecontrols dictionary given fitted."""
-    source = latents.finder if latents.finder is not None else latents.dictionary
-    if not isinstance(source, Finder) or not callable(getattr(source, "fit", None)):
-        raise FeatureControlsError(
-            f"latents {latents.name!r} have no finder to refit under the controls",
-            "give Latents(..., finder=SparseAutoencoder(...)) with the dictionary's settings",
-        )
-    return clone(source)
+    """The unfitted finder that (re)fits a Latents' dictionary (``candidates.refit_source``)."""
+    return clone(refit_source(latents))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Literal
 
 from featurecontrols.axes.evidence import AxisName
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.pipeline.candidates import Candidate, Direction, Labelled, Latents
+from featurecontrols.pipeline.candidates import Candidate, Direction, Labelled, Latents, refit_source
 from featurecontrols.stats import Correction
 
 Statistic = Literal[
@@ -184,6 +184,7 @@ def _entries(site: str, candidates: Sequence[Candidate]) -> list[Entry]:
         if isinstance(c, Labelled) or (c.site == site and isinstance(c, Direction)):
             out.append(Entry(f"{site}/{c.name}", site, c))
         elif c.site == site and isinstance(c, Latents):
+            refit_source(c)  # before any work: the controls refit every dictionary
             out += [Entry(f"{site}/{c.name}/{j}", site, c, j) for j in range(latent_count(c))]
     ids = [e.id for e in out]
     if len(set(ids)) != len(ids):

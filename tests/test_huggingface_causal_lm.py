@@ -83,3 +83,27 @@ def test_the_battery_on_a_causal_lm_with_the_used_axis_on_next_token_distributio
     assert used.metric.startswith("relative output change") and 0 < used.p_value <= 1
     reinit = next(c for c in result.settings.weight_controls if c.name == "reinitialised")
     assert any(method.startswith("_init_weights") for method in reinit.methods)
+
+
+def test_padded_positions_count_for_nothing_on_the_used_axis() -> None:
+    from featurecontrols.adapters.interventions import ProjectOut
+    from featurecontrols.measures.output_change import OutputChange
+
+    adapter = adapt(gpt2())
+    g = torch.Generator().manual_seed(1)
+    long, short = torch.randint(0, 64, (1, 8), generator=g), torch.randint(0, 64, (1, 5), generator=g)
+    padded = {  # right padding: a causal LM's real positions never see the pad tokens
+        "input_ids": torch.cat([long, torch.cat([short, torch.zeros(1, 3, dtype=torch.long)], 1)]),
+        "attention_mask": torch.tensor([[1] * 8, [1] * 5 + [0] * 3]),
+    }
+    alone = [{"input_ids": long, "attention_mask": torch.ones(1, 8, dtype=torch.long)},
+             {"input_ids": short, "attention_mask": torch.ones(1, 5, dtype=torch.long)}]  # fmt: skip
+    site = adapter.resolve("blocks.0.hook_resid_post")
+    direction = torch.randn(32, generator=g)
+    in_one = OutputChange(adapter, [padded], site)
+    separate = OutputChange(adapter, alone, site)
+    assert in_one.spread == pytest.approx(separate.spread, rel=1e-5)  # over the 13 real tokens only
+    torch.testing.assert_close(
+        in_one.under(ProjectOut(direction[None])), separate.under(ProjectOut(direction[None])),
+        rtol=1e-4, atol=1e-7,
+    )  # fmt: skip

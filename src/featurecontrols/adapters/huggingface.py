@@ -286,8 +286,9 @@ class HuggingFaceCausalLM(TorchModel):
     """A Hugging Face causal LM (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ...): sites by alias
     (``blocks.0.hook_resid_post[-1]``: the last token's residual stream after layer 0) or module path,
     batches of input ids (batch, seq) or tokenizer outputs, next-token logits as outputs (the used axis
-    compares their distributions by KL in float32, batch by batch). Batches of equal length: the
-    used axis averages over every position, so padded positions would count. Call ``model.eval()``.
+    compares their distributions by KL in float32, batch by batch, over the positions a batch's
+    ``attention_mask`` keeps). A position selector reads that position of every row, padding
+    included: ``[-1]`` wants batches of equal length. Call ``model.eval()``.
     """
 
     def __init__(self, model: nn.Module) -> None:

@@ -13,6 +13,10 @@ of the clean distributions (their mean KL to the pooled distribution pbar, = H(p
 
     change_i = mean_t KL(p_it || p'_it) / (H(pbar) - mean_jt H(p_jt)).
 
+When a batch is a Mapping with an ``attention_mask`` (rows, positions) that matches the logits, the
+means over t (and the pooled distribution and entropies) run over its unmasked positions only:
+padding counts for nothing.
+
 Logits are never kept: each batch's clean distributions are recomputed (float32) while that batch's
 interventions run, and each forward pass is reduced to one number per example at once. With
 d = z - z' (clean minus changed logits),
@@ -29,7 +33,7 @@ Every causal control measures with it; steering curves and erasure run the model
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -77,6 +81,7 @@ class OutputChange:
         self.reference: list[Tensor] = []  # clean outputs (values only)
         self.rows: list[int] = []
         self.row_size: list[int] = []
+        self.masks: list[Tensor | None] = []  # per batch, the positions that count (logits only)
         pooled, entropy, tokens = torch.zeros((), dtype=torch.float64), 0.0, 0
         for batch in batches:  # one batch's outputs at a time: logits are never all held
             (clean,) = outputs_under(adapter, [batch], site, [None])
@@ -84,14 +89,19 @@ class OutputChange:
             self.row_size.append(clean[0].numel() if clean.shape[0] else 1)
             if not self.logits:
                 self.reference.append(clean.double())
+                self.masks.append(None)
                 continue
             z, p = _distributions(clean)
             del clean, z
-            pooled = pooled + p.sum(dim=(0, 1), dtype=torch.float64)
+            mask = _position_mask(batch, p)
+            self.masks.append(mask)
+            weights = mask.to(p.dtype)[..., None]
+            pooled = pooled + (p * weights).sum(dim=(0, 1), dtype=torch.float64)
             entropy -= sum(
-                float(torch.special.xlogy(p[s], p[s]).sum(dtype=torch.float64)) for s in _chunks(p)
+                float((torch.special.xlogy(p[s], p[s]) * weights[s]).sum(dtype=torch.float64))
+                for s in _chunks(p)
             )
-            tokens += p.shape[0] * p.shape[1]
+            tokens += int(mask.sum())
         self.spread = self._spread(pooled, entropy, tokens)
 
     def _spread(self, pooled: Tensor, entropy: float, tokens: int) -> float:
@@ -141,7 +151,7 @@ class OutputChange:
                 stacked = _Stacked([each[k][b] for k in chosen])
                 with torch.no_grad(), self.adapter.intervening([(self.site, stacked)]):
                     changed = self.adapter.outputs(repeat_batch(batch, len(chosen)))
-                changes = self._changes(changed, clean)
+                changes = self._changes(changed, clean, self.masks[b])
                 out[first : first + len(chosen), start : start + rows] = changes / self.spread
             start += rows
         return out
@@ -153,13 +163,23 @@ class OutputChange:
         (clean,) = outputs_under(self.adapter, [self.batches[b]], self.site, [None])
         return _distributions(clean)
 
-    def _changes(self, changed: Tensor, clean: tuple[Tensor, Tensor | None]) -> Tensor:
+    def _changes(self, changed: Tensor, clean: tuple[Tensor, Tensor | None], mask: Tensor | None) -> Tensor:
         """(K, rows) squared distances, or position-mean KL(clean || changed), of K changed copies."""
         reference, p = clean
         changed = changed.reshape(-1, *reference.shape)
-        if p is None:
+        if p is None or mask is None:
             return (changed.double() - reference).square().sum(dim=2)
-        return torch.stack([_kl(reference, p, c) for c in changed])
+        weights = mask.double()
+        counts = weights.sum(dim=1).clamp(min=1.0)
+        return torch.stack([(_kl(reference, p, c) * weights).sum(dim=1) / counts for c in changed])
+
+
+def _position_mask(batch: Any, p: Tensor) -> Tensor:
+    """(rows, positions) bool: the batch's ``attention_mask`` where it matches the logits, else all."""
+    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+    if isinstance(mask, Tensor) and tuple(mask.shape) == tuple(p.shape[:2]):
+        return mask.to(p.device).bool()
+    return torch.ones(p.shape[:2], dtype=torch.bool, device=p.device)
 
 
 def _positions(logits: Tensor) -> Tensor:
@@ -196,14 +216,14 @@ def _distributions(logits: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _kl(z: Tensor, p: Tensor, changed: Tensor) -> Tensor:
-    """Position-mean KL(p || softmax(changed)) per row (rows,), float64 (module docstring's formula)."""
+    """KL(p || softmax(changed)) per row and position (rows, positions), float64 (module docstring)."""
     changed = _positions(changed)
     kl = torch.empty(z.shape[:2], dtype=torch.float64, device=z.device)
     for s in _chunks(z):
         d = z[s] - changed[s].float().clamp(min=-1e9)
         first = torch.linalg.vecdot(p[s], d).double()
         kl[s] = first + torch.log1p(torch.linalg.vecdot(p[s], d.neg_().expm1_()).double())
-    return kl.mean(dim=-1)
+    return kl
 
 
 class _Stacked:

@@ -31,7 +31,8 @@ def _demo(out: Path, *extra: str, threads: int | None = None) -> subprocess.Pope
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     if threads is not None:  # two runs at once on 2 cores: one thread each, or they slow each other 10x
         env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    return subprocess.Popen([*DEMO, "--out", str(out), *extra], stdout=subprocess.DEVNULL, env=env)
+    command = [*DEMO, "--out", str(out), *extra]  # run from OUT's parent: a stray relative write shows
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env, cwd=out.parent)
 
 
 def _without_timings(path: Path) -> str:
@@ -82,6 +83,7 @@ def test_a_run_killed_five_times_resumes_to_the_uninterrupted_result(tmp_path: P
     _check_every_file_is_whole(out)
     assert _without_timings(out / "report.json") == _without_timings(tmp_path / "reference" / "report.json")
     assert not [p for p in out.rglob("*") if _temporary(p)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed", "reference"]  # nothing outside OUT
 
 
 def test_two_runs_at_once_on_one_folder_both_finish_with_the_uninterrupted_result(tmp_path: Path) -> None:

@@ -34,10 +34,11 @@ def adapt(model: ModelAdapter | nn.Module) -> ModelAdapter:
         from featurecontrols.adapters.huggingface import HuggingFaceCausalLM
 
         return HuggingFaceCausalLM(model)
-    if "Envoy" in bases or "NNsight" in bases:
-        inner = getattr(model, "_model", None)
-        if isinstance(inner, nn.Module):
-            return adapt(inner)
+    if "Envoy" in bases or "NNsight" in bases:  # nnsight >= 0.4 keeps the module in _module, before in _model
+        for attribute in ("_module", "_model"):
+            inner = getattr(model, attribute, None)
+            if isinstance(inner, nn.Module):
+                return adapt(inner)
     if not isinstance(model, nn.Module):
         raise FeatureControlsError(
             f"the model must be a torch.nn.Module or a featurecontrols adapter, got {type(model).__name__}",

@@ -3,6 +3,18 @@
 from featurecontrols.axes.evidence import Margins
 from featurecontrols.pipeline.results import RunSettings
 
+TIMES = {"seconds", "wall_time_s", "timings"}
+
+
+def without_times(value: object) -> object:
+    """A JSON document less its wall times (the keys in TIMES, at any depth): what differs by nature
+    between two runs of the same seed."""
+    if isinstance(value, dict):
+        return {k: without_times(v) for k, v in value.items() if k not in TIMES}
+    if isinstance(value, list):
+        return [without_times(v) for v in value]
+    return value
+
 
 def settings(n_examples: int = 1, n_test: int = 1, n_tests: int = 0) -> RunSettings:
     """Settings of a run that never ran: every size minimal, every control absent."""

@@ -154,18 +154,8 @@ def test_a_rerun_of_the_bench_resumes_from_its_run_dir(
     assert first > 0
     main(["bench", "--fast", "--testbeds", "pass_through", "--quiet", "--run-dir", str(tmp_path / "runs")])
     assert len(ran) == first  # the reruns read every job back
-    documents = [_without_times(json.loads(p.read_text())) for p in paths]
+    documents = [records.without_times(json.loads(p.read_text())) for p in paths]
     assert documents[0] == documents[1]
-
-
-def _without_times(value: object) -> object:
-    """The document less its wall times (keys "seconds", "wall_time_s", "timings"), at any depth."""
-    if isinstance(value, dict):
-        times = {"seconds", "wall_time_s", "timings"}
-        return {k: _without_times(v) for k, v in value.items() if k not in times}
-    if isinstance(value, list):
-        return [_without_times(v) for v in value]
-    return value
 
 
 def test_bench_sizes_are_checked_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import records
 from safetensors import safe_open
 
 from featurecontrols.pipeline.executors import _digest
@@ -36,9 +37,7 @@ def _demo(out: Path, *extra: str, threads: int | None = None) -> subprocess.Pope
 
 
 def _without_timings(path: Path) -> str:
-    document = json.loads(path.read_text())
-    document.pop("timings")
-    return json.dumps(document, sort_keys=True)
+    return json.dumps(records.without_times(json.loads(path.read_text())), sort_keys=True)
 
 
 def _temporary(path: Path) -> bool:

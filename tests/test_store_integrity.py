@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_store import CountingSeq
 from torch import Tensor, nn
 
 from featurecontrols.adapters.sites import read_activations
@@ -16,17 +17,9 @@ from featurecontrols.pipeline.store import ShardedStore
 SITES = ["0", "2"]
 
 
-class Counting(nn.Sequential):
-    calls = 0
-
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        self.calls += 1
-        return super().forward(x)
-
-
-def model() -> Counting:
+def model() -> CountingSeq:
     torch.manual_seed(0)
-    return Counting(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+    return CountingSeq(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
 
 
 def batches() -> list[Tensor]:

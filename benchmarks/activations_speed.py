@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    model, tokenizer = load_model("all-minilm-l6-v2")
+    model, tokenizer, _ = load_model("all-minilm-l6-v2")
     batches, _ = encode(make_task("tokens", args.sentences, seed=0), tokenizer, args.batch)
     inputs = [{k: v for k, v in b.items() if k != READOUT_MASK} for b in batches]
     n_tokens = sum(int(b[READOUT_MASK].sum()) for b in batches)

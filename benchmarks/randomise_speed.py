@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    model, _ = load_model("all-minilm-l6-v2")
+    model, _, _ = load_model("all-minilm-l6-v2")
     matrices = [p.detach() for p in model.parameters() if p.ndim >= 2]
 
     def svds() -> None:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import time
 from dataclasses import dataclass, replace
 from typing import Any
+
+from peak_memory import in_fresh_process, rss_mib
 
 DEFAULT = {"examples": 500, "candidates": 2, "sites": 1, "copies": 1, "latents": 16}
 FACTORS = {
@@ -43,15 +44,6 @@ class Point:
     sites: int
     copies: int
     latents: int
-
-
-def _rss_mib(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process, MiB (Linux)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _run(point: Point) -> tuple[float, float, dict[str, float]]:
@@ -77,17 +69,15 @@ def _run(point: Point) -> tuple[float, float, dict[str, float]]:
     sae = SparseAutoencoder(d_sae=point.latents, k=8, batch_size=256, n_epochs=2, seed=0)
     candidates.append(Latents("sae", sites[0], finder=sae))
     battery = Battery(n_weight_seeds=point.copies, seed=0, progress=False)
-    before = _rss_mib("VmRSS")
+    before = rss_mib("VmRSS")
     start = time.perf_counter()
     result = battery.run(model, x, sites, candidates)
     seconds = time.perf_counter() - start
-    return seconds, _rss_mib("VmHWM") - before, dict(result.timings)
+    return seconds, rss_mib("VmHWM") - before, dict(result.timings)
 
 
 def measured(point: Point) -> tuple[float, float, dict[str, float]]:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        out: tuple[float, float, dict[str, float]] = pool.apply(_run, (point,))
-        return out
+    return in_fresh_process(_run, point)
 
 
 def slope(xs: list[int], ys: list[float]) -> float:

@@ -48,7 +48,9 @@ from featurecontrols.testbeds.text_tasks import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def loaded() -> tuple[nn.Module, Any]:
-    return load_model("all-minilm-l6-v2")
+    model, tokenizer, causal = load_model("all-minilm-l6-v2")
+    assert not causal
+    return model, tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,10 @@
 """TransformerLens's HookedTransformer (transformer-lens 3.x, built from a config): its own initialiser
 for the re-initialised control, one matrix per head for the spectrum-matched control, NaN weights
-refused, and the battery end to end on hook names."""
+refused, and the battery end to end on hook names; a TransformerBridge (booted from a local folder) read
+through the Hugging Face model it wraps."""
+
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +92,34 @@ def test_the_battery_runs_on_hook_names_with_the_librarys_initialiser() -> None:
     assert candidate.axes["decodable"].status == "yes"
     reinit = next(c for c in result.settings.weight_controls if c.name == "reinitialised")
     assert any(method.startswith("init_weights (gpt2)") for method in reinit.methods)
+
+
+def test_a_transformer_bridge_is_read_through_the_model_it_wraps(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    bridge_module = pytest.importorskip("transformer_lens.model_bridge")
+    from featurecontrols.adapters.huggingface import HuggingFaceCausalLM
+    from featurecontrols.testbeds.text_tasks import encode_causal, make_task
+    from featurecontrols.testbeds.toy_causal_lm import word_tokenizer
+
+    tokenizer = word_tokenizer()
+    config = transformers.GPT2Config(
+        vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=16
+    )
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = bridge_module.TransformerBridge.boot_transformers(str(tmp_path), device="cpu")
+    adapter = adapt(bridge)
+    assert isinstance(adapter, HuggingFaceCausalLM) and adapter.module is bridge.original_model
+    batches, labels, _ = encode_causal(make_task("toy_language", 120, 0), tokenizer, 40)
+    with torch.no_grad():  # the bridge's logits are its Hugging Face model's
+        torch.testing.assert_close(bridge(batches[0]["input_ids"]), adapter.outputs(batches[0]))
+    battery = Battery(n_weight_seeds=1, run_used=False, n_bootstrap=50, progress=False)
+    result = battery.run(bridge, batches, "blocks.1.hook_resid_post[-1]", {"filler_um": labels["filler_um"]})
+    assert result.candidates[0].axes["decodable"].status == "yes"
+    assert all(m.startswith("_init_weights") for m in result.settings.weight_controls[0].methods)
+    bridge.compatibility_mode = True
+    with pytest.raises(FeatureControlsError, match="compatibility mode"):
+        adapt(bridge)

@@ -3,6 +3,8 @@
 - :class:`~featurecontrols.adapters.torch_model.TorchModel`: any ``nn.Module`` (the default).
 - :class:`~featurecontrols.adapters.huggingface.HuggingFaceEncoder`: a Hugging Face encoder read per
   token or per sentence at TransformerLens-style site names; its output is the sentence embedding.
+- :class:`~featurecontrols.adapters.huggingface.HuggingFaceCausalLM`: a Hugging Face causal LM at the
+  same names (a position selector picks the token), its next-token logits compared by KL.
 - :class:`~featurecontrols.adapters.transformer_lens.TransformerLensModel`: a HookedTransformer, its
   hook names as sites.
 
@@ -21,8 +23,9 @@ from featurecontrols.errors import FeatureControlsError
 
 def adapt(model: ModelAdapter | nn.Module) -> ModelAdapter:
     """``model`` if it is an adapter; a TransformerLens model, a Hugging Face causal LM
-    (``...ForCausalLM``, ``...LMHeadModel``) or an nnsight wrapper in its adapter; any other
-    ``nn.Module`` as a :class:`TorchModel`."""
+    (``...ForCausalLM``, ``...LMHeadModel``) or an nnsight wrapper in its adapter; a TransformerLens
+    ``TransformerBridge`` (transformer-lens >= 3) as the Hugging Face model it wraps, read at the same
+    TransformerLens names by that model's aliases; any other ``nn.Module`` as a :class:`TorchModel`."""
     if isinstance(model, ModelAdapter):
         return model
     bases = {cls.__name__ for cls in type(model).__mro__}
@@ -34,6 +37,8 @@ def adapt(model: ModelAdapter | nn.Module) -> ModelAdapter:
         from featurecontrols.adapters.huggingface import HuggingFaceCausalLM
 
         return HuggingFaceCausalLM(model)
+    if "TransformerBridge" in bases:  # TransformerLens's bridge around a Hugging Face model
+        return adapt(_bridged(model))
     if "Envoy" in bases or "NNsight" in bases:  # nnsight >= 0.4 keeps the module in _module, before in _model
         for attribute in ("_module", "_model"):
             inner = getattr(model, attribute, None)
@@ -45,6 +50,22 @@ def adapt(model: ModelAdapter | nn.Module) -> ModelAdapter:
             "pass the torch module, or wrap it: featurecontrols.adapters.TorchModel(module, forward=...)",
         )
     return TorchModel(model)
+
+
+def _bridged(bridge: object) -> nn.Module:
+    """The Hugging Face model a TransformerLens ``TransformerBridge`` wraps (``original_model``)."""
+    if getattr(bridge, "compatibility_mode", False):
+        raise FeatureControlsError(
+            "this TransformerBridge is in compatibility mode: it computes with processed weights "
+            "(folded LayerNorm, centred writes) that the Hugging Face model it wraps does not hold",
+            "pass the bridge before enable_compatibility_mode(), or a HookedTransformer",
+        )
+    inner = vars(bridge).get("original_model")
+    if not isinstance(inner, nn.Module):
+        raise FeatureControlsError(
+            "this TransformerBridge holds no original_model", "pass the Hugging Face model it was booted from"
+        )
+    return inner
 
 
 ADAPTERS: dict[str, str] = {

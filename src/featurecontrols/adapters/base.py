@@ -113,6 +113,10 @@ class ModelAdapter(ABC):
         """How parameter ``name`` factors into matrices; ``None`` for a vector (no matrix)."""
         return leading_matrix(parameter.shape) if parameter.ndim >= 2 else None
 
+    def describe(self) -> list[str]:
+        """What the adapter's numbers depend on besides the weights (part of a run's resume key)."""
+        return [type(self).__name__, self.output_kind]
+
     @property
     def device(self) -> torch.device:
         """The device of the model's parameters (CPU for a model without any)."""

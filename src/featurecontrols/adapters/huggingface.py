@@ -18,6 +18,7 @@ stay tied).
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -288,11 +289,17 @@ class HuggingFaceCausalLM(TorchModel):
     batches of input ids (batch, seq) or tokenizer outputs, next-token logits as outputs (the used axis
     compares their distributions by KL in float32, batch by batch, over the positions a batch's
     ``attention_mask`` keeps). A position selector reads that position of every row, padding
-    included: ``[-1]`` wants batches of equal length. Call ``model.eval()``.
+    included: ``[-1]`` wants batches of equal length (``text_tasks.encode_causal`` makes them). With
+    ``last_token=True`` only the last position's next-token distribution is an output (the prediction
+    the sequence ends on; computed alone through ``logits_to_keep=1`` where the model takes it, which
+    skips the unembedding of every other position). Call ``model.eval()``.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__(model, forward=forward, output_kind="logits")
+    def __init__(self, model: nn.Module, last_token: bool = False) -> None:
+        super().__init__(
+            model, forward=forward, output=_last_logits if last_token else None, output_kind="logits"
+        )
+        self.last_token = last_token
 
     def resolve(self, site: str | Site) -> Site:
         return resolve_alias(self.module, site)
@@ -301,10 +308,19 @@ class HuggingFaceCausalLM(TorchModel):
         return [*resid_aliases(self.module), *site_names(self.module)]
 
     def rewrap(self, weights: nn.Module) -> HuggingFaceCausalLM:
-        return HuggingFaceCausalLM(weights)
+        return HuggingFaceCausalLM(weights, self.last_token)
 
     def reinitialise(self, module: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
         return init_weights(module, targets, seed)
+
+
+def _last_logits(model: nn.Module, batch: Any) -> Tensor:
+    """The next-token logits at the last position, (rows, 1, vocab)."""
+    if isinstance(batch, Tensor):
+        batch = {"input_ids": batch}
+    takes = "logits_to_keep" in inspect.signature(model.forward).parameters
+    logits: Tensor = forward(model, {**batch, "logits_to_keep": 1} if takes else batch).logits
+    return logits[:, -1:]
 
 
 def mean_pool(h: Tensor, mask: Tensor) -> Tensor:

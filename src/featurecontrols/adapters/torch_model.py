@@ -60,6 +60,11 @@ class TorchModel(ModelAdapter):
         out = self.output(self.module, batch) if self.output is not None else self.run(batch)
         return flat_output(out, keep_positions=self.output_kind == "logits")
 
+    def describe(self) -> list[str]:
+        """The class, the output kind and the qualified names of the ``forward`` and ``output`` given."""
+        given = [f and f"{f.__module__}.{f.__qualname__}" for f in (self.forward, self.output)]
+        return [*super().describe(), *(name or "default" for name in given)]
+
     def rewrap(self, weights: nn.Module) -> TorchModel:
         return TorchModel(weights, self.forward, self.output, self.output_kind)
 

@@ -1,6 +1,6 @@
 """Command line: ``featurecontrols demo`` runs the battery on a ground-truth testbed; ``run CONFIG`` a model;
-``search`` searches probes by selectivity; ``bench`` benchmarks the controls themselves on every
-ground-truth testbed."""
+``toy-lm FOLDER`` trains the toy causal LM that ``examples/toy_lm/config.toml`` runs; ``search`` searches
+probes by selectivity; ``bench`` benchmarks the controls themselves on every ground-truth testbed."""
 
 from __future__ import annotations
 
@@ -65,6 +65,14 @@ def _other_arguments(sub: Any) -> None:
     run = sub.add_parser("run", help="run the battery at the sites a TOML config describes (see run_config)")
     run.add_argument("config", type=Path, help="path of the TOML config")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    toy = sub.add_parser(
+        "toy-lm",
+        help="train the toy causal LM (GPT-2-style, 8,295 words) and save it as a transformers folder",
+    )
+    toy.add_argument("folder", type=Path, help="folder to create (kept if it holds this recipe's model)")
+    toy.add_argument("--steps", type=int, default=300, help="training steps of 128 sequences (default 300)")
+    toy.add_argument("--seed", type=int, default=0, help="seed of the weights and the data (default 0)")
+    toy.add_argument("--quiet", action="store_true", help="no progress bar")
     bench = sub.add_parser(
         "bench", help="benchmark the controls on every ground-truth testbed: AUROC, confusion matrix, FPR"
     )
@@ -117,6 +125,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.fast, args.seeds, args.testbeds, args.json, n_null=args.n_null,
             used_controls=args.used_controls, progress=not args.quiet, run_dir=args.run_dir,
         )  # fmt: skip
+    if args.command == "toy-lm":
+        from featurecontrols.testbeds.toy_causal_lm import main as toy_main
+
+        return toy_main(args.folder, args.steps, args.seed, progress=not args.quiet)
     if args.command == "run":
         from featurecontrols.apps.run_config import main as run_main
 

@@ -1,12 +1,15 @@
-"""``featurecontrols run CONFIG.toml``: a pretrained Hugging Face encoder under the battery, at many sites.
+"""``featurecontrols run CONFIG.toml``: a Hugging Face encoder or causal LM under the battery, at many sites.
 
 A config is a flat TOML table (every key optional)::
 
-    model = "all-minilm-l6-v2"     # or a local folder with a transformers model and tokenizer
+    model = "all-minilm-l6-v2"     # or a local folder with a transformers model and tokenizer:
+                                   # an encoder, or a causal LM (its config names a ...ForCausalLM
+                                   # or ...LMHeadModel), read at each sequence's last token
     dataset = "sentences"          # a generator of featurecontrols.testbeds.text_tasks.DATASETS
     n_sentences = 400
     level = "sentence"             # "token" or "sentence"; must be the dataset's level
-    sites = "all layers"           # or a list: ["embeddings", "blocks.3.hook_mlp_out", ...]
+    sites = "all layers"           # or a list: ["embeddings", "blocks.3.hook_mlp_out", ...];
+                                   # a causal LM's sites end in a position: "blocks.1.hook_resid_post[-1]"
     controls = ["reinitialised", "spectrum-matched"]
     keep = []                      # kept by every weight control: "embeddings", "unembeddings", "norms"
     seeds = 2                      # randomised copies per weight control
@@ -26,7 +29,9 @@ A config is a flat TOML table (every key optional)::
 
 :func:`load_config` validates it into a :class:`RunConfig` (unknown keys, wrong types and bad
 values, the battery's parameters among them, raise ``FeatureControlsError`` naming the problem and
-the fix, before any work); :func:`run` loads the model offline and runs one
+the fix, before any work); :func:`run` loads the model offline (a causal LM gets
+:class:`~featurecontrols.adapters.huggingface.HuggingFaceCausalLM` and batches of equal length,
+``text_tasks.encode_causal``, so ``[-1]`` is every sequence's last token) and runs one
 :class:`~featurecontrols.pipeline.battery.Battery` over every site of the config: its plan checks every
 site name first, sizes the nulls for all the run's tests and corrects every p-value together; the
 reports are written atomically.
@@ -45,7 +50,14 @@ from typing import Any, get_args
 from torch import nn
 
 from featurecontrols import atomic, report
-from featurecontrols.adapters.huggingface import READOUT_MASK, HuggingFaceEncoder, Level, resid_aliases
+from featurecontrols.adapters.huggingface import (
+    READOUT_MASK,
+    HuggingFaceCausalLM,
+    HuggingFaceEncoder,
+    Level,
+    resid_aliases,
+)
+from featurecontrols.adapters.sites import Site
 from featurecontrols.controls.label.control_task import token_cells
 from featurecontrols.controls.registry import WEIGHT_CONTROLS
 from featurecontrols.controls.weight._copy import KEEP_PRESETS
@@ -53,7 +65,13 @@ from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe
 from featurecontrols.pipeline.battery import Battery
 from featurecontrols.stats import Correction
-from featurecontrols.testbeds.text_tasks import DATASETS, encode, encode_counterfactuals, make_task
+from featurecontrols.testbeds.text_tasks import (
+    DATASETS,
+    encode,
+    encode_causal,
+    encode_counterfactuals,
+    make_task,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -222,9 +240,11 @@ def load_config(path: str | Path) -> RunConfig:
     return parse_config(table, str(path))
 
 
-def load_model(spec: str) -> tuple[nn.Module, Any]:
-    """(model in eval mode, tokenizer) for ``"all-minilm-l6-v2"`` or a local folder, with no network."""
-    from transformers import AutoModel, AutoTokenizer
+def load_model(spec: str) -> tuple[nn.Module, Any, bool]:
+    """(model in eval mode, tokenizer, whether it is a causal LM) for ``"all-minilm-l6-v2"`` or a local
+    folder, with no network. A folder whose config names a ``...ForCausalLM`` or ``...LMHeadModel``
+    architecture loads with ``AutoModelForCausalLM``, any other with ``AutoModel``."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     if spec.lower() == MINILM:
         try:
@@ -242,9 +262,12 @@ def load_model(spec: str) -> tuple[nn.Module, Any]:
                 f"model {spec!r} is neither {MINILM!r} nor a local folder",
                 "give the folder of a saved transformers model (config.json, weights, tokenizer)",
             )
-    model = AutoModel.from_pretrained(folder, local_files_only=True, trust_remote_code=False).eval()
+    config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in config.architectures or [])
+    auto = AutoModelForCausalLM if causal else AutoModel
+    model = auto.from_pretrained(folder, local_files_only=True, trust_remote_code=False).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-    return model, tokenizer
+    return model, tokenizer, causal
 
 
 def layer_sites(model: nn.Module) -> list[str]:
@@ -259,18 +282,40 @@ def layer_sites(model: nn.Module) -> list[str]:
     return ["blocks.0.hook_resid_pre", *(f"blocks.{i}.hook_resid_post" for i in layers)]
 
 
+def causal_sites(config: RunConfig, model: nn.Module) -> list[str]:
+    """A causal LM's sites: "all layers" at the last token, or the config's, each with a position."""
+    if config.sites == ALL_LAYERS:
+        return [f"{site}[-1]" for site in layer_sites(model)]
+    bare = [site for site in config.sites if Site.parse(site).position is None]
+    if bare:
+        raise FeatureControlsError(
+            f"a causal LM is read at one position per sequence, but site(s) {bare} select none",
+            f'add the position: "{bare[0]}[-1]" reads the last token',
+        )
+    return list(config.sites)
+
+
 def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     """Run the battery over every site of ``config``; write ``report.json`` and ``report.html`` to ``out``."""
     start = time.perf_counter()
-    model, tokenizer = load_model(config.model)
-    sites = layer_sites(model) if config.sites == ALL_LAYERS else list(config.sites)
+    model, tokenizer, causal = load_model(config.model)
     task = make_task(config.dataset, config.n_sentences, config.seed)
-    batches, features = encode(task, tokenizer, config.batch_size)
-    cells = token_cells(batches, READOUT_MASK) if config.control_task and config.level == "token" else None
-    counterfactuals = (
-        encode_counterfactuals(task, tokenizer, config.batch_size) if config.counterfactuals else None
-    )
-    adapter = HuggingFaceEncoder(model, config.level)
+    adapter: HuggingFaceEncoder | HuggingFaceCausalLM
+    cells = counterfactuals = None
+    if causal:
+        sites = causal_sites(config, model)
+        batches, features, counterfactuals = encode_causal(
+            task, tokenizer, config.batch_size, config.counterfactuals
+        )
+        adapter = HuggingFaceCausalLM(model, last_token=True)
+    else:
+        sites = layer_sites(model) if config.sites == ALL_LAYERS else list(config.sites)
+        batches, features = encode(task, tokenizer, config.batch_size)
+        if config.control_task and config.level == "token":
+            cells = token_cells(batches, READOUT_MASK)
+        if config.counterfactuals:
+            counterfactuals = encode_counterfactuals(task, tokenizer, config.batch_size)
+        adapter = HuggingFaceEncoder(model, config.level)
     result = config.battery(progress).run(
         adapter, batches, sites, features, cells=cells, counterfactuals=counterfactuals
     )

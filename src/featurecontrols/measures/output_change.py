@@ -209,18 +209,23 @@ def _finite(logits: Tensor) -> Tensor:
 def _distributions(logits: Tensor) -> tuple[Tensor, Tensor]:
     """float32 logits z and next-token distributions p = softmax(z), (rows, positions, vocab) each."""
     z = _finite(logits)
-    p = torch.empty_like(z)
-    for s in _chunks(z):
-        p[s] = torch.softmax(z[s], dim=-1)
-    return z, p
+    return z, torch.softmax(z, dim=-1)
 
 
 def _kl(z: Tensor, p: Tensor, changed: Tensor) -> Tensor:
-    """KL(p || softmax(changed)) per row and position (rows, positions), float64 (module docstring)."""
+    """KL(p || softmax(changed)) per row and position (rows, positions), float64 (module docstring).
+
+    Every chunk's d = z - z' is written into one scratch tensor: no temporaries the size of a chunk
+    are allocated per chunk (they fragment the heap: the resident memory then grows with the number
+    of batches)."""
     changed = _positions(changed)
     kl = torch.empty(z.shape[:2], dtype=torch.float64, device=z.device)
-    for s in _chunks(z):
-        d = z[s] - changed[s].float().clamp(min=-1e9)
+    chunks = _chunks(z)
+    scratch = torch.empty_like(z[chunks[0]]) if chunks else z
+    for s in chunks:
+        d = scratch[: z[s].shape[0]]
+        d.copy_(changed[s]).clamp_(min=-1e9)
+        torch.sub(z[s], d, out=d)
         first = torch.linalg.vecdot(p[s], d).double()
         kl[s] = first + torch.log1p(torch.linalg.vecdot(p[s], d.neg_().expm1_()).double())
     return kl

@@ -170,8 +170,9 @@ def evaluate_dictionary(
     """
     X = check_activations(X)
     m = check_dictionary(dictionary, X)
-    codes = dictionary.encode(X)
-    X_hat = dictionary.decode(codes).float().cpu()
+    with torch.no_grad():  # a SAELens SAE's parameters require grad
+        codes = dictionary.encode(X)
+        X_hat = dictionary.decode(codes).float().cpu()
     Z = codes.float().cpu()
     active = Z != 0
     rate = active.float().mean(0)

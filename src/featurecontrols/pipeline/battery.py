@@ -349,10 +349,7 @@ class Battery(Params):
             if k not in ("executor", "progress", "run_dir")
         }
         return {
-            "model": [
-                type(adapter).__name__,
-                [tensor_digest(t) for t in adapter.weights.state_dict().values()],
-            ],
+            "model": [adapter.describe(), [tensor_digest(t) for t in adapter.weights.state_dict().values()]],
             "data": [_batch_digest(b) for b in batches],
             "sites": sorted(map(str, sites.values())),
             "candidates": described,

@@ -1,6 +1,6 @@
 """Labelled text generated from templates and word lists: token-level and sentence-level features.
 
-Two built-in datasets (:data:`DATASETS`), deterministic for a seed:
+Three built-in datasets (:data:`DATASETS`), deterministic for a seed:
 
 - ``"tokens"``: short sentences; every word carries ``is_digit`` ("3", not "three"),
   ``is_capitalised`` (sentence-initial words and proper names; invisible to an uncased tokenizer),
@@ -11,10 +11,14 @@ Two built-in datasets (:data:`DATASETS`), deterministic for a seed:
   depends on the pair (city, country), so no function of token identity alone gives it. Every
   sentence comes with three counterfactuals, one per feature: the same sentence with that feature
   toggled ("do not know" -> "know", "teachers know" -> "teacher knows", the capital -> another city).
+- ``"toy_language"``: sequences of the synthetic language of ``testbeds/toy_language.py`` (for the toy
+  causal LM of ``testbeds/toy_causal_lm.py``), labelled ``topic``, ``negated`` and ``filler_um``,
+  with counterfactuals.
 
 :func:`encode` tokenises a task for a Hugging Face fast tokenizer into batches for
 :class:`featurecontrols.adapters.huggingface.Readout`, with one label per activation row: per
-word-piece token (special and pad tokens excluded) or per sentence.
+word-piece token (special and pad tokens excluded) or per sentence. :func:`encode_causal` batches a
+sentence-level task for a causal LM read at its last token.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from torch import Tensor
 
 from featurecontrols.adapters.huggingface import READOUT_MASK, Level
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.testbeds import toy_language
 
 NOUNS = ("cat", "dog", "teacher", "farmer", "apple", "book", "car", "house", "river", "student", "doctor")
 VERBS = ("saw", "found", "bought", "painted", "liked", "carried", "sold", "washed", "took", "met")
@@ -157,7 +162,18 @@ def _sentence(
     return [determiner, noun, *verb, "that", city, "is", "the", "capital", "of", country, "."]
 
 
-DATASETS: dict[str, Callable[[int, int], TextTask]] = {"tokens": token_task, "sentences": sentence_task}
+def toy_language_task(n_sentences: int = 400, seed: int = 0) -> TextTask:
+    """Sequences of the toy language (``testbeds/toy_language.py``), labelled topic, negated and
+    filler_um, each with its counterfactuals; for the toy causal LM."""
+    sentences, labels, counterfactuals = toy_language.sample(n_sentences, seed)
+    return TextTask("toy_language", "sentence", sentences, {}, labels, counterfactuals)
+
+
+DATASETS: dict[str, Callable[[int, int], TextTask]] = {
+    "tokens": token_task,
+    "sentences": sentence_task,
+    "toy_language": toy_language_task,
+}
 """Built-in generators: name -> ``f(n_sentences, seed)``."""
 
 
@@ -199,6 +215,49 @@ def encode(
                     rows[f] += [task.word_labels[f][start + i][w] for w in ids if w is not None]
         batches.append(batch)
     return batches, {f: torch.tensor(v, dtype=torch.float32) for f, v in rows.items()}
+
+
+def encode_causal(
+    task: TextTask, tokenizer: Any, batch_size: int, counterfactuals: bool = False
+) -> tuple[list[dict[str, Tensor]], dict[str, Tensor], dict[str, list[dict[str, Tensor]]] | None]:
+    """Batches of input ids for a causal LM read at the last token (a site ``...[-1]``), the row labels
+    and, with ``counterfactuals``, each feature's counterfactual batches row for row.
+
+    Sentences are grouped by their token length (and, with ``counterfactuals``, by the lengths of all
+    their counterfactuals), so no batch is padded and position -1 is every row's last token, in the
+    sentences and in the counterfactuals alike. Rows follow the batches (sorted by length, stably);
+    the labels follow the rows.
+    """
+    if task.level != "sentence":
+        raise FeatureControlsError(
+            f"a causal LM is read at one position per sequence, but dataset {task.name!r} is labelled "
+            "per token",
+            "use a sentence-level dataset (sentences, toy_language)",
+        )
+    if counterfactuals and not task.counterfactuals:
+        raise FeatureControlsError(f"dataset {task.name!r} has no counterfactuals", "drop counterfactuals")
+    texts = [task.sentences, *(task.counterfactuals.values() if counterfactuals else ())]
+    lengths = [[len(ids) for ids in tokenizer(t, is_split_into_words=True)["input_ids"]] for t in texts]
+    keys = list(zip(*lengths, strict=True))
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    groups: list[list[int]] = []
+    for i in order:
+        if not groups or keys[groups[-1][0]] != keys[i] or len(groups[-1]) == batch_size:
+            groups.append([])
+        groups[-1].append(i)
+
+    def batches(sentences: list[list[str]]) -> list[dict[str, Tensor]]:
+        return [
+            dict(tokenizer([sentences[i] for i in g], is_split_into_words=True, return_tensors="pt"))
+            for g in groups
+        ]
+
+    labels = {
+        f: torch.tensor([task.sentence_labels[f][i] for i in order], dtype=torch.float32)
+        for f in task.features
+    }
+    changed = {f: batches(s) for f, s in task.counterfactuals.items()} if counterfactuals else None
+    return batches(task.sentences), labels, changed
 
 
 def encode_counterfactuals(

@@ -1,6 +1,8 @@
-"""SAELens (sae-lens 6.x): our SAEs exported so that SAELens loads them with the same codes, and
-SAELens SAEs judged as dictionaries (refitted by a finder of their settings, checked before any work)."""
+"""SAELens (sae-lens 6.x): our SAEs exported so that SAELens loads them with the same codes, folders
+SAELens saved read back without it (same codes), and SAELens SAEs judged as dictionaries (refitted
+by a finder of their settings, checked before any work)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from featurecontrols import Battery  # noqa: E402
 from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures  # noqa: E402
 from featurecontrols.errors import FeatureControlsError  # noqa: E402
 from featurecontrols.finders import SparseAutoencoder  # noqa: E402
-from featurecontrols.finders.saelens_export import save_saelens  # noqa: E402
+from featurecontrols.finders.saelens_format import load_saelens, save_saelens  # noqa: E402
 from featurecontrols.pipeline.candidates import Latents  # noqa: E402
 from featurecontrols.testbeds import train_planted_residual  # noqa: E402
 
@@ -34,12 +36,78 @@ def test_an_exported_sae_loads_in_saelens_with_the_same_codes(
         torch.testing.assert_close(theirs.decode(z), ours.decode(ours.encode(X)), rtol=1e-4, atol=1e-4)
 
 
-def test_batchtopk_and_unfitted_saes_are_refused(tmp_path: Path) -> None:
+def test_an_unfitted_sae_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FeatureControlsError, match="not fitted"):
         save_saelens(SparseAutoencoder(8), tmp_path)
-    fitted = SparseAutoencoder(8, "batchtopk", k=2, batch_size=64).fit(torch.randn(256, 4))
-    with pytest.raises(FeatureControlsError, match="no exact SAELens counterpart"):
-        save_saelens(fitted, tmp_path)
+
+
+@pytest.mark.parametrize("activation", ["topk", "relu", "batchtopk"])
+def test_our_saes_round_trip_through_the_folder(tmp_path: Path, activation: str) -> None:
+    X = (
+        3.0
+        * PlantedSparseFeatures(32, 4.0).plant(torch.randn(3000, 12), seed=1, keep_codes=False).activations
+    )
+    ours = SparseAutoencoder(32, activation, k=4, batch_size=256, n_epochs=2).fit(X)  # type: ignore[arg-type]
+    folder = save_saelens(ours, tmp_path / "sae")
+    back = load_saelens(folder)
+    assert (back.d_sae, back.activation, back.scale_) == (32, activation, 1.0)
+    torch.testing.assert_close(back.encode(X), ours.encode(X), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(back.decode(back.encode(X)), ours.decode(ours.encode(X)), rtol=1e-4, atol=1e-4)
+    theirs = sae_lens.SAE.load_from_disk(str(folder))  # and SAELens reads the same codes
+    with torch.no_grad():
+        torch.testing.assert_close(theirs.encode(X), ours.encode(X), rtol=1e-4, atol=1e-4)
+
+
+def _saelens_sae(architecture: str, **cfg: object) -> torch.nn.Module:
+    configs = {"standard": "StandardSAE", "topk": "TopKSAE", "jumprelu": "JumpReLUSAE"}
+    name = configs[architecture]
+    torch.manual_seed(0)
+    sae = getattr(sae_lens, name)(getattr(sae_lens, f"{name}Config")(d_in=12, d_sae=24, device="cpu", **cfg))
+    with torch.no_grad():  # biases away from their zero init, so that folding them is tested
+        sae.b_dec.normal_()
+        sae.b_enc.normal_(std=0.1)
+    return sae
+
+
+@pytest.mark.parametrize(
+    ("architecture", "cfg"),
+    [("standard", {}), ("standard", {"apply_b_dec_to_input": False}), ("topk", {"k": 3}), ("jumprelu", {})],
+)
+def test_a_folder_saelens_saved_loads_with_saelens_codes(
+    tmp_path: Path, architecture: str, cfg: dict[str, object]
+) -> None:
+    sae = _saelens_sae(architecture, **cfg)
+    if architecture == "jumprelu":
+        with torch.no_grad():
+            sae.threshold.fill_(0.3)  # one shared threshold: BatchTopK's inference form
+    sae.save_model(tmp_path)
+    ours = load_saelens(tmp_path)
+    X = 2.0 * torch.randn(500, 12)
+    with torch.no_grad():
+        z = sae.encode(X)
+        torch.testing.assert_close(ours.encode(X), z, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours.decode(z), sae.decode(z), rtol=1e-4, atol=1e-4)
+
+
+def test_folders_this_loader_cannot_read_exactly_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(FeatureControlsError, match=r"no cfg\.json"):
+        load_saelens(tmp_path)
+    jumprelu = _saelens_sae("jumprelu")
+    with torch.no_grad():
+        jumprelu.threshold.uniform_(0.1, 0.5)  # one threshold per latent (Gemma Scope's kind)
+    jumprelu.save_model(tmp_path)
+    with pytest.raises(FeatureControlsError, match="one threshold per latent"):
+        load_saelens(tmp_path)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    for change, message in [
+        ({"architecture": "gated"}, "architecture 'gated'"),
+        ({"architecture": "standard", "d_sae": 25}, "W_enc has shape"),
+        ({"architecture": "standard", "d_in": 0}, "d_in must be a positive integer"),
+        ({"architecture": "standard", "normalize_activations": "expected_average_only_in"}, "normalize"),
+    ]:
+        (tmp_path / "cfg.json").write_text(json.dumps(cfg | change))
+        with pytest.raises(FeatureControlsError, match=message):
+            load_saelens(tmp_path)
 
 
 def test_a_saelens_sae_is_judged_with_a_finder_of_its_settings() -> None:

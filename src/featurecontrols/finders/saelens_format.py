@@ -1,0 +1,158 @@
+"""SAELens's folder format, both ways: :func:`save_saelens` writes a fitted :class:`SparseAutoencoder`
+as a folder SAELens loads (``SAE.load_from_disk``); :func:`load_saelens` reads a folder SAELens saved
+into one, without SAELens installed and without unpickling anything.
+
+The folder holds ``sae_weights.safetensors`` (``W_enc`` (d_in, m), ``b_enc`` (m,), ``W_dec`` (m, d_in),
+``b_dec`` (d_in,), and ``threshold`` (m,) for ``jumprelu``) and ``cfg.json`` (written last: a folder
+without it is incomplete). Our SAE works on inputs scaled by s (``scale_``); SAELens's on raw inputs,
+so s is folded into the weights exactly:
+
+    pre = (s x - b_dec) W_enc^T + b_enc = (x - b_dec / s) (s W_enc)^T + b_enc
+    x_hat = (z W_dec + b_dec) / s = z (W_dec / s) + b_dec / s
+
+Architectures: our TopK is SAELens's ``topk`` (the top k of the pre-activations, ReLU'd), ReLU is
+``standard``, and BatchTopK at inference (z = pre * [pre > theta], theta >= 0) is ``jumprelu`` with
+every threshold theta. Read back, a ``jumprelu`` folder needs one threshold for every latent (ours is
+one number); an SAE saved with ``apply_b_dec_to_input = false`` (pre = x W_enc + b_enc) has
+b_dec W_enc folded into b_enc; input normalisation other than ``"none"`` is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load, save
+from torch import Tensor
+
+from featurecontrols import atomic
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.sparse_autoencoder import Activation, SparseAutoencoder
+
+ARCHITECTURES: dict[Activation, str] = {"topk": "topk", "relu": "standard", "batchtopk": "jumprelu"}
+WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
+
+
+def save_saelens(sae: SparseAutoencoder, folder: str | os.PathLike[str]) -> Path:
+    """Write ``sae`` (fitted) to ``folder`` in SAELens's format; returns the folder."""
+    if not hasattr(sae, "decoder_"):
+        raise FeatureControlsError("the SAE is not fitted", "call sae.fit(activations) first")
+    if sae.activation not in ARCHITECTURES:
+        raise FeatureControlsError(
+            f"a {sae.activation!r} SAE has no SAELens counterpart", f"export one of {sorted(ARCHITECTURES)}"
+        )
+    if sae.activation == "batchtopk" and sae.threshold_ < 0:
+        raise FeatureControlsError(
+            f"a BatchTopK threshold below 0 ({sae.threshold_:g}) keeps negative codes, which SAELens's "
+            "JumpReLU (a ReLU times a step) cannot",
+            "export a TopK or ReLU SAE, or refit",
+        )
+    s = float(sae.scale_)
+    with torch.no_grad():
+        tensors = {
+            "W_enc": (s * sae.encoder_.T).float().cpu().contiguous(),
+            "b_enc": sae.b_enc_.float().cpu().clone(),
+            "W_dec": (sae.decoder_ / s).float().cpu().contiguous(),
+            "b_dec": (sae.b_dec_ / s).float().cpu().contiguous(),
+        }
+    if sae.activation == "batchtopk":
+        tensors["threshold"] = torch.full((sae.d_sae,), float(sae.threshold_))
+    cfg: dict[str, object] = {
+        "architecture": ARCHITECTURES[sae.activation], "d_in": int(sae.n_features_in_),
+        "d_sae": int(sae.d_sae), "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
+        "normalize_activations": "none", "reshape_activations": "none",
+        "metadata": {"exported_by": "featurecontrols"},
+    }  # fmt: skip
+    if sae.activation == "topk":
+        cfg["k"] = int(sae.k)
+    out = Path(folder)
+    atomic.write_bytes(out / WEIGHTS, save(tensors))
+    atomic.write_json(out / CONFIG, cfg)
+    return out
+
+
+def load_saelens(folder: str | os.PathLike[str]) -> SparseAutoencoder:
+    """A fitted :class:`SparseAutoencoder` from a folder in SAELens's format (module docstring): the
+    same codes and reconstructions as SAELens's ``SAE.load_from_disk``, on raw inputs (``scale_`` 1).
+    Its parameters (``d_sae``, ``activation``, ``k``) are the recipe a control refits."""
+    folder = Path(folder)
+    cfg = _config(folder)
+    tensors = _weights(folder, cfg)
+    activation = next(ours for ours, theirs in ARCHITECTURES.items() if theirs == cfg["architecture"])
+    sae = SparseAutoencoder(
+        d_sae=cfg["d_sae"], activation=activation, k=int(cfg.get("k", 32)), normalise_input=False
+    )
+    b_enc = tensors["b_enc"]
+    if not cfg.get("apply_b_dec_to_input", True):
+        b_enc = b_enc + tensors["b_dec"] @ tensors["W_enc"]
+    sae.n_features_in_, sae.scale_ = cfg["d_in"], 1.0
+    sae.encoder_, sae.decoder_ = tensors["W_enc"].T.contiguous(), tensors["W_dec"].contiguous()
+    sae.b_enc_, sae.b_dec_ = b_enc, tensors["b_dec"]
+    sae.threshold_ = float(tensors["threshold"][0]) if activation == "batchtopk" else 0.0
+    sae.aux_k_, sae.n_tokens_, sae.loss_history_ = 0, 0, []
+    sae.dead_fraction_ = math.nan
+    return sae
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    """The folder's cfg.json, checked."""
+    path = folder / CONFIG
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FeatureControlsError(
+            f"no {CONFIG} in {folder}", "give the folder SAELens saved the SAE in"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise FeatureControlsError(f"{path} is not valid JSON: {err}", "save the SAE again") from None
+    known = sorted(set(ARCHITECTURES.values()))
+    if not isinstance(cfg, dict) or cfg.get("architecture", "standard") not in known:
+        got = cfg.get("architecture") if isinstance(cfg, dict) else cfg
+        raise FeatureControlsError(
+            f"{path}: architecture {got!r} is not one this loader reads", f"use one of {known}, or sae_lens"
+        )
+    cfg.setdefault("architecture", "standard")
+    for key in ("d_in", "d_sae", *(("k",) if cfg["architecture"] == "topk" else ())):
+        if not isinstance(cfg.get(key), int) or isinstance(cfg.get(key), bool) or cfg[key] < 1:
+            raise FeatureControlsError(
+                f"{path}: {key} must be a positive integer, got {cfg.get(key)!r}", "fix cfg.json"
+            )
+    if cfg.get("normalize_activations", "none") != "none":
+        raise FeatureControlsError(
+            f"{path}: normalize_activations = {cfg['normalize_activations']!r} rescales inputs by a "
+            "statistic of the data, which the folder does not hold",
+            "load it with sae_lens.SAE.load_from_disk and pass the object as the dictionary",
+        )
+    return cfg
+
+
+def _weights(folder: Path, cfg: dict[str, Any]) -> dict[str, Tensor]:
+    """The folder's tensors (safetensors, never a pickle), shapes and values checked against ``cfg``."""
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise FeatureControlsError(f"no {WEIGHTS} in {folder}", "save the SAE with SAELens 6 (safetensors)")
+    tensors = {k: v.float() for k, v in load(path.read_bytes()).items()}
+    d, m = cfg["d_in"], cfg["d_sae"]
+    shapes = {"W_enc": (d, m), "b_enc": (m,), "W_dec": (m, d), "b_dec": (d,)}
+    if cfg["architecture"] == "jumprelu":
+        shapes["threshold"] = (m,)
+    for name, shape in shapes.items():
+        got = tuple(tensors[name].shape) if name in tensors else None
+        if got != shape:
+            raise FeatureControlsError(
+                f"{path}: {name} has shape {got}, cfg.json says {shape}", "save the SAE again"
+            )
+        if not bool(torch.isfinite(tensors[name]).all()):
+            raise FeatureControlsError(f"{path}: {name} holds NaN or inf", "save the SAE again")
+    threshold = tensors.get("threshold")
+    if threshold is not None and not bool((threshold == threshold[0]).all() and threshold[0] >= 0):
+        raise FeatureControlsError(
+            f"{path}: a JumpReLU SAE with one threshold per latent (from {float(threshold.min()):g} to "
+            f"{float(threshold.max()):g}); this loader reads one shared threshold >= 0 (BatchTopK's)",
+            "load it with sae_lens.SAE.load_from_disk and pass the object as the dictionary",
+        )
+    return tensors

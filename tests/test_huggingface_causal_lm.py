@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 from featurecontrols import Battery  # noqa: E402
 from featurecontrols.adapters import adapt  # noqa: E402
 from featurecontrols.adapters.huggingface import HuggingFaceCausalLM  # noqa: E402
+from featurecontrols.adapters.sites import Site  # noqa: E402
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights  # noqa: E402
 from featurecontrols.errors import FeatureControlsError  # noqa: E402
 
@@ -107,3 +108,19 @@ def test_padded_positions_count_for_nothing_on_the_used_axis() -> None:
         in_one.under(ProjectOut(direction[None])), separate.under(ProjectOut(direction[None])),
         rtol=1e-4, atol=1e-7,
     )  # fmt: skip
+
+
+def test_a_position_that_is_padding_is_refused() -> None:
+    m = gpt2()
+    ids = torch.randint(0, 64, (2, 6), generator=torch.Generator().manual_seed(0))
+    padded = {"input_ids": ids, "attention_mask": torch.tensor([[1] * 6, [1] * 4 + [0] * 2])}
+    battery = Battery(n_weight_seeds=1, run_used=False, n_bootstrap=20, progress=False)
+    labels = {"f": torch.tensor([0.0, 1.0] * 10)}
+    with pytest.raises(FeatureControlsError, match=r"position -1 .* padding") as err:
+        battery.run(HuggingFaceCausalLM(m), [padded] * 10, "blocks.0.hook_resid_post[-1]", labels)
+    assert "encode_causal" in err.value.fix
+    with pytest.raises(FeatureControlsError, match="padding"):
+        HuggingFaceCausalLM(m, last_token=True).outputs(padded)
+    first = {"input_ids": ids, "attention_mask": torch.ones(2, 6, dtype=torch.long)}
+    first["attention_mask"][1, 5] = 0  # padding after position 3: reading [3] is fine
+    assert HuggingFaceCausalLM(m).activations([first], [Site.parse("transformer.h.0[3]")])

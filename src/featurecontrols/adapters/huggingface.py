@@ -20,11 +20,11 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,9 @@ from featurecontrols.adapters.sites import Site, call_model, intervene, site_nam
 from featurecontrols.adapters.torch_model import TorchModel
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.seeding import seeded_global_rng
+
+if TYPE_CHECKING:
+    from featurecontrols.pipeline.store import ShardedStore
 
 
 @dataclass(frozen=True)
@@ -288,8 +291,9 @@ class HuggingFaceCausalLM(TorchModel):
     (``blocks.0.hook_resid_post[-1]``: the last token's residual stream after layer 0) or module path,
     batches of input ids (batch, seq) or tokenizer outputs, next-token logits as outputs (the used axis
     compares their distributions by KL in float32, batch by batch, over the positions a batch's
-    ``attention_mask`` keeps). A position selector reads that position of every row, padding
-    included: ``[-1]`` wants batches of equal length (``text_tasks.encode_causal`` makes them). With
+    ``attention_mask`` keeps). A position selector reads that position of every row, so a batch whose
+    ``attention_mask`` marks it as padding in any row is refused: ``[-1]`` wants batches of equal
+    length (``text_tasks.encode_causal`` makes them). With
     ``last_token=True`` only the last position's next-token distribution is an output (the prediction
     the sequence ends on; computed alone through ``logits_to_keep=1`` where the model takes it, which
     skips the unembedding of every other position). Call ``model.eval()``.
@@ -307,6 +311,18 @@ class HuggingFaceCausalLM(TorchModel):
     def site_names(self) -> list[str]:
         return [*resid_aliases(self.module), *site_names(self.module)]
 
+    def activations(
+        self,
+        batches: Iterable[Any],
+        sites: Sequence[Site],
+        *,
+        store: ShardedStore | None = None,
+        progress: int | None = None,
+    ) -> dict[str, Tensor]:
+        """Each site's activations (``ModelAdapter.activations``); a position that is padding is refused."""
+        checked = (_unpadded_at(batch, sites) for batch in batches)
+        return super().activations(checked, sites, store=store, progress=progress)
+
     def rewrap(self, weights: nn.Module) -> HuggingFaceCausalLM:
         return HuggingFaceCausalLM(weights, self.last_token)
 
@@ -314,10 +330,27 @@ class HuggingFaceCausalLM(TorchModel):
         return init_weights(module, targets, seed)
 
 
+def _unpadded_at(batch: Any, sites: Sequence[Site]) -> Any:
+    """``batch``, once every site's position is checked to be a real token in every row."""
+    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+    for site in sites:
+        if site.position is None or not isinstance(mask, Tensor):
+            continue
+        padded = int((~mask[:, site.position].bool()).sum())
+        if padded:
+            raise FeatureControlsError(
+                f"site {site} reads position {site.position} of every row, but in {padded} row(s) of a "
+                "batch that position is padding (attention_mask 0)",
+                "batch sequences of equal length (featurecontrols.testbeds.text_tasks.encode_causal)",
+            )
+    return batch
+
+
 def _last_logits(model: nn.Module, batch: Any) -> Tensor:
     """The next-token logits at the last position, (rows, 1, vocab)."""
     if isinstance(batch, Tensor):
         batch = {"input_ids": batch}
+    _unpadded_at(batch, [Site("", position=-1)])
     takes = "logits_to_keep" in inspect.signature(model.forward).parameters
     logits: Tensor = forward(model, {**batch, "logits_to_keep": 1} if takes else batch).logits
     return logits[:, -1:]

@@ -104,7 +104,7 @@ def test_featurecontrols_run_judges_the_toy_lm_on_all_three_axes(
         f'model = "{toy_lm}"\ndataset = "toy_language"\nn_sentences = 300\n'
         'sites = ["blocks.0.hook_resid_pre[-1]", "blocks.1.hook_resid_post[-1]"]\n'
         'controls = ["reinitialised"]\nseeds = 2\nn_shuffles = 500\nn_random_directions = 500\n'
-        f'used_examples = 48\nout = "{tmp_path / "out"}"\n',
+        f'used_examples = 48\ncounterfactuals = true\nout = "{tmp_path / "out"}"\n',
         encoding="utf-8",
     )
     assert cli.main(["run", str(config), "--quiet"]) == 0
@@ -117,6 +117,12 @@ def test_featurecontrols_run_judges_the_toy_lm_on_all_three_axes(
     axes = {c["name"]: c["axes"] for c in run_["candidates"] if c["site"].startswith("blocks.1")}
     assert {axes[f][a]["status"] for f in ("topic", "negated") for a in ("learned", "used")} == {"yes"}
     assert axes["filler_um"]["learned"]["status"] == axes["filler_um"]["used"]["status"] == "no"
+    patching = {  # the counterfactual sequences, patched in at the last token, agree
+        f: [e for e in axes[f]["used"]["evidence"] if e["control"].startswith("counterfactual")] for f in axes
+    }
+    assert all(len(v) == 1 for v in patching.values())
+    assert patching["topic"][0]["p_adjusted"] < 0.05 and patching["negated"][0]["p_adjusted"] < 0.05
+    assert patching["filler_um"][0]["ci_high"] < patching["filler_um"][0]["margin"]
     methods = Counter(run_["settings"]["weight_controls"][0]["methods"])
     assert all(m.startswith("_init_weights") for m in methods), methods  # GPT-2's own initialiser
     assert "model feature" in capsys.readouterr().out

@@ -133,6 +133,12 @@ def _modular_addition(seed: int) -> Testbed:
     return modular_addition_testbed()
 
 
+def _toy_causal_lm(seed: int) -> Testbed:
+    from featurecontrols.testbeds.toy_causal_lm import toy_causal_lm_testbed
+
+    return toy_causal_lm_testbed(seed)
+
+
 def _used_trap(name: str) -> Callable[[int], Testbed]:
     def build(seed: int) -> Testbed:
         from featurecontrols.testbeds import used_traps
@@ -161,6 +167,7 @@ def testbeds() -> dict[str, BenchTestbed]:
         "sparse_parity": BenchTestbed(_sparse_parity),
         "toy_superposition": BenchTestbed(_toy_superposition),
         "modular_addition": BenchTestbed(_modular_addition, seeds=(0,)),
+        "toy_causal_lm": BenchTestbed(_toy_causal_lm),
         **{trap: BenchTestbed(_used_trap(trap)) for trap in ("pass_through", "overlapping", "dormant")},
     }
 

@@ -20,6 +20,7 @@ from typing import get_args
 
 from torch import Tensor, nn
 
+from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.candidates import Direction, Labelled
@@ -34,7 +35,8 @@ class Testbed:
     Attributes
     ----------
     name : short identifier of the testbed.
-    model : ``model(inputs)`` returns the model's outputs (logits).
+    model : ``model(inputs)`` returns the model's outputs (logits); or the model's adapter, where the
+        one ``adapters.adapt`` gives is not how the testbed is read.
     inputs : the n examples to run the model on.
     site : module path (as in ``named_modules()``) where candidate features are probed by default.
     features : feature name -> (n,) tensor of 0/1 labels, one per example of ``inputs``.
@@ -49,7 +51,7 @@ class Testbed:
     __test__ = False  # not a pytest test class, despite its name
 
     name: str
-    model: nn.Module
+    model: nn.Module | ModelAdapter
     inputs: Tensor
     site: str
     features: dict[str, Tensor]

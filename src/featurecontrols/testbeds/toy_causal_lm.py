@@ -4,7 +4,8 @@ A ``GPT2LMHeadModel`` (2 layers, width 64, 4 heads, no dropout, tied ``lm_head``
 8,295 words, with a word-level ``PreTrainedTokenizerFast`` (whitespace split, no merges), trained with
 AdamW on next-word cross-entropy at every position of freshly drawn 12-word sequences (no sequence is
 seen twice). :func:`save_toy_lm` writes it as a transformers folder (``config.json``,
-``model.safetensors``, ``tokenizer.json``) that ``featurecontrols run`` loads like any local model.
+``model.safetensors``, ``tokenizer.json``) that ``featurecontrols run`` loads like any local model;
+:func:`toy_causal_lm_testbed` puts it on ``featurecontrols bench``.
 
 Ground truth at ``blocks.{l}.hook_resid_post[-1]`` (the filler, where the answer is predicted), from
 the generator alone:
@@ -35,10 +36,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional
 
+from featurecontrols.adapters.huggingface import HuggingFaceCausalLM
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.progress import track
 from featurecontrols.seeding import seeded_global_rng
 from featurecontrols.testbeds import toy_language
+from featurecontrols.testbeds.base import GroundTruth, Testbed
 
 RECORD = "toy_lm.json"
 
@@ -145,6 +148,31 @@ def checks(model: Any, tokenizer: Any, n: int, seed: int) -> dict[str, float]:
             kl = (logp.exp() * (logp - other)).sum(dim=-1)
             out[f"counterfactual_kl_{feature}"] = float(kl.mean())
     return out
+
+
+def toy_causal_lm_testbed(seed: int = 0, n: int = 600) -> Testbed:
+    """The toy LM of ``ToyLMConfig(seed=seed)`` as a ground-truth testbed (module docstring): ``n``
+    held-out sequences as token ids (n, 11), read at ``blocks.1.hook_resid_post[-1]``, with each
+    feature's counterfactual sequences; ``checks`` are the model's own."""
+    model, tokenizer, record = train_toy_lm(ToyLMConfig(seed=seed))
+    sequences, labels, counterfactuals = toy_language.sample(n, seed + 2_000_003)
+    truth: dict[str, GroundTruth] = {
+        "topic": "model feature",
+        "negated": "model feature",
+        "filler_um": "dataset feature",
+    }
+    return Testbed(
+        name="toy_causal_lm",
+        model=HuggingFaceCausalLM(model, last_token=True),  # the used axis on the answer's distribution
+        inputs=_ids(tokenizer, sequences),
+        site="blocks.1.hook_resid_post[-1]",
+        features={f: torch.tensor(v, dtype=torch.float32) for f, v in labels.items()},
+        ground_truth=truth,
+        description="a GPT-2-style LM over the 8,295 words of testbeds/toy_language.py: the answer after "
+        "the filler depends on topic and negated only; the filler's identity on nothing",
+        checks=record["checks"],
+        counterfactuals={f: _ids(tokenizer, flipped) for f, flipped in counterfactuals.items()},
+    )
 
 
 def save_toy_lm(

@@ -1,5 +1,6 @@
 """Command line: ``featurecontrols demo`` runs the battery on a ground-truth testbed; ``run CONFIG`` a model;
-``toy-lm FOLDER`` trains the toy causal LM that ``examples/toy_lm/config.toml`` runs; ``search`` searches
+``toy-lm FOLDER`` trains the toy causal LM that ``examples/toy_lm/config.toml`` runs; ``series TESTBED``
+runs it over a testbed's training checkpoints; ``search`` searches
 probes by selectivity; ``bench`` benchmarks the controls themselves on every ground-truth testbed."""
 
 from __future__ import annotations
@@ -73,6 +74,19 @@ def _other_arguments(sub: Any) -> None:
     toy.add_argument("--steps", type=int, default=300, help="training steps of 128 sequences (default 300)")
     toy.add_argument("--seed", type=int, default=0, help="seed of the weights and the data (default 0)")
     toy.add_argument("--quiet", action="store_true", help="no progress bar")
+    series = sub.add_parser(
+        "series", help="the battery over a testbed's training checkpoints: verdicts and used effects per step"
+    )
+    series.add_argument("testbed", help="a testbed with a training history: sparse_parity")
+    series.add_argument("--every", type=int, default=250, help="keep the weights every N steps (default 250)")
+    series.add_argument(
+        "--features", nargs="+", default=None, help="features to follow (default: see series.py)"
+    )
+    series.add_argument("--used-examples", type=int, default=2048, help="examples on the used axis")
+    series.add_argument("--correction", choices=("bh", "holm"), default="bh", help="over the whole series")
+    series.add_argument("--seed", type=int, default=0, help="seed of the testbed and of every control")
+    series.add_argument("--out", type=Path, default=Path("runs/series"), help="folder for series.json")
+    series.add_argument("--quiet", action="store_true", help="no progress bars")
     bench = sub.add_parser(
         "bench", help="benchmark the controls on every ground-truth testbed: AUROC, confusion matrix, FPR"
     )
@@ -125,6 +139,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.fast, args.seeds, args.testbeds, args.json, n_null=args.n_null,
             used_controls=args.used_controls, progress=not args.quiet, run_dir=args.run_dir,
         )  # fmt: skip
+    if args.command == "series":
+        from featurecontrols.apps.series import main as series_main
+
+        return series_main(args)
     if args.command == "toy-lm":
         from featurecontrols.testbeds.toy_causal_lm import main as toy_main
 

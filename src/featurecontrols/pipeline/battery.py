@@ -263,6 +263,20 @@ class Battery(Params):
         spectra, dictionaries = _spectra(ctx, outputs), _dictionary_metrics(outputs)
         return RunResult(tuple(names), judged, settings, timings, spectra, dictionaries)
 
+    def count_tests(
+        self,
+        sites: str | Site | Sequence[str | Site],
+        features: Mapping[str, Tensor] | Sequence[Candidate],
+        *,
+        ground_truth: Mapping[str, str] | None = None,
+        cells: Tensor | None = None,
+        counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None = None,
+    ) -> int:
+        """How many tests a :meth:`run` with these arguments corrects together (its plan's count)."""
+        names = [str(Site.parse(s)) for s in ([sites] if isinstance(sites, (str, Site)) else list(sites))]
+        candidates = from_features(features, ground_truth, counterfactuals)
+        return build_plan(self._choices(self._controls(), cells is not None), names, candidates).n_tests
+
     def _choices(self, controls: _Controls, has_cells: bool) -> Choices:
         causal = [*controls.used, *([controls.counterfactual] if controls.counterfactual is not None else [])]
         return Choices(

@@ -24,6 +24,7 @@ from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.candidates import Direction, Labelled
+from featurecontrols.pipeline.checkpoint import Checkpoint
 
 __all__ = ["GroundTruth", "Testbed"]
 
@@ -46,6 +47,7 @@ class Testbed:
     counterfactuals : feature name -> the inputs with that feature changed (one per input), where the
         testbed can build them; the battery then tests those features' use by counterfactual patching.
     extra : candidates other than the labelled features (directions), each with its ground truth.
+    checkpoints : the model's training history, where the testbed keeps one (``pipeline/series.py``).
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -60,6 +62,7 @@ class Testbed:
     checks: dict[str, float]
     counterfactuals: dict[str, Tensor] = field(default_factory=dict)
     extra: tuple[Direction, ...] = ()
+    checkpoints: tuple[Checkpoint, ...] = ()
 
     def candidates(self) -> list[Labelled | Direction]:
         """Every candidate: each labelled feature (with its truth and counterfactuals), then ``extra``."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from featurecontrols.pipeline.checkpoint import Checkpoint
 from featurecontrols.seeding import generator
 from featurecontrols.testbeds.base import GroundTruth, Testbed
 
@@ -57,20 +58,29 @@ def _inputs(m: int, n: int, rng: torch.Generator) -> Tensor:
     return 2.0 * torch.randint(0, 2, (m, n), generator=rng).float() - 1.0
 
 
-def train_sparse_parity(config: SparseParityConfig = SparseParityConfig()) -> Testbed:
-    """Train the MLP on fresh minibatches each step and label its candidate features."""
+def train_sparse_parity(
+    config: SparseParityConfig = SparseParityConfig(), checkpoint_every: int = 0
+) -> Testbed:
+    """Train the MLP on fresh minibatches each step and label its candidate features; with
+    ``checkpoint_every`` keep the weights every that many steps (and at the end) as ``checkpoints``,
+    each with its hinge loss and accuracy on the testbed's inputs."""
     torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator(config.seed, "init"))))
     model = SparseParityMLP(config)
     rng = generator(config.seed, "data")
     support = tuple(sorted(torch.randperm(config.n, generator=rng)[: config.k].tolist()))
     optimiser = torch.optim.SGD(model.parameters(), lr=config.lr)
-    for _ in range(config.steps):
+    states: list[tuple[int, dict[str, Tensor]]] = []
+    for step in range(config.steps):
+        if checkpoint_every and step % checkpoint_every == 0:
+            states.append((step, {k: v.detach().clone() for k, v in model.state_dict().items()}))
         x = _inputs(config.batch_size, config.n, rng)
         y = x[:, list(support)].prod(dim=1)
         loss = torch.clamp(1 - y * model(x).squeeze(1), min=0).mean()
         optimiser.zero_grad()
         torch.autograd.backward(loss)
         optimiser.step()
+    if checkpoint_every:
+        states.append((config.steps, {k: v.detach().clone() for k, v in model.state_dict().items()}))
     x = _inputs(config.n_examples, config.n, rng)
     y = x[:, list(support)].prod(dim=1)
     flipped = {i: x * (1 - 2 * (torch.arange(config.n) == i)) for i in range(config.n)}  # bit i flipped
@@ -102,4 +112,17 @@ def train_sparse_parity(config: SparseParityConfig = SparseParityConfig()) -> Te
         description=__doc__ or "",
         checks=checks,
         counterfactuals=counterfactuals,
+        checkpoints=tuple(Checkpoint(step, state, _measures(config, state, x, y)) for step, state in states),
     )
+
+
+def _measures(config: SparseParityConfig, state: dict[str, Tensor], x: Tensor, y: Tensor) -> dict[str, float]:
+    """Hinge loss and accuracy on (x, y) of the MLP with weights ``state``."""
+    model = SparseParityMLP(config)
+    model.load_state_dict(state)
+    with torch.no_grad():
+        out = model(x).squeeze(1)
+    return {
+        "loss": float(torch.clamp(1 - y * out, min=0).mean()),
+        "accuracy": float((out.sign() == y).float().mean()),
+    }

@@ -1,0 +1,82 @@
+"""Controls across training (pipeline/series.py): one family of tests over every checkpoint, its
+correction equal to the correction of all the runs' raw p-values together, checked inputs, and on
+sparse parity the relevant bits becoming model features as the model learns them."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from featurecontrols import Battery
+from featurecontrols.apps.cli import main
+from featurecontrols.axes.evidence import AXES
+from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.pipeline.checkpoint import Checkpoint
+from featurecontrols.pipeline.series import run_series
+from featurecontrols.stats import adjust_p_values
+from featurecontrols.testbeds.base import Testbed
+from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
+
+PATCHING = "counterfactual patching vs equal-norm noise"
+
+
+@pytest.fixture(scope="module")
+def parity() -> Testbed:
+    return train_sparse_parity(SparseParityConfig(seed=0), checkpoint_every=1000)
+
+
+def _battery() -> Battery:
+    return Battery(
+        weight_controls=[ReinitialisedWeights()], n_weight_seeds=1, correction="bh", n_bootstrap=200,
+        used_examples=512, seed=0, progress=False,
+    )  # fmt: skip
+
+
+def test_checkpoints_are_checked_before_any_run(parity: Testbed) -> None:
+    tb = parity
+    good = tb.checkpoints[0]
+    bad = [
+        ([], "no checkpoints"),
+        ([tb.checkpoints[1], good], "increase strictly"),
+        ([Checkpoint(0, {"fc.weight": good.state["fc.weight"]})], "missing"),
+    ]
+    for checkpoints, message in bad:
+        with pytest.raises(FeatureControlsError, match=message):
+            run_series(_battery(), tb.model, checkpoints, tb.inputs, tb.site, {"x_0": tb.features["x_0"]})
+
+
+def test_the_series_is_judged_by_the_training_and_corrected_as_one_family(parity: Testbed) -> None:
+    tb = parity
+    support = [n for n, g in tb.ground_truth.items() if g == "model feature" and n != "parity"][:1]
+    unused = [n for n, g in tb.ground_truth.items() if g == "dataset feature"][:1]
+    candidates = [c for c in tb.candidates() if c.name in {*support, *unused}]
+    series = run_series(_battery(), tb.model, tb.checkpoints, tb.inputs, tb.site, candidates)
+    assert series.steps == [0, 1000, 2000, 3000]
+    pieces = [e for run in series.runs for c in run.candidates for a in AXES for e in c.axes[a].evidence]
+    assert series.n_tests == len(pieces) == series.runs[0].settings.n_tests_corrected
+    raw = torch.tensor([e.p_value for e in pieces], dtype=torch.float64)
+    expected = adjust_p_values(raw, "bh")  # the whole series is one family
+    assert torch.allclose(torch.tensor([e.p_adjusted for e in pieces], dtype=torch.float64), expected)
+    accuracy = [c.measures["accuracy"] for c in series.checkpoints]
+    assert accuracy[0] < 0.6 and accuracy[-1] > 0.95  # the model learns parity over the series
+    for name in support:  # patching: no more than noise at initialisation, far more once learned
+        effects = series.effect(name, "used", PATCHING)
+        assert effects[0] < 0.3 and effects[-1] > 3.0
+        assert series.trajectory(name)[-1].verdict == "model feature"
+        assert series.first_step(name) is not None
+    for name in unused:  # once parity is learned, an irrelevant bit is a dataset feature
+        assert series.trajectory(name)[-1].verdict == "dataset feature"
+        assert series.effect(name, "used", PATCHING)[-1] < 0
+
+
+def test_the_cli_follows_features_over_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["series", "sparse_parity", "--every", "1500", "--features", "parity", "x_0"]
+    assert main([*argv, "--used-examples", "256", "--out", str(tmp_path), "--quiet"]) == 0
+    document = json.loads((tmp_path / "series.json").read_text(encoding="utf-8"))
+    assert document["steps"] == [0, 1500, 3000] and len(document["runs"]) == 3
+    assert document["measures"][-1]["accuracy"] > 0.95
+    printed = capsys.readouterr().out
+    assert "parity (model feature)" in printed and "tests corrected together (bh)" in printed
+    assert main(["series", "tms", "--quiet"]) == 2

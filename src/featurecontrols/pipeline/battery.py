@@ -237,7 +237,7 @@ class Battery(Params):
         start = time.perf_counter()
         adapter = adapt(model)
         batches = as_batches(inputs, self.batch_size)
-        names = [str(Site.parse(s)) for s in ([sites] if isinstance(sites, (str, Site)) else list(sites))]
+        names = _site_names(sites)
         if not names:
             raise FeatureControlsError("no sites were given", "pass at least one site, e.g. 'blocks.0.mlp'")
         resolved = {name: adapter.resolve(name) for name in names}  # every site checked before any work
@@ -273,7 +273,7 @@ class Battery(Params):
         counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None = None,
     ) -> int:
         """How many tests a :meth:`run` with these arguments corrects together (its plan's count)."""
-        names = [str(Site.parse(s)) for s in ([sites] if isinstance(sites, (str, Site)) else list(sites))]
+        names = _site_names(sites)
         candidates = from_features(features, ground_truth, counterfactuals)
         return build_plan(self._choices(self._controls(), cells is not None), names, candidates).n_tests
 
@@ -418,6 +418,11 @@ def as_batches(inputs: Tensor | Sequence[Any], batch_size: int) -> list[Any]:
     if not batches:
         raise FeatureControlsError("the dataset is empty (no batches)", "pass at least one batch")
     return batches
+
+
+def _site_names(sites: str | Site | Sequence[str | Site]) -> list[str]:
+    """One site or many, as canonical site strings."""
+    return [str(Site.parse(s)) for s in ([sites] if isinstance(sites, (str, Site)) else list(sites))]
 
 
 def _covering(batches: list[Any], examples: int) -> list[Any]:

@@ -190,3 +190,26 @@ def test_png_reader_undoes_every_filter(tmp_path: Path) -> None:
     image = np.random.default_rng(0).integers(0, 256, (10, 7, 3), dtype=np.uint8)
     _encode_png(image, tmp_path / "x.png")
     assert (read_png(tmp_path / "x.png") == image).all()
+
+
+def test_series_page_renders_its_curves_in_headless_chromium(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from featurecontrols.pipeline.checkpoint import Checkpoint
+    from featurecontrols.pipeline.series import SeriesResult
+    from featurecontrols.report.series_html import series_to_html
+
+    browser = _browser()
+    first = _result()
+    later = replace(first, candidates=(replace(first.candidates[0], verdict="dataset feature"),))
+    checkpoints = (Checkpoint(0, {}, {"loss": 1.0}), Checkpoint(100, {}, {"loss": 0.2}))
+    page = series_to_html(SeriesResult(checkpoints, (first, later), 4), ["x_0"], "toy")
+    assert page.count("<svg") == 3  # the loss, and x_0's decodable and learned effects
+    path = tmp_path / "series.html"
+    path.write_text(page, encoding="utf-8")
+    log = _screenshot(browser, path, tmp_path / "series.png")
+    assert not [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    shot = read_png(tmp_path / "series.png")
+    assert _pixels_of(shot, VERDICT_GREEN) > 500  # the step whose verdict is "model feature"
+    assert _pixels_of(shot, (0x18, 0x80, 0x38)) > 20  # its points on the curves
+    assert _pixels_of(shot, (0xE3, 0x74, 0x00)) > 20  # the later step's "dataset feature" points

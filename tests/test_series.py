@@ -79,4 +79,6 @@ def test_the_cli_follows_features_over_training(tmp_path: Path, capsys: pytest.C
     assert document["measures"][-1]["accuracy"] > 0.95
     printed = capsys.readouterr().out
     assert "parity (model feature)" in printed and "tests corrected together (bh)" in printed
+    page = (tmp_path / "series.html").read_text(encoding="utf-8")
+    assert page.count("<svg") == 2 + 2 * 4  # loss, accuracy; per feature 4 tests (1 + 1 + 2 used)
     assert main(["series", "tms", "--quiet"]) == 2

@@ -3,8 +3,9 @@
 Trains the testbed keeping its weights every ``--every`` steps, runs the battery on every checkpoint
 (``pipeline/series.py``: one family of tests, Benjamini-Hochberg over the whole series by default),
 prints per feature the verdict and the used effect step by step next to the training's own loss and
-accuracy, and writes ``OUT/series.json`` atomically. Sparse parity (Barak et al. 2022) is the
-testbed with a training history so far: its relevant bits, the parity, and two irrelevant bits.
+accuracy, and writes ``OUT/series.json`` and ``OUT/series.html`` (the curves) atomically. Sparse
+parity (Barak et al. 2022) is the testbed with a training history so far: its relevant bits, the
+parity, and two irrelevant bits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedW
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.battery import Battery
 from featurecontrols.pipeline.series import SeriesResult, run_series
+from featurecontrols.report.series_html import series_to_html
 from featurecontrols.testbeds.base import Testbed
 from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
 
@@ -72,5 +74,6 @@ def main(args: argparse.Namespace) -> int:
     series = run_series(battery, tb.model, tb.checkpoints, tb.inputs, tb.site, candidates)
     print("\n".join(table(series, tb, names)))
     out = atomic.write_json(Path(args.out) / "series.json", {"testbed": tb.name, **series.to_dict()})
-    print(f"\n{series.n_tests} tests corrected together ({args.correction}); wrote {out}")
+    page = atomic.write_text(Path(args.out) / "series.html", series_to_html(series, names, tb.name))
+    print(f"\n{series.n_tests} tests corrected together ({args.correction}); wrote {out} and {page}")
     return 0

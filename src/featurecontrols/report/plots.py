@@ -1,11 +1,13 @@
 """Inline SVG plots for the HTML report: null distributions with the real score marked, trained model
-against randomised copies, per-example scatters, steering curves, activation spectra, Pareto fronts.
+against randomised copies, per-example scatters, steering curves, activation spectra, Pareto fronts,
+curves over training steps.
 Each returns a ``<figure>`` with a caption that says what the marks are; none needs the network."""
 
 from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from featurecontrols.axes.evidence import Evidence
@@ -224,6 +226,51 @@ def pareto_plots(search: dict[str, Any]) -> list[str]:
         )
         plots.append(_figure(svg, caption))
     return plots
+
+
+VERDICT_COLOURS = {
+    "model feature": "#188038",
+    "dataset feature": "#e37400",
+    "not found": "#999999",
+    "inconclusive": "#d93025",
+}
+
+
+def series_plot(
+    steps: Sequence[int], values: Sequence[float], verdicts: Sequence[str] | None, title: str
+) -> str:
+    """SVG line over training steps; each point coloured by that step's verdict (blue without one)."""
+    w, h, pad = 320, 180, 30
+    lo, hi = min(values), max(values)
+    span, width = (hi - lo) or 1.0, (steps[-1] - steps[0]) or 1
+
+    def xy(step: int, v: float) -> tuple[float, float]:
+        return pad + (step - steps[0]) / width * (w - 2 * pad), h - pad - (v - lo) / span * (h - 2 * pad)
+
+    points = [xy(s, v) for s, v in zip(steps, values, strict=True)]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    colours = [VERDICT_COLOURS.get(v, "#000") for v in verdicts] if verdicts else ["#8ab4f8"] * len(points)
+    dots = "".join(
+        f"<circle cx='{x:.1f}' cy='{y:.1f}' r='4' fill='{c}'/>"
+        for (x, y), c in zip(points, colours, strict=True)
+    )
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
+        f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>"
+        f"<polyline points='{line}' fill='none' stroke='#bbb' stroke-width='1.5'/>{dots}"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{h - pad}' y2='{h - pad}' stroke='#999'/>"
+        f"<text x='{pad}' y='{h - 10}' font-size='10'>step {steps[0]}</text>"
+        f"<text x='{w - pad}' y='{h - 10}' font-size='10' text-anchor='end'>{steps[-1]}</text>"
+        f"<text x='4' y='{pad}' font-size='10'>{_num(hi)}</text>"
+        f"<text x='4' y='{h - pad}' font-size='10'>{_num(lo)}</text></svg>"
+    )
+    caption = (
+        "against the training step; points coloured by that step's verdict (green model feature, orange "
+        "dataset feature, grey not found, red inconclusive)"
+        if verdicts
+        else "the training's own measure against the step"
+    )
+    return _figure(svg, caption)
 
 
 def _figure(svg: str, caption: str) -> str:

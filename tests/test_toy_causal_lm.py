@@ -135,3 +135,11 @@ def test_causal_lm_sites_need_a_position(toy_lm: Path, tmp_path: Path) -> None:
     tokens = RunConfig(model=str(toy_lm), dataset="tokens", level="token", out=str(tmp_path))
     with pytest.raises(FeatureControlsError, match="labelled per token"):
         run(tokens, progress=False)
+
+
+def test_training_shows_every_step_to_a_callback() -> None:
+    from featurecontrols.testbeds.toy_causal_lm import train_toy_lm
+
+    seen: list[int] = []
+    train_toy_lm(ToyLMConfig(steps=3, batch_size=4, n_check=8), on_step=lambda step, _: seen.append(step))
+    assert seen == [0, 1, 2, 3]  # before each of the 3 updates, and after the last

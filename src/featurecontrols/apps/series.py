@@ -3,9 +3,9 @@
 Trains the testbed keeping its weights every ``--every`` steps, runs the battery on every checkpoint
 (``pipeline/series.py``: one family of tests, Benjamini-Hochberg over the whole series by default),
 prints per feature the verdict and the used effect step by step next to the training's own loss and
-accuracy, and writes ``OUT/series.json`` and ``OUT/series.html`` (the curves) atomically. Sparse
-parity (Barak et al. 2022) is the testbed with a training history so far: its relevant bits, the
-parity, and two irrelevant bits.
+accuracy, and writes ``OUT/series.json`` and ``OUT/series.html`` (the curves) atomically. Testbeds
+with a training history: sparse parity (Barak et al. 2022: its relevant bits, the parity, and two
+irrelevant bits) and the toy causal LM (topic, negated, the filler).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from featurecontrols.pipeline.series import SeriesResult, run_series
 from featurecontrols.report.series_html import series_to_html
 from featurecontrols.testbeds.base import Testbed
 from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
+from featurecontrols.testbeds.toy_causal_lm import toy_causal_lm_testbed
 
 PATCHING = "counterfactual patching vs equal-norm noise"
-TESTBEDS = ("sparse_parity",)
+TESTBEDS = ("sparse_parity", "toy_causal_lm")
 
 
 def build(testbed: str, every: int, seed: int) -> Testbed:
@@ -32,6 +33,8 @@ def build(testbed: str, every: int, seed: int) -> Testbed:
         raise FeatureControlsError(f"no training history for testbed {testbed!r}", f"use one of {TESTBEDS}")
     if every < 1:
         raise FeatureControlsError(f"--every must be at least 1, got {every}", "give a number of steps")
+    if testbed == "toy_causal_lm":
+        return toy_causal_lm_testbed(seed, checkpoint_every=every)
     return train_sparse_parity(SparseParityConfig(seed=seed), checkpoint_every=every)
 
 

@@ -28,6 +28,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from torch.nn import functional
 
 from featurecontrols.adapters.huggingface import HuggingFaceCausalLM
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.pipeline.checkpoint import Checkpoint
 from featurecontrols.progress import track
 from featurecontrols.seeding import seeded_global_rng
 from featurecontrols.testbeds import toy_language
@@ -103,22 +105,29 @@ def _ids(tokenizer: Any, sequences: list[list[str]]) -> Tensor:
 
 
 def train_toy_lm(
-    config: ToyLMConfig = ToyLMConfig(), progress: bool = False
+    config: ToyLMConfig = ToyLMConfig(),
+    progress: bool = False,
+    on_step: Callable[[int, Any], None] | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """(model in eval mode, tokenizer, record with the loss curve and the checks)."""
+    """(model in eval mode, tokenizer, record with the loss curve and the checks); ``on_step(step,
+    model)`` sees the model before every update and once after the last (step = ``config.steps``)."""
     tokenizer, model = word_tokenizer(), build_model(config)
     rng = random.Random(f"toy lm training {config.seed}")
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     losses: list[float] = []
     start = time.perf_counter()
     model.train()
-    for _ in track(range(config.steps), "toy causal LM: training", enabled=progress):
+    for step in track(range(config.steps), "toy causal LM: training", enabled=progress):
+        if on_step is not None:
+            on_step(step, model)
         ids = _ids(tokenizer, [toy_language.draw(rng).with_answer() for _ in range(config.batch_size)])
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
         losses.append(loss.item())
+    if on_step is not None:
+        on_step(config.steps, model)
     model.eval()
     record = {
         "config": asdict(config),
@@ -150,11 +159,20 @@ def checks(model: Any, tokenizer: Any, n: int, seed: int) -> dict[str, float]:
     return out
 
 
-def toy_causal_lm_testbed(seed: int = 0, n: int = 600) -> Testbed:
+def toy_causal_lm_testbed(seed: int = 0, n: int = 600, checkpoint_every: int = 0) -> Testbed:
     """The toy LM of ``ToyLMConfig(seed=seed)`` as a ground-truth testbed (module docstring): ``n``
     held-out sequences as token ids (n, 11), read at ``blocks.1.hook_resid_post[-1]``, with each
-    feature's counterfactual sequences; ``checks`` are the model's own."""
-    model, tokenizer, record = train_toy_lm(ToyLMConfig(seed=seed))
+    feature's counterfactual sequences; ``checks`` are the model's own. With ``checkpoint_every`` the
+    weights every that many steps (and at the end) are its ``checkpoints``, each measured by the
+    same checks."""
+    config = ToyLMConfig(seed=seed)
+    states: list[tuple[int, dict[str, Tensor]]] = []
+
+    def keep(step: int, model: Any) -> None:
+        if checkpoint_every and (step % checkpoint_every == 0 or step == config.steps):
+            states.append((step, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+
+    model, tokenizer, record = train_toy_lm(config, on_step=keep)
     sequences, labels, counterfactuals = toy_language.sample(n, seed + 2_000_003)
     truth: dict[str, GroundTruth] = {
         "topic": "model feature",
@@ -172,7 +190,17 @@ def toy_causal_lm_testbed(seed: int = 0, n: int = 600) -> Testbed:
         "the filler depends on topic and negated only; the filler's identity on nothing",
         checks=record["checks"],
         counterfactuals={f: _ids(tokenizer, flipped) for f, flipped in counterfactuals.items()},
+        checkpoints=tuple(
+            Checkpoint(step, state, _measured(config, state, tokenizer)) for step, state in states
+        ),
     )
+
+
+def _measured(config: ToyLMConfig, state: dict[str, Tensor], tokenizer: Any) -> dict[str, float]:
+    """The checks of the model with weights ``state``."""
+    model = build_model(config)
+    model.load_state_dict(state)
+    return checks(model.eval(), tokenizer, config.n_check, config.seed)
 
 
 def save_toy_lm(

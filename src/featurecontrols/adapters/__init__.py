@@ -20,6 +20,13 @@ from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.torch_model import TorchModel
 from featurecontrols.errors import FeatureControlsError
 
+CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def is_causal_lm_name(name: str) -> bool:
+    """Whether a transformers class or architecture name is a causal LM (``GPT2LMHeadModel``, ...)."""
+    return name.endswith(CAUSAL_LM_SUFFIXES)
+
 
 def adapt(model: ModelAdapter | nn.Module) -> ModelAdapter:
     """``model`` if it is an adapter; a TransformerLens model, a Hugging Face causal LM
@@ -33,7 +40,7 @@ def adapt(model: ModelAdapter | nn.Module) -> ModelAdapter:
         from featurecontrols.adapters.transformer_lens import TransformerLensModel
 
         return TransformerLensModel(model)
-    if hasattr(model, "config") and any(b.endswith(("ForCausalLM", "LMHeadModel")) for b in bases):
+    if hasattr(model, "config") and any(is_causal_lm_name(b) for b in bases):
         from featurecontrols.adapters.huggingface import HuggingFaceCausalLM
 
         return HuggingFaceCausalLM(model)
@@ -76,4 +83,4 @@ ADAPTERS: dict[str, str] = {
 }
 """The adapters by name (their modules are imported only when used)."""
 
-__all__ = ["ADAPTERS", "ModelAdapter", "TorchModel", "adapt"]
+__all__ = ["ADAPTERS", "ModelAdapter", "TorchModel", "adapt", "is_causal_lm_name"]

@@ -50,6 +50,7 @@ from typing import Any, get_args
 from torch import nn
 
 from featurecontrols import atomic, report
+from featurecontrols.adapters import is_causal_lm_name
 from featurecontrols.adapters.huggingface import (
     READOUT_MASK,
     HuggingFaceCausalLM,
@@ -263,7 +264,7 @@ def load_model(spec: str) -> tuple[nn.Module, Any, bool]:
                 "give the folder of a saved transformers model (config.json, weights, tokenizer)",
             )
     config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in config.architectures or [])
+    causal = any(is_causal_lm_name(a) for a in config.architectures or [])
     auto = AutoModelForCausalLM if causal else AutoModel
     model = auto.from_pretrained(folder, local_files_only=True, trust_remote_code=False).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)

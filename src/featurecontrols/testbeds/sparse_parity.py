@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from featurecontrols.pipeline.checkpoint import Checkpoint
+from featurecontrols.pipeline.checkpoint import Checkpoint, state_copy
 from featurecontrols.seeding import generator
 from featurecontrols.testbeds.base import GroundTruth, Testbed
 
@@ -72,7 +72,7 @@ def train_sparse_parity(
     states: list[tuple[int, dict[str, Tensor]]] = []
     for step in range(config.steps):
         if checkpoint_every and step % checkpoint_every == 0:
-            states.append((step, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+            states.append((step, state_copy(model)))
         x = _inputs(config.batch_size, config.n, rng)
         y = x[:, list(support)].prod(dim=1)
         loss = torch.clamp(1 - y * model(x).squeeze(1), min=0).mean()
@@ -80,7 +80,7 @@ def train_sparse_parity(
         torch.autograd.backward(loss)
         optimiser.step()
     if checkpoint_every:
-        states.append((config.steps, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+        states.append((config.steps, state_copy(model)))
     x = _inputs(config.n_examples, config.n, rng)
     y = x[:, list(support)].prod(dim=1)
     flipped = {i: x * (1 - 2 * (torch.arange(config.n) == i)) for i in range(config.n)}  # bit i flipped

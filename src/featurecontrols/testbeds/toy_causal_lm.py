@@ -39,7 +39,7 @@ from torch.nn import functional
 
 from featurecontrols.adapters.huggingface import HuggingFaceCausalLM
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.pipeline.checkpoint import Checkpoint
+from featurecontrols.pipeline.checkpoint import Checkpoint, state_copy
 from featurecontrols.progress import track
 from featurecontrols.seeding import seeded_global_rng
 from featurecontrols.testbeds import toy_language
@@ -170,7 +170,7 @@ def toy_causal_lm_testbed(seed: int = 0, n: int = 600, checkpoint_every: int = 0
 
     def keep(step: int, model: Any) -> None:
         if checkpoint_every and (step % checkpoint_every == 0 or step == config.steps):
-            states.append((step, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+            states.append((step, state_copy(model)))
 
     model, tokenizer, record = train_toy_lm(config, on_step=keep)
     sequences, labels, counterfactuals = toy_language.sample(n, seed + 2_000_003)

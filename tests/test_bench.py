@@ -73,7 +73,7 @@ def _evidence(axis: AxisName, control: str, effect: float, p: float) -> Evidence
 
 
 def _feature(
-    name: str, truth: GroundTruth, verdict: Verdict, learned_effect: float, learned_p: float
+    name: str, truth: GroundTruth | None, verdict: Verdict, learned_effect: float, learned_p: float
 ) -> CandidateResult:
     learned: AxisStatus = "yes" if learned_p < 0.05 and learned_effect > 0 else "no"
     axes: dict[AxisName, Axis] = {
@@ -161,3 +161,22 @@ def test_a_rerun_of_the_bench_resumes_from_its_run_dir(
 def test_bench_sizes_are_checked_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--fast", "--seeds", "0", "--quiet"]) == 2
     assert "--seeds must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_summary_leaves_out_candidates_without_truth_and_scores_each_axis_on_its_own_truth() -> None:
+    features = [
+        _feature("sae/0", "model feature", "model feature", 0.6, 0.001),  # computed: learned
+        _feature("sae/1", "model feature", "model feature", 0.01, 0.5),  # carried and read
+        _feature("sae/2", "dataset feature", "dataset feature", 0.02, 0.6),
+        _feature("sae/3", None, "inconclusive", 0.9, 0.001),  # matches no variable
+    ]
+    result = RunResult(sites=("s",), candidates=tuple(features), settings=records.settings())
+    truth: dict[str, dict[AxisName, bool]] = {
+        "sae/0": {"learned": True}, "sae/1": {"learned": False}, "sae/2": {"learned": False},
+    }  # fmt: skip
+    s = summarise(TestbedRuns("toy", {0: result}, {0: {}}, 1.0, {0: truth}), alpha=0.05, level=0.95)
+    assert s.unmatched == 1
+    assert s.counts == {"model feature": 2, "dataset feature": 1, "absent": 0}
+    reinit = next(c for c in s.controls if c.control == "reinit")
+    assert reinit.auroc_effect is not None and reinit.auroc_effect.value == pytest.approx(0.5)
+    assert reinit.auroc_axis_truth is not None and reinit.auroc_axis_truth.value == pytest.approx(1.0)

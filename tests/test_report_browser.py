@@ -6,6 +6,7 @@ import struct
 import subprocess
 import warnings
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +194,6 @@ def test_png_reader_undoes_every_filter(tmp_path: Path) -> None:
 
 
 def test_series_page_renders_its_curves_in_headless_chromium(tmp_path: Path) -> None:
-    from dataclasses import replace
 
     from featurecontrols.pipeline.checkpoint import Checkpoint
     from featurecontrols.pipeline.series import SeriesResult
@@ -213,3 +213,41 @@ def test_series_page_renders_its_curves_in_headless_chromium(tmp_path: Path) -> 
     assert _pixels_of(shot, VERDICT_GREEN) > 500  # the step whose verdict is "model feature"
     assert _pixels_of(shot, (0x18, 0x80, 0x38)) > 20  # its points on the curves
     assert _pixels_of(shot, (0xE3, 0x74, 0x00)) > 20  # the later step's "dataset feature" points
+
+
+def _latents_result(n: int = 40) -> RunResult:
+    """A dictionary of n latents: the first quarter model features (learned and used), the rest
+    dataset features."""
+    candidates = []
+    for j in range(n):
+        model = j < n // 4
+        learned = Evidence("learned", "reinitialised", "best code match", 0.9, 0.3 if model else 0.88,
+                           0.6 if model else 0.02, 0.5, 0.7, 1e-6 if model else 1.0, 1e-5 if model else 1.0,
+                           detail=Detail(copies=(0.3,)))  # fmt: skip
+        null = summarise_null(0.05 + 0.01 * torch.randn(50, generator=torch.Generator().manual_seed(j)))
+        used = Evidence("used", "latent ablation vs random directions", "change", 0.3 if model else 0.0,
+                        0.05, 0.25 if model else -0.05, 0.2, 0.3, 0.001, 0.002, null=null)  # fmt: skip
+        axes: dict[AxisName, Axis] = {
+            "decodable": Axis("decodable", "yes", (replace(learned, axis="decodable", p_adjusted=1e-4),)),
+            "learned": Axis("learned", "yes" if model else "no", (learned,)),
+            "used": Axis("used", "yes" if model else "no", (used,)),
+        }
+        verdict = "model feature" if model else "dataset feature"
+        candidates.append(CandidateResult("resid", f"sae/{j}", "dictionary latent", verdict, axes, verdict))
+    return RunResult(sites=("resid",), candidates=tuple(candidates), settings=records.settings(n_tests=2 * n))
+
+
+def test_latents_get_counts_and_a_scatter_and_only_the_top_ones_a_row(tmp_path: Path) -> None:
+    page = report.to_html(_latents_result())
+    assert "<title>latents of resid/sae" in page
+    assert "<td class='model-feature'>model feature</td><td>10</td>" in page
+    assert "<td class='dataset-feature'>dataset feature</td><td>30</td>" in page
+    rows = re.findall(r"<tr><td>(sae/\d+)</td>", page)
+    assert len(rows) == 10  # 5 per verdict
+    browser = _browser()
+    path = tmp_path / "latents.html"
+    path.write_text(page, encoding="utf-8")
+    log = _screenshot(browser, path, tmp_path / "latents.png")
+    assert not [line for line in log.splitlines() if "Uncaught" in line]
+    shot = read_png(tmp_path / "latents.png")
+    assert _pixels_of(shot, (0x18, 0x80, 0x38), tolerance=40) > 20  # the model features' green dots

@@ -6,7 +6,8 @@ battery runs every control on every candidate; the features of all seeds are the
 
 - per control (one piece of evidence per feature: shuffled labels on the decodable axis, each weight
   control and, where input types repeat, the control task on the learned axis, each used test
-  (the battery's default, dual interchange, or those of ``--used-controls``, side by side; the used
+  (the battery's defaults, dual interchange and, for dictionary latents, latent ablation, or those
+  of ``--used-controls``, side by side; the used
   axis is yes when any one is) and counterfactual patching where the testbed gives counterfactuals):
   - AUROC of its score at separating model features (positives) from dataset features (negatives),
     for two scores, the effect (real minus control) and -log10 p (raw one-sided p), with DeLong's
@@ -85,7 +86,7 @@ class BenchSettings:
     n_random_directions: int | None
     n_weight_seeds: int
     n_bootstrap: int
-    used_controls: tuple[str, ...] = ("dual interchange",)  # the battery's default
+    used_controls: tuple[str, ...] | None = None  # None: the battery's defaults
     alpha: float = 0.05
     confidence: float = 0.95
 
@@ -139,6 +140,12 @@ def _toy_causal_lm(seed: int) -> Testbed:
     return toy_causal_lm_testbed(seed)
 
 
+def _sparse_latents(seed: int) -> Testbed:
+    from featurecontrols.testbeds.sparse_latents import sparse_latents
+
+    return sparse_latents(seed)
+
+
 def _used_trap(name: str) -> Callable[[int], Testbed]:
     def build(seed: int) -> Testbed:
         from featurecontrols.testbeds import used_traps
@@ -168,6 +175,7 @@ def testbeds() -> dict[str, BenchTestbed]:
         "toy_superposition": BenchTestbed(_toy_superposition),
         "modular_addition": BenchTestbed(_modular_addition, seeds=(0,)),
         "toy_causal_lm": BenchTestbed(_toy_causal_lm),
+        "sparse_latents": BenchTestbed(_sparse_latents),
         **{trap: BenchTestbed(_used_trap(trap)) for trap in ("pass_through", "overlapping", "dormant")},
     }
 
@@ -186,6 +194,7 @@ class TestbedRuns:
     runs: dict[int, RunResult]
     checks: dict[int, dict[str, float]]
     seconds: float
+    axis_truth: dict[int, dict[str, dict[AxisName, bool]]] = field(default_factory=dict)
 
 
 def run_testbeds(
@@ -203,7 +212,7 @@ def run_testbeds(
     out = []
     for name, spec in chosen.items():
         start = time.perf_counter()
-        runs, checks = {}, {}
+        runs, checks, axis_truth = {}, {}, {}
         seeds = spec.seeds if spec.seeds is not None else settings.seeds
         for seed in track(seeds, f"bench: {name}", len(seeds), progress):
             testbed = spec.build(seed)
@@ -211,7 +220,9 @@ def run_testbeds(
                 n_shuffles=settings.n_shuffles,
                 n_weight_seeds=settings.n_weight_seeds,
                 n_random_directions=settings.n_random_directions,
-                used_controls=[CAUSAL_CONTROLS[name]() for name in settings.used_controls],
+                used_controls=None
+                if settings.used_controls is None
+                else [CAUSAL_CONTROLS[name]() for name in settings.used_controls],
                 alpha=settings.alpha,
                 confidence=settings.confidence,
                 n_bootstrap=settings.n_bootstrap,
@@ -224,7 +235,8 @@ def run_testbeds(
                 testbed.model, testbed.inputs, testbed.site, testbed.candidates(), cells=cells
             )
             checks[seed] = testbed.checks
-        out.append(TestbedRuns(name, runs, checks, time.perf_counter() - start))
+            axis_truth[seed] = testbed.axis_truth
+        out.append(TestbedRuns(name, runs, checks, time.perf_counter() - start, axis_truth))
     return out
 
 
@@ -260,10 +272,11 @@ class Auroc:
     high: float | None
 
 
-def auroc(scores: Sequence[tuple[GroundTruth, float]], level: float) -> Auroc | None:
-    """AUROC of model features (positive) against dataset features (negative); ``None`` if one is missing."""
-    pos = [s for truth, s in scores if truth == POSITIVE]
-    neg = [s for truth, s in scores if truth == NEGATIVE]
+def auroc(scores: Sequence[tuple[GroundTruth | bool, float]], level: float) -> Auroc | None:
+    """AUROC of model features (positive) against dataset features (negative), or of True against
+    False (an axis' own truth); ``None`` if one class is missing."""
+    pos = [s for truth, s in scores if truth in (POSITIVE, True)]
+    neg = [s for truth, s in scores if truth in (NEGATIVE, False)]
     if not pos or not neg:
         return None
     value, low, high = auroc_delong(torch.tensor(pos), torch.tensor(neg), level)
@@ -284,6 +297,8 @@ class ControlSummary:
     auroc_effect: Auroc | None
     auroc_neg_log10_p: Auroc | None
     passes: dict[GroundTruth, Rate | None]
+    auroc_axis_truth: Auroc | None = None
+    """AUROC of the effect on the candidates the axis is meant to decide (``Testbed.axis_truth``)."""
 
 
 @dataclass(frozen=True)
@@ -302,6 +317,8 @@ class TestbedSummary:
     absent_called_model: Rate | None
     fpr_above_alpha: bool | None
     checks: dict[int, dict[str, float]] = field(default_factory=dict)
+    unmatched: int = 0
+    """Candidates without a ground truth (latents that match no planted variable), left out above."""
 
 
 def _truth(f: CandidateResult) -> GroundTruth:
@@ -316,15 +333,22 @@ def passes(e: Evidence, alpha: float) -> bool:
 
 
 def summarise(runs: TestbedRuns, alpha: float, level: float) -> TestbedSummary:
-    """Pool the features of every seed of one testbed into its control, axis and verdict summaries."""
-    features = [f for result in runs.runs.values() for f in result.candidates]
+    """Pool the features of every seed of one testbed into its control, axis and verdict summaries
+    (candidates without a ground truth are counted as unmatched and left out)."""
+    every = [(seed, f) for seed, result in runs.runs.items() for f in result.candidates]
+    features = [f for _, f in every if f.ground_truth is not None]
     counts = {t: sum(_truth(f) == t for f in features) for t in TRUTHS}
 
     evidence: dict[tuple[AxisName, str], list[tuple[GroundTruth, Evidence]]] = {}
-    for f in features:
+    own: dict[tuple[AxisName, str], list[tuple[bool, float]]] = {}
+    for seed, f in every:
+        truth = runs.axis_truth.get(seed, {}).get(f.name, {})
         for axis in f.axes.values():
             for e in axis.evidence:
-                evidence.setdefault((e.axis, e.control), []).append((_truth(f), e))
+                if f.ground_truth is not None:
+                    evidence.setdefault((e.axis, e.control), []).append((_truth(f), e))
+                if e.axis in truth:
+                    own.setdefault((e.axis, e.control), []).append((truth[e.axis], e.effect))
     controls = [
         ControlSummary(
             axis=axis,
@@ -334,6 +358,7 @@ def summarise(runs: TestbedRuns, alpha: float, level: float) -> TestbedSummary:
             passes={
                 t: rate(sum(passes(e, alpha) for u, e in pairs if u == t), counts[t], level) for t in TRUTHS
             },
+            auroc_axis_truth=auroc(own.get((axis, control), []), level),
         )
         for (axis, control), pairs in evidence.items()
     ]
@@ -360,6 +385,7 @@ def summarise(runs: TestbedRuns, alpha: float, level: float) -> TestbedSummary:
         absent_called_model=rate(confusion["absent"][CALLED_MODEL], counts["absent"], level),
         fpr_above_alpha=None if fpr is None else fpr.value > alpha,
         checks=runs.checks,
+        unmatched=len(every) - len(features),
     )
 
 
@@ -386,6 +412,7 @@ def table(summaries: Sequence[TestbedSummary], settings: BenchSettings) -> str:
         lines.append(
             f"== {s.name}: seeds {seeds}; "
             + ", ".join(f"{n} {t}" for t, n in s.counts.items())
+            + (f", {s.unmatched} without ground truth (left out)" if s.unmatched else "")
             + f" (pooled over seeds); {s.seconds:.0f} s"
         )
         lines.extend(
@@ -423,6 +450,12 @@ def table(summaries: Sequence[TestbedSummary], settings: BenchSettings) -> str:
             f"= {'n/a' if s.fpr is None else f'{s.fpr.value:.3f}'}: {status}"
         )
         lines.append(f"absent feature called model feature: {_rate_cell(s.absent_called_model)}")
+        lines.extend(
+            f"AUROC of the effect on the candidates the {c.axis} axis decides ({c.control}): "
+            f"{_auroc_cell(c.auroc_axis_truth)}"
+            for c in s.controls
+            if c.auroc_axis_truth is not None
+        )
         lines.append("")
     lines.append(
         f"AUROC: model features (positive) vs dataset features, DeLong {pct}% interval; passes: corrected "

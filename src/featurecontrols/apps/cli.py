@@ -104,7 +104,8 @@ def _other_arguments(sub: Any) -> None:
         "--used-controls",
         nargs="+",
         default=None,
-        help="used tests run on every candidate, side by side (default: the battery's, dual interchange)",
+        help="used tests run side by side (default: the battery's, dual interchange, and latent ablation "
+        "for dictionary latents)",
     )
     bench.add_argument(
         "--run-dir",

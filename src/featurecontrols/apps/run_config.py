@@ -22,7 +22,7 @@ A config is a flat TOML table (every key optional)::
     used_examples = 16
     n_random_directions = 1000     # used-axis null size (omit: automatic)
     alpha = 0.05                   # every verdict's level
-    correction = "holm"            # over every test of the run: "holm" or "bh"
+    correction = "auto"            # over every test of the run: "holm", "bh", or "auto" (bh for latents)
     batch_size = 64
     out = "runs/minilm"            # report.json and report.html
     resume = true                  # keep activations and finished jobs in OUT/runs: a rerun resumes
@@ -45,7 +45,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from torch import nn
 
@@ -104,7 +104,7 @@ class RunConfig:
     used_examples: int = 16
     n_random_directions: int | None = None
     alpha: float = 0.05
-    correction: Correction = "holm"
+    correction: Correction | Literal["auto"] = "auto"
     batch_size: int = 64
     out: str = "runs/minilm"
     resume: bool = True

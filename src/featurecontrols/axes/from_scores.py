@@ -10,9 +10,12 @@
                      effect = mean(d), bootstrap interval
     MatchScores      p = (1 + #{null >= r}) / (1 + N);  effect = r - mean(null);  interval from
                      Fisher's z, tanh(atanh(r) -/+ z_a / sqrt(n - 3)), minus mean(null)
-    MatchPairScores  Steiger's (1980) Z for two dependent correlations sharing a variable, against
-                     every control dictionary (the largest p); effect = r_real - max_s r_s with Zou's
-                     (2007) interval at the strongest control
+    MatchPairScores  H0: rho_real - rho_s <= delta (the margin) against every control dictionary s
+                     (the largest p): the copy holds the same latent unless the refit matches it
+                     better by more than the margin. p inverts Zou's (2007) interval for two dependent
+                     correlations sharing a variable, p = 1 - Phi(z*) with the interval's lower end
+                     at level z* equal to delta; effect = r_real - max_s r_s, Zou's interval at the
+                     strongest control
 
 The axis modules (decodable, learned, used) say which of these each of their controls uses.
 """
@@ -154,7 +157,8 @@ def from_match_pair(axis: AxisName, control: str, s: MatchPairScores, b: Bootstr
         ci_low=low,
         ci_high=high,
         p_value=max(
-            steiger_p(r1, float(c), float(b), s.n_rows) for c, b in zip(controls, between, strict=True)
+            margin_p(r1, float(c), float(r), s.n_rows, b.margins.correlation)
+            for c, r in zip(controls, between, strict=True)
         ),
         margin=b.margins.correlation,
         detail=Detail(copies=tuple(round(float(c), 5) for c in controls)),
@@ -167,27 +171,30 @@ def _clip(r: float) -> float:
 
 def fisher_interval(r: float, n: int, confidence: float) -> tuple[float, float]:
     """tanh(atanh(r) -/+ z / sqrt(n - 3)): the interval of a correlation from n pairs (Fisher 1921)."""
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    return _fisher_at(r, n, NormalDist().inv_cdf(0.5 + confidence / 2.0))
+
+
+def _fisher_at(r: float, n: int, z: float) -> tuple[float, float]:
     half = z / math.sqrt(max(n - 3, 1))
     centre = math.atanh(_clip(r))
     return math.tanh(centre - half), math.tanh(centre + half)
 
 
-def steiger_p(r1: float, r2: float, r12: float, n: int) -> float:
-    """One-sided p that corr(z, a) = r1 exceeds corr(z, b) = r2, with corr(a, b) = r12 (Steiger 1980):
-
-    Z = (atanh r1 - atanh r2) sqrt(n - 3) / sqrt(2 - 2 c),   c = psi / (1 - rbar^2)^2,
-    psi = r12 (1 - 2 rbar^2) - rbar^2 (1 - 2 rbar^2 - r12^2) / 2,   rbar = (r1 + r2) / 2.
-    """
-    rbar = (r1 + r2) / 2.0
-    psi = r12 * (1 - 2 * rbar**2) - 0.5 * rbar**2 * (1 - 2 * rbar**2 - r12**2)
-    c = psi / (1 - rbar**2) ** 2
-    z = (
-        (math.atanh(_clip(r1)) - math.atanh(_clip(r2)))
-        * math.sqrt(max(n - 3, 1))
-        / math.sqrt(max(2 - 2 * c, 1e-12))
-    )
-    return max(0.5 * math.erfc(z / math.sqrt(2.0)), math.ulp(0.0))  # the upper tail, never exactly 0
+def margin_p(r1: float, r2: float, r12: float, n: int, margin: float) -> float:
+    """One-sided p of H0: rho1 - rho2 <= margin for correlations sharing a variable (corr(a, b) = r12),
+    by inverting Zou's interval: z* solves low(z*) = margin when r1 - r2 > margin (p = 1 - Phi(z*)),
+    else high(z*) = margin (p = Phi(z*)); bisection on z, each end monotone in it."""
+    above = r1 - r2 > margin
+    lo, hi = 0.0, 40.0
+    for _ in range(60):
+        z = (lo + hi) / 2
+        low, high = _zou_at(r1, r2, r12, n, z)
+        if (low > margin) if above else (high < margin):
+            lo = z
+        else:
+            hi = z
+    tail = 0.5 * math.erfc(lo / math.sqrt(2.0))
+    return max(tail, math.ulp(0.0)) if above else 1.0 - tail
 
 
 def zou_interval(r1: float, r2: float, r12: float, n: int, confidence: float) -> tuple[float, float]:
@@ -195,8 +202,13 @@ def zou_interval(r1: float, r2: float, r12: float, n: int, confidence: float) ->
     (l_i, u_i) and c = corr(r1, r2) = ((r12 - r1 r2 / 2)(1 - r1^2 - r2^2 - r12^2) + r12^3)
     / ((1 - r1^2)(1 - r2^2)):  [r1 - r2 - sqrt((r1 - l1)^2 + (u2 - r2)^2 - 2c (r1 - l1)(u2 - r2)),
     r1 - r2 + sqrt((u1 - r1)^2 + (r2 - l2)^2 - 2c (u1 - r1)(r2 - l2))]."""
-    l1, u1 = fisher_interval(r1, n, confidence)
-    l2, u2 = fisher_interval(r2, n, confidence)
+    return _zou_at(r1, r2, r12, n, NormalDist().inv_cdf(0.5 + confidence / 2.0))
+
+
+def _zou_at(r1: float, r2: float, r12: float, n: int, z: float) -> tuple[float, float]:
+    """Zou's interval with the normal quantile ``z`` (``zou_interval``)."""
+    l1, u1 = _fisher_at(r1, n, z)
+    l2, u2 = _fisher_at(r2, n, z)
     a, b = _clip(r1), _clip(r2)
     c = ((r12 - a * b / 2) * (1 - a**2 - b**2 - r12**2) + r12**3) / ((1 - a**2) * (1 - b**2))
     low = r1 - r2 - math.sqrt(max((r1 - l1) ** 2 + (u2 - r2) ** 2 - 2 * c * (r1 - l1) * (u2 - r2), 0.0))

@@ -79,21 +79,24 @@ class WeightControl(Protocol):
     def randomise(self, model: ModelAdapter | nn.Module, seed: int) -> RandomisedModel: ...
 
 
-Requirement = Literal["direction", "labels", "counterfactuals"]
+Requirement = Literal["direction", "labels", "counterfactuals", "codes"]
 
 
 @dataclass(frozen=True)
 class CausalTarget:
     """What a causal control changes for one candidate: its direction at the site (d,), its labels
     (one per activation row), or its counterfactual batches (inputs with the candidate changed, batched
-    like the inputs), whichever the control requires; ``kind`` is the candidate's kind (a labelled
-    feature's direction is its class-mean difference, a direction's and a latent's their own)."""
+    like the inputs), or a latent's code z_j on every row of the batches the control runs on,
+    whichever the control requires; ``kind`` is the candidate's kind (a labelled feature's direction
+    is its class-mean difference, a direction's its own, a latent's the one it writes).
+    """
 
     name: str
     direction: Tensor | None = None
     labels: Tensor | None = None
     counterfactuals: Sequence[Any] | None = None
     kind: str = "labelled feature"
+    code: Tensor | None = None
 
 
 @dataclass(frozen=True)

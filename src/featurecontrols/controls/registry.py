@@ -10,6 +10,7 @@ from featurecontrols.controls.causal.counterfactual_patching import Counterfactu
 from featurecontrols.controls.causal.directional_ablation import DirectionalAblation
 from featurecontrols.controls.causal.dual_interchange import DualInterchange
 from featurecontrols.controls.causal.erasure import Erasure
+from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.causal.resample_ablation import ResampleAblation
 from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
 from featurecontrols.controls.input.random_inputs import RandomInputs
@@ -36,4 +37,5 @@ CAUSAL_CONTROLS = {
     "dual interchange": DualInterchange,
     "counterfactual patching": CounterfactualPatching,
     "erasure": Erasure,
+    "latent ablation": LatentAblation,
 }

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,7 @@ from featurecontrols.axes.evidence import Bootstrap, Margins
 from featurecontrols.controls.base import CausalControl, InputControl, LabelControl, WeightControl
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
 from featurecontrols.controls.causal.dual_interchange import DualInterchange
+from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.label.control_task import check_cells
 from featurecontrols.controls.label.shuffled_labels import ShuffledLabels
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
@@ -67,6 +68,7 @@ class _Controls:
     weights: list[WeightControl]
     inputs: list[InputControl]
     used: list[CausalControl]
+    latent_used: list[CausalControl]
     counterfactual: CausalControl | None
 
 
@@ -81,7 +83,9 @@ class Battery(Params):
     weight_controls : the learned axis' weight controls (default re-initialised and spectrum-matched).
     input_controls : the learned axis' input controls for dictionary latents (random inputs,
         planted structure); none by default.
-    used_controls : the used axis' causal controls (default ``[DualInterchange()]``), each one
+    used_controls : the used axis' causal controls (default ``[DualInterchange()]``, and for
+        dictionary latents ``[LatentAblation()]``, which the bench chose: README, "Dictionary
+        latents"; a control of codes given here judges latents only), each one
         test of every candidate; the axis is yes when any of them shows use after the run's correction,
         no when every one shows the change within its margin. The dual interchange's null is drawn per
         candidate (up to B forward passes for a used one); for thousands of latents
@@ -97,7 +101,9 @@ class Battery(Params):
     run_used : whether to run the used axis (the forward pass must produce outputs).
     used_examples : the used axis runs on the first batches that cover this many inputs.
     test_fraction, alpha, correction, confidence, n_bootstrap : held-out share; level; "holm" or
-        "bh" over the whole run; interval level; bootstrap resamples.
+        "bh" over the whole run ("auto", the default: Benjamini-Hochberg's false-discovery rate when
+        the run judges dictionary latents, thousands of candidates of which many are expected to be
+        real, else Holm's family-wise error rate); interval level; bootstrap resamples.
     margins : effects too small to matter, per unit (default ``Margins()``): "dataset feature" needs
         the learned and used effects' intervals below them.
     batch_size : rows per batch when ``inputs`` is one tensor.
@@ -124,7 +130,7 @@ class Battery(Params):
         used_examples: int = 2048,
         test_fraction: float = 0.3,
         alpha: float = 0.05,
-        correction: Correction = "holm",
+        correction: Correction | Literal["auto"] = "auto",
         confidence: float = 0.95,
         margins: Margins | None = None,
         n_bootstrap: int = 1000,
@@ -170,7 +176,7 @@ class Battery(Params):
         check_in_open_unit("alpha", self.alpha, "0.05")
         check_in_open_unit("confidence", self.confidence, "0.95")
         check_in_open_unit("test_fraction", self.test_fraction, "0.3")
-        check_choice("correction", self.correction, ("holm", "bh"))
+        check_choice("correction", self.correction, ("auto", "holm", "bh"))
         for name in ("n_bootstrap", "n_weight_seeds", "used_examples", "batch_size"):
             check_at_least(name, getattr(self, name), 1)
         for name in ("n_shuffles", "n_random_directions", "n_latent_null"):
@@ -193,8 +199,15 @@ class Battery(Params):
             )
         self._controls()
 
-    def _controls(self) -> _Controls:
-        """The run's controls with their defaults; names must be unique (a report keys them by name)."""
+    def correction_for(self, candidates: Sequence[Candidate]) -> Correction:
+        """The correction a run over ``candidates`` makes: ``correction``, "auto" resolved."""
+        if self.correction != "auto":
+            return self.correction
+        return "bh" if any(isinstance(c, Latents) for c in candidates) else "holm"
+
+    def _controls(self, latents: bool = False) -> _Controls:
+        """The run's controls with their defaults (``latents``: the run judges dictionary latents);
+        names must be unique (a report keys them by name)."""
         weights = self.weight_controls
         controls = _Controls(
             probe=self.probe if self.probe is not None else RidgeProbe(),
@@ -203,18 +216,29 @@ class Battery(Params):
             if weights is not None
             else [ReinitialisedWeights(), SpectrumMatchedWeights()],
             inputs=list(self.input_controls),
-            used=list(self.used_controls or [DualInterchange()]) if self.run_used else [],
+            used=self._used(latents, of_latents=False) if self.run_used else [],
+            latent_used=self._used(latents, of_latents=True) if self.run_used else [],
             counterfactual=(self.counterfactual_control or CounterfactualPatching())
             if self.run_used
             else None,
         )
         names = [c.name for c in controls.weights] + [c.name for c in controls.inputs]
         names += [c.name for c in controls.used]
+        names += [c.name for c in controls.latent_used if c not in controls.used]
         if len(set(names)) != len(names):
             raise FeatureControlsError(
                 f"two controls of the run share a name: {names}", "give each weight and input control once"
             )
         return controls
+
+    def _used(self, latents: bool, of_latents: bool) -> list[CausalControl]:
+        """The used controls of labelled features and directions, or of dictionary latents: the given
+        ones (a control of codes judges latents only), else dual interchange and latent ablation."""
+        if self.used_controls is not None:
+            return [c for c in self.used_controls if of_latents or c.requires != "codes"]
+        if of_latents:
+            return [LatentAblation()] if latents else []
+        return [DualInterchange()]
 
     def run(
         self,
@@ -249,16 +273,18 @@ class Battery(Params):
                 "counterfactuals were given but run_used=False, so they would be ignored",
                 "set run_used=True (the used axis patches from them), or drop counterfactuals",
             )
-        controls = self._controls()
-        plan = build_plan(self._choices(controls, cells is not None), names, candidates)
+        latents = any(isinstance(c, Latents) for c in candidates)
+        controls = self._controls(latents)
+        choices = self._choices(controls, cells is not None, candidates)
+        plan = build_plan(choices, names, candidates)
         ctx = self._context(adapter, batches, resolved, plan, candidates, controls, cells)
         jobs = plan_jobs(ctx)
         executor = self.executor if self.executor is not None else LocalExecutor()
         results_dir = None if self.run_dir is None else Path(self.run_dir) / "jobs"
         outputs = execute(ctx, jobs, executor, results_dir, self.progress)
         bootstrap = Bootstrap(self.seed, self.n_bootstrap, self.confidence, self.margins or Margins())
-        judged, n_tests = judge(ctx, outputs, bootstrap, self.alpha, self.correction)
-        settings = self._settings(ctx, controls, outputs, n_tests, type(executor).__name__)
+        judged, n_tests = judge(ctx, outputs, bootstrap, self.alpha, choices.correction)
+        settings = self._settings(ctx, choices, controls, outputs, n_tests, type(executor).__name__)
         timings = {**_timings(outputs), "total": time.perf_counter() - start}
         spectra, dictionaries = _spectra(ctx, outputs), _dictionary_metrics(outputs)
         return RunResult(tuple(names), judged, settings, timings, spectra, dictionaries)
@@ -275,15 +301,20 @@ class Battery(Params):
         """How many tests a :meth:`run` with these arguments corrects together (its plan's count)."""
         names = _site_names(sites)
         candidates = from_features(features, ground_truth, counterfactuals)
-        return build_plan(self._choices(self._controls(), cells is not None), names, candidates).n_tests
+        controls = self._controls(any(isinstance(c, Latents) for c in candidates))
+        return build_plan(self._choices(controls, cells is not None, candidates), names, candidates).n_tests
 
-    def _choices(self, controls: _Controls, has_cells: bool) -> Choices:
-        causal = [*controls.used, *([controls.counterfactual] if controls.counterfactual is not None else [])]
+    def _choices(self, controls: _Controls, has_cells: bool, candidates: Sequence[Candidate]) -> Choices:
+        causal = [
+            *_unique(controls),
+            *([controls.counterfactual] if controls.counterfactual is not None else []),
+        ]
         return Choices(
             label_control=controls.label.name,
             weight_controls=tuple(c.name for c in controls.weights),
             input_controls=tuple(c.name for c in controls.inputs),
             used_controls=tuple(c.name for c in controls.used),
+            latent_used_controls=tuple(c.name for c in controls.latent_used),
             counterfactual_control=None if controls.counterfactual is None else controls.counterfactual.name,
             causal_nulls=frozenset(c.name for c in causal if c.requires != "counterfactuals"),
             n_weight_seeds=self.n_weight_seeds,
@@ -293,7 +324,7 @@ class Battery(Params):
             n_random=self.n_random_directions,
             n_latent_null=self.n_latent_null,
             alpha=self.alpha,
-            correction=self.correction,
+            correction=self.correction_for(candidates),
         )
 
     def _context(
@@ -307,7 +338,7 @@ class Battery(Params):
         cells: Tensor | None,
     ) -> RunContext:
         """The run context, with every input checked (the trained activations are read for that)."""
-        causal = {c.name: c for c in controls.used} | (
+        causal = {c.name: c for c in _unique(controls)} | (
             {} if controls.counterfactual is None else {controls.counterfactual.name: controls.counterfactual}
         )
         counterfactuals = _counterfactual_batches(candidates, batches, self.batch_size)
@@ -374,6 +405,7 @@ class Battery(Params):
     def _settings(
         self,
         ctx: RunContext,
+        choices: Choices,
         controls: _Controls,
         out: Mapping[Job, Output],
         n_tests: int,
@@ -390,7 +422,7 @@ class Battery(Params):
             weights.append(WeightControlRecord(control.name, repr(control), copies, dict(methods)))
         n_cells = None if ctx.cells is None else int(torch.unique(ctx.cells).numel())
         return RunSettings(
-            seed=self.seed, alpha=self.alpha, correction=self.correction, confidence=self.confidence,
+            seed=self.seed, alpha=self.alpha, correction=choices.correction, confidence=self.confidence,
             margins=self.margins or Margins(),
             n_bootstrap=self.n_bootstrap, probe=repr(controls.probe), label_control=controls.label.name,
             weight_controls=tuple(weights), input_controls=tuple(c.name for c in controls.inputs),
@@ -536,3 +568,8 @@ def _spectra(ctx: RunContext, out: Mapping[Job, Output]) -> dict[str, dict[str, 
 
 
 __all__ = ["Battery", "Direction", "Labelled", "Latents", "as_batches"]
+
+
+def _unique(controls: _Controls) -> list[CausalControl]:
+    """Every used control of the run once: those of labelled features and directions, then of latents."""
+    return [*controls.used, *(c for c in controls.latent_used if c not in controls.used)]

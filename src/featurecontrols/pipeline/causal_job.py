@@ -3,7 +3,9 @@
 Each entry becomes a :class:`~featurecontrols.controls.base.CausalTarget`: a labelled feature its
 class-mean direction mean(x | y = 1) - mean(x | y = 0) on the site's activations (and its labels and
 counterfactuals); a direction its vector; a dictionary latent the direction it writes,
-decode(e_j) - decode(0). The control returns raw scores per entry, kept as tensors.
+decode(e_j) - decode(0), and, for a control of codes, its code z_j on every row of the batches the
+control runs on (the dictionary encodes them once, in chunks). The control returns raw scores per
+entry, kept as tensors.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
 from featurecontrols.controls.base import AtSite, CausalTarget
+from featurecontrols.finders.base import Dictionary
 from featurecontrols.finders.mass_mean_probe import class_mean_directions
 from featurecontrols.measures.latent_matching import decoder_directions
 from featurecontrols.pipeline.candidates import Direction, Labelled, Latents
@@ -41,9 +45,12 @@ class CausalRun(Job):
 
     def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
         X = ctx.activations(TRAINED, self.site)
-        writes: dict[str, Tensor] = {}
-        targets = [self._target(ctx, inputs, entry, X, writes) for entry in map(ctx.plan.entry, self.entries)]
         control = ctx.causal_controls[self.control]
+        writes: dict[str, Tensor] = {}
+        codes: dict[str, Tensor] | None = {} if control.requires == "codes" else None
+        targets = [
+            self._target(ctx, inputs, entry, X, writes, codes) for entry in map(ctx.plan.entry, self.entries)
+        ]
         at = AtSite(
             ctx.adapter,
             ctx.used_batches,
@@ -69,6 +76,7 @@ class CausalRun(Job):
         entry: Entry,
         X: Tensor,
         writes: dict[str, Tensor],
+        codes: dict[str, Tensor] | None,
     ) -> CausalTarget:
         c = entry.candidate
         if isinstance(c, Labelled):
@@ -79,8 +87,18 @@ class CausalRun(Job):
             vector = c.vector.detach().double().cpu().reshape(-1)
             return CausalTarget(entry.name, vector, ctx.labels.get(entry.id), kind=c.kind)
         assert isinstance(c, Latents) and entry.latent is not None
+        dictionary = trained_dictionary(ctx, inputs, c, self.site)
         if c.name not in writes:  # every latent of a dictionary, decoded once
-            writes[c.name] = decoder_directions(
-                trained_dictionary(ctx, inputs, c, self.site), latent_count(c)
-            )
-        return CausalTarget(entry.name, writes[c.name][entry.latent], kind=c.kind)
+            writes[c.name] = decoder_directions(dictionary, latent_count(c))
+        if codes is not None and c.name not in codes:  # and encoded once on the measured rows
+            codes[c.name] = self._codes(ctx, dictionary)
+        code = None if codes is None else codes[c.name][:, entry.latent]
+        return CausalTarget(entry.name, writes[c.name][entry.latent], kind=c.kind, code=code)
+
+    def _codes(self, ctx: RunContext, dictionary: Dictionary, chunk: int = 4096) -> Tensor:
+        """The dictionary's codes (n, m) of the site's rows over the batches the used axis runs on."""
+        site = ctx.sites[self.site]
+        with torch.no_grad():
+            rows = [ctx.adapter.site_tensor(site, b) for b in ctx.used_batches]
+            H = torch.cat([r.reshape(-1, r.shape[-1]) for r in rows])
+            return torch.cat([dictionary.encode(H[i : i + chunk]).cpu() for i in range(0, H.shape[0], chunk)])

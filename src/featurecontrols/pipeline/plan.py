@@ -103,12 +103,14 @@ class NullSizes:
 @dataclass(frozen=True)
 class Choices:
     """What the user chose, as the plan needs it (names of controls, flags, requested null sizes);
-    ``causal_nulls`` names the causal controls that draw a null (of ``n_random`` draws)."""
+    ``causal_nulls`` names the causal controls that draw a null (of ``n_random`` draws);
+    ``used_controls`` judge labelled features and directions, ``latent_used_controls`` latents."""
 
     label_control: str
     weight_controls: tuple[str, ...]
     input_controls: tuple[str, ...]
     used_controls: tuple[str, ...]
+    latent_used_controls: tuple[str, ...]
     counterfactual_control: str | None
     causal_nulls: frozenset[str]
     n_weight_seeds: int
@@ -216,12 +218,18 @@ def _site_steps(choices: Choices, site: str, entries: list[Entry]) -> list[Step]
 
 
 def _causal_steps(choices: Choices, site: str, entries: list[Entry]) -> list[Step]:
-    """One used step per used control, over every entry; the counterfactual control's over the entries
-    given counterfactuals."""
-    steps = [
-        Step("used", "causal", control, site, tuple(e.id for e in entries))
-        for control in choices.used_controls
-    ]
+    """One used step per used control, over the entries it judges (``Choices``); the counterfactual
+    control's over the entries given counterfactuals."""
+    steps = []
+    for control in dict.fromkeys((*choices.used_controls, *choices.latent_used_controls)):
+        ids = tuple(
+            e.id
+            for e in entries
+            if control
+            in (choices.latent_used_controls if isinstance(e.candidate, Latents) else choices.used_controls)
+        )
+        if ids:
+            steps.append(Step("used", "causal", control, site, ids))
     if choices.counterfactual_control is not None:
         ids = tuple(
             e.id

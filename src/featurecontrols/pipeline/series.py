@@ -29,11 +29,12 @@ from featurecontrols.axes.verdict import corrected, decide, make_axis, reason
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.params import clone
 from featurecontrols.pipeline.battery import Battery
-from featurecontrols.pipeline.candidates import Candidate
+from featurecontrols.pipeline.candidates import Candidate, from_features
 from featurecontrols.pipeline.checkpoint import Checkpoint
 from featurecontrols.pipeline.plan import null_size
 from featurecontrols.pipeline.results import RunResult
 from featurecontrols.progress import track
+from featurecontrols.stats import Correction
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,16 @@ def run_series(
     adapter = adapt(model)
     _check(checkpoints, adapter.weights)
     family = battery.count_tests(sites, features, **_counted(run_kwargs)) * len(checkpoints)
-    sized = clone(battery).set_params(**_family_nulls(battery, family))
+    counted = _counted(run_kwargs)
+    candidates = from_features(features, counted.get("ground_truth"), counted.get("counterfactuals"))
+    correction = battery.correction_for(candidates)
+    sized = clone(battery).set_params(**_family_nulls(battery, family, correction))
     runs = []
     for checkpoint in track(checkpoints, "series: checkpoints", len(checkpoints), battery.progress):
         weights = copy.deepcopy(adapter.weights)
         weights.load_state_dict(dict(checkpoint.state), strict=True)
         runs.append(sized.run(adapter.rewrap(weights), inputs, sites, features, **run_kwargs))
-    judged = rejudge(runs, battery.alpha, battery.correction)
+    judged = rejudge(runs, battery.alpha, correction)
     return SeriesResult(tuple(checkpoints), tuple(judged), family)
 
 
@@ -137,11 +141,11 @@ def _counted(run_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: run_kwargs[k] for k in ("ground_truth", "cells", "counterfactuals") if k in run_kwargs}
 
 
-def _family_nulls(battery: Battery, family: int) -> dict[str, int]:
+def _family_nulls(battery: Battery, family: int, correction: Correction) -> dict[str, int]:
     """Null sizes for a family of ``family`` tests: the battery's own if given (checked), else automatic."""
     sizes = {}
     for name in ("n_shuffles", "n_random_directions", "n_latent_null"):
-        sizes[name] = null_size(getattr(battery, name), family, battery.alpha, battery.correction, name)
+        sizes[name] = null_size(getattr(battery, name), family, battery.alpha, correction, name)
     return sizes
 
 

@@ -1,17 +1,22 @@
 """The run as one self-contained HTML page (no network): the verdict table first, then the plots.
 
 Sections: the verdicts (coloured by verdict, with a legend), per site the activation spectra of the
-trained and randomised models, per candidate every test's plot (null distributions with the real
+trained and randomised models, per dictionary its latents' counts per verdict and a scatter of their
+learned against used effects, per candidate every test's plot (null distributions with the real
 score, trained model against its copies, per-example scatters, steering curves, Pareto fronts), and
-the settings that reproduce the run.
+the settings that reproduce the run. A dictionary's latents appear in the verdict table and get
+plots only for the ``SHOWN`` with the largest used effect per verdict, so a page over 16k latents
+stays small.
 """
 
 from __future__ import annotations
 
 import html
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 
-from featurecontrols.axes.evidence import AXES, CandidateResult
+from featurecontrols.axes.evidence import AXES, AxisName, CandidateResult
 from featurecontrols.pipeline.results import RunResult
 from featurecontrols.report import plots
 from featurecontrols.report.text import axis_cell, margins_text, num, summary_lines
@@ -42,15 +47,19 @@ def to_html(result: RunResult) -> str:
     """The page (module docstring)."""
     e = html.escape
     several = len(result.sites) > 1
-    rows = "".join(_row(c, several) for c in result.candidates)
+    groups = _dictionaries(result.candidates)
+    top = {id(c) for latents in groups.values() for c in _top(latents)}
+    shown = [c for c in result.candidates if c.kind != "dictionary latent" or id(c) in top]
+    rows = "".join(_row(c, several) for c in shown)
     spectra = "".join(
         f"<section><h2>Activations at <code>{e(site)}</code></h2><div class='plots'>"
         f"{plots.spectra_plot(by_model)}</div></section>"
         for site, by_model in result.spectra.items()
         if by_model
     )
-    sections = "".join(_section(c, result) for c in result.candidates)
+    sections = "".join(_section(c, result) for c in shown)
     dictionaries = "".join(_dictionary_table(name, fits) for name, fits in result.dictionaries.items())
+    dictionaries += "".join(_latents_section(name, latents) for name, latents in groups.items())
     settings = "".join(
         f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in asdict(result.settings).items()
     )
@@ -106,6 +115,58 @@ def _dictionary_table(name: str, fits: dict[str, dict[str, float]]) -> str:
         f"<table><tr><th>metric</th>{head}</tr>"
         f"{rows}</table><p>Each fit's metrics on its own held-out activations: where the randomised fits "
         "score as well as the trained one, the metric does not tell what the model learned.</p></section>"
+    )
+
+
+SHOWN = 5  # latents per verdict in the verdict table and the plots
+
+
+def _dictionaries(candidates: Sequence[CandidateResult]) -> dict[str, list[CandidateResult]]:
+    """Each dictionary's latents (``site/name``), in order."""
+    groups: dict[str, list[CandidateResult]] = {}
+    for c in candidates:
+        if c.kind == "dictionary latent":
+            groups.setdefault(f"{c.site}/{c.name.rsplit('/', 1)[0]}", []).append(c)
+    return groups
+
+
+def _effect(c: CandidateResult, axis: AxisName) -> float | None:
+    """A latent's effect on an axis: learned against its strongest control (the smallest effect),
+    used the largest of its tests; None where the axis did not run."""
+    effects = [e.effect for e in c.axes[axis].evidence]
+    if not effects:
+        return None
+    return min(effects) if axis == "learned" else max(effects)
+
+
+def _top(latents: Sequence[CandidateResult]) -> list[CandidateResult]:
+    """The SHOWN latents with the largest used effect of each verdict."""
+    out = []
+    for verdict in dict.fromkeys(c.verdict for c in latents):
+        same = [c for c in latents if c.verdict == verdict]
+        out += sorted(same, key=lambda c: -(_effect(c, "used") or 0.0))[:SHOWN]
+    return out
+
+
+def _latents_section(name: str, latents: Sequence[CandidateResult]) -> str:
+    """A dictionary's latents: counts per verdict, and learned against used effects per latent."""
+    e = html.escape
+    counts = Counter(c.verdict for c in latents)
+    rows = "".join(
+        f"<tr><td class='{e(v.replace(' ', '-'))}'>{e(v)}</td><td>{n}</td></tr>" for v, n in counts.items()
+    )
+    points = [
+        (x, y, c.verdict)
+        for c in latents
+        for x, y in [(_effect(c, "learned"), _effect(c, "used"))]
+        if x is not None and y is not None
+    ]
+    scatter = plots.latent_scatter(points, f"latents of {name}") if points else ""
+    return (
+        f"<section><h2>Latents of <code>{e(name)}</code></h2><table><tr><th>verdict</th><th>latents</th>"
+        f"</tr>{rows}</table><p>{len(latents)} latents; the verdict table and the plots below show the "
+        f"{SHOWN} with the largest used effect of each verdict.</p>"
+        f"<div class='plots'>{scatter}</div></section>"
     )
 
 

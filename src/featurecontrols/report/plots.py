@@ -273,5 +273,39 @@ def series_plot(
     return _figure(svg, caption)
 
 
+def latent_scatter(points: Sequence[tuple[float, float, str]], title: str) -> str:
+    """SVG scatter, one dot per latent: its learned effect (x: refit minus the strongest control's
+    match) against its used effect (y), coloured by verdict, with the zero lines."""
+    w, h, pad = 360, 240, 34
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x_lo, x_hi = min(*xs, 0.0), max(*xs, 0.0)
+    y_lo, y_hi = min(*ys, 0.0), max(*ys, 0.0)
+
+    def at(v: float, lo: float, hi: float, size: int) -> float:
+        return pad + (v - lo) / ((hi - lo) or 1.0) * (size - 2 * pad)
+
+    dots = "".join(
+        f"<circle cx='{at(x, x_lo, x_hi, w):.1f}' cy='{h - at(y, y_lo, y_hi, h):.1f}' r='3' "
+        f"fill='{VERDICT_COLOURS.get(v, '#000')}' fill-opacity='0.7'/>"
+        for x, y, v in points
+    )
+    x0, y0 = at(0.0, x_lo, x_hi, w), h - at(0.0, y_lo, y_hi, h)
+    svg = (
+        f"<svg class='plot' width='{w}' height='{h}' role='img'><title>{html.escape(title)}</title>"
+        f"<text x='{pad}' y='14' font-size='12'>{html.escape(title)}</text>"
+        f"<line x1='{x0:.1f}' x2='{x0:.1f}' y1='{pad}' y2='{h - pad}' stroke='#bbb'/>"
+        f"<line x1='{pad}' x2='{w - pad}' y1='{y0:.1f}' y2='{y0:.1f}' stroke='#bbb'/>{dots}"
+        f"<text x='{w - pad}' y='{h - 8}' font-size='10' text-anchor='end'>learned effect "
+        f"{_num(x_lo)} to {_num(x_hi)}</text>"
+        f"<text x='4' y='{pad - 6}' font-size='10'>used effect {_num(y_lo)} to {_num(y_hi)}</text></svg>"
+    )
+    caption = (
+        "one dot per latent: learned effect (x, against the strongest control) and used effect (y, the "
+        "largest of its used tests), coloured by verdict (green model feature, orange dataset feature, "
+        "grey not found, red inconclusive)"
+    )
+    return _figure(svg, caption)
+
+
 def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"

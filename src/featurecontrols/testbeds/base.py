@@ -21,9 +21,9 @@ from typing import get_args
 from torch import Tensor, nn
 
 from featurecontrols.adapters.base import ModelAdapter
-from featurecontrols.axes.evidence import GroundTruth
+from featurecontrols.axes.evidence import AxisName, GroundTruth
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.pipeline.candidates import Direction, Labelled
+from featurecontrols.pipeline.candidates import Direction, Labelled, Latents
 from featurecontrols.pipeline.checkpoint import Checkpoint
 
 __all__ = ["GroundTruth", "Testbed"]
@@ -46,8 +46,12 @@ class Testbed:
     checks : figures of the independent verification of the ground truth (name -> value).
     counterfactuals : feature name -> the inputs with that feature changed (one per input), where the
         testbed can build them; the battery then tests those features' use by counterfactual patching.
-    extra : candidates other than the labelled features (directions), each with its ground truth.
+    extra : candidates other than the labelled features (directions, dictionary latents), each with
+        its ground truth.
     checkpoints : the model's training history, where the testbed keeps one (``pipeline/series.py``).
+    axis_truth : candidate result name -> axis -> whether that axis should be yes, for candidates
+        whose truth decides an axis on its own (a latent of a variable the model computes: learned;
+        of one it reads: used); the bench measures each control's AUROC on them.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -61,10 +65,11 @@ class Testbed:
     description: str
     checks: dict[str, float]
     counterfactuals: dict[str, Tensor] = field(default_factory=dict)
-    extra: tuple[Direction, ...] = ()
+    extra: tuple[Direction | Latents, ...] = ()
     checkpoints: tuple[Checkpoint, ...] = ()
+    axis_truth: dict[str, dict[AxisName, bool]] = field(default_factory=dict)
 
-    def candidates(self) -> list[Labelled | Direction]:
+    def candidates(self) -> list[Labelled | Direction | Latents]:
         """Every candidate: each labelled feature (with its truth and counterfactuals), then ``extra``."""
         labelled = [
             Labelled(n, y, self.ground_truth[n], self.counterfactuals.get(n))

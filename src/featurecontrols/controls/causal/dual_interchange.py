@@ -39,10 +39,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from featurecontrols.adapters.interventions import Patch
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
+from featurecontrols.controls.causal.moves import null_changes, patches
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.mass_mean_probe import class_mean_directions
 from featurecontrols.measures.matched_shifts import MatchedShifts
@@ -50,9 +50,6 @@ from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.params import Params
 from featurecontrols.progress import track
 from featurecontrols.seeding import generator
-
-STACK = 64  # null interchanges per stacked forward pass
-STOP = 10  # null draws at or above the real change after which drawing stops
 
 
 class DualInterchange(Params):
@@ -77,36 +74,10 @@ class DualInterchange(Params):
         out = {}
         for target in track(targets, "dual interchange", len(targets), at.progress):
             real_move, real_write, null_moves, null_writes = plans.of(target)
-            real = outputs.under_stacked([_patches(clean, real_move, real_write)])[0]
-            null = _null_changes(outputs, clean, null_moves, null_writes, float(real.mean()))
+            real = outputs.under_stacked([patches(clean, real_move, real_write)])[0]
+            null = null_changes(outputs, clean, null_moves, null_writes, float(real.mean()))
             out[target.name] = NullScores(self.metric, self.unit, real, null)
         return out
-
-
-def _null_changes(
-    outputs: OutputChange, clean: list[Tensor], moves: Tensor, writes: Tensor, real: float
-) -> Tensor:
-    """The mean output change of the null interchanges, STACK of them per forward pass, drawn in order
-    until STOP of them reach the real change (Besag & Clifford 1991: the p-value is then large, and
-    (1 + #{null >= real}) / (1 + drawn) stays valid, and conservative, when drawing stops there)."""
-    means: list[Tensor] = []
-    for i in range(0, moves.shape[0], STACK):
-        chunk = [_patches(clean, moves[b], writes[b]) for b in range(i, min(i + STACK, moves.shape[0]))]
-        means.append(outputs.under_stacked(chunk).mean(dim=1))
-        if int(sum(int((m >= real).sum()) for m in means)) >= STOP:
-            break
-    return torch.cat(means)
-
-
-def _patches(clean: list[Tensor], move: Tensor, write: Tensor) -> list[Patch]:
-    """One patch per batch: the clean site tensor plus move_i * write on its rows (move (n,), write (d,))."""
-    patches, start = [], 0
-    for c in clean:
-        rows = c.reshape(-1, c.shape[-1]).shape[0]
-        shift = move[start : start + rows, None] * write
-        patches.append(Patch(c + shift.reshape(c.shape).to(c)))
-        start += rows
-    return patches
 
 
 class _Interchanges:

@@ -1,0 +1,144 @@
+"""Dictionary latents judged one by one: the sparse-latents testbed, latent ablation, the margin test."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from featurecontrols import Battery, Latents
+from featurecontrols.adapters import TorchModel
+from featurecontrols.axes.from_scores import margin_p, zou_interval
+from featurecontrols.controls.base import AtSite, CausalTarget
+from featurecontrols.controls.causal.latent_ablation import LatentAblation
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.pca import PCA
+from featurecontrols.stats import permutation_p_value
+from featurecontrols.testbeds import Testbed
+from featurecontrols.testbeds.sparse_latents import sparse_latents
+
+
+@pytest.fixture(scope="module")
+def bed() -> Testbed:
+    return sparse_latents(0)
+
+
+def test_ground_truth_holds_by_construction(bed: Testbed) -> None:
+    """Checked without any control: the neurons compute the ANDs, the readout ignores every unread
+    variable, and the SAE recovers every planted variable."""
+    assert bed.checks["and_neuron_r_min"] > 0.95
+    assert bed.checks["unread_readout_max"] < 1e-6
+    assert bed.checks["variable_match_min"] >= 0.9
+    (latents,) = bed.extra
+    assert isinstance(latents, Latents) and latents.ground_truth is not None
+    assert len(latents.ground_truth) == bed.checks["matched_latents"] >= 14
+    learned = [n for n, t in bed.axis_truth.items() if t["learned"]]
+    assert len(learned) >= 3  # a latent per AND at least (one AND is split over two on seed 0)
+    assert all(bed.axis_truth[n]["used"] for n in learned)
+
+
+def test_battery_judges_every_latent_as_its_variable(bed: Testbed) -> None:
+    """Seed 0 end to end: every latent's verdict is its variable's truth, the ANDs' latents are learned,
+    latents of carried variables are not, and the run corrects by false-discovery rate."""
+    result = Battery(seed=0, n_weight_seeds=2, progress=False).run(
+        bed.model, bed.inputs, bed.site, bed.candidates()
+    )
+    assert result.settings.correction == "bh"
+    judged = [c for c in result.candidates if c.ground_truth is not None]
+    assert len(judged) >= 14
+    assert all(c.verdict == c.ground_truth for c in judged), [(c.name, c.verdict) for c in judged]
+    for c in judged:
+        assert (c.axes["learned"].status == "yes") == bed.axis_truth[c.name]["learned"], c.name
+        assert {e.control for e in c.axes["used"].evidence} == {LatentAblation.name}
+
+
+class _Linear(nn.Module):
+    def __init__(self, readout: torch.Tensor) -> None:
+        super().__init__()
+        self.site = nn.Identity()
+        self.readout = nn.Linear(readout.shape[1], readout.shape[0], bias=False)
+        with torch.no_grad():
+            self.readout.weight.copy_(readout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.readout(self.site(x))
+        return out
+
+
+def test_latent_ablation_removes_the_code_times_its_direction() -> None:
+    """On a linear readout R, removing z_i d changes output i by ||R d||^2 z_i^2 (relative to the
+    outputs' spread), rows with z_i = 0 not at all; a direction R ignores changes nothing."""
+    g = torch.Generator().manual_seed(0)
+    d = 8
+    X = torch.randn(512, d, generator=g)
+    R = torch.zeros(2, d)
+    R[0, 0], R[1, 1] = 1.0, 2.0
+    adapter = TorchModel(_Linear(R))
+    site = adapter.resolve("site")
+    code = torch.where(torch.rand(512, generator=g) < 0.2, torch.rand(512, generator=g) + 0.5, 0.0)
+    read, ignored = torch.zeros(d, dtype=torch.float64), torch.zeros(d, dtype=torch.float64)
+    read[1], ignored[5] = 0.5, 1.0
+    targets = [
+        CausalTarget("read", read, code=code, kind="dictionary latent"),
+        CausalTarget("ignored", ignored, code=code, kind="dictionary latent"),
+    ]
+    at = AtSite(adapter, [X], site, X, n_null=50, seed=0)
+    scores = LatentAblation().scores(at, targets)
+    out = X @ R.T
+    spread = float((out - out.mean(0)).square().sum(1).mean())
+    expected = (code.double() * 1.0).square() / spread  # ||R (0.5 e_1)||^2 = 1
+    assert torch.allclose(scores["read"].real, expected, atol=1e-5)
+    assert float(scores["ignored"].real.abs().max()) < 1e-10
+    p_read = permutation_p_value(scores["read"].real.mean().reshape(1), scores["read"].null[None])
+    assert float(p_read[0]) < 0.05
+    with pytest.raises(FeatureControlsError, match="needs a dictionary latent"):
+        LatentAblation().scores(at, [CausalTarget("labelled", read)])
+
+
+def test_latent_ablation_p_values_are_uniform_for_latents_that_carry_nothing() -> None:
+    """Calibration: latents whose directions are uniform on the sphere (the null's own distribution)
+    and whose codes are random sparse values get uniform p-values: 200 latents, 99 null draws each."""
+    g = torch.Generator().manual_seed(1)
+    d = 8
+    X = torch.randn(256, d, generator=g)
+    R = torch.randn(3, d, generator=g)
+    adapter = TorchModel(_Linear(R))
+    site = adapter.resolve("site")
+    p_values = []
+    for i in range(200):
+        direction = torch.nn.functional.normalize(torch.randn(d, generator=g, dtype=torch.float64), dim=0)
+        code = torch.where(torch.rand(256, generator=g) < 0.3, torch.rand(256, generator=g), 0.0)
+        target = CausalTarget(f"latent {i}", direction, code=code, kind="dictionary latent")
+        raw = LatentAblation().scores(AtSite(adapter, [X], site, X, n_null=99, seed=i), [target])[target.name]
+        p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
+    for level in (0.05, 0.5):
+        below = sum(p <= level for p in p_values)
+        sd = math.sqrt(200 * level * (1 - level))
+        assert abs(below - 200 * level) < 3 * sd, f"{below}/200 p-values at or below {level}"
+
+
+def test_margin_p_inverts_zou_interval() -> None:
+    """p of H0: rho1 - rho2 <= delta is the one-sided level at which Zou's interval touches delta;
+    1/2 when r1 - r2 = delta; a difference below the margin is never significant however large n."""
+    r1, r2, r12, n, delta = 0.8, 0.7, 0.6, 400, 0.05
+    p = margin_p(r1, r2, r12, n, delta)
+    low, _ = zou_interval(r1, r2, r12, n, 1 - 2 * p)
+    assert low == pytest.approx(delta, abs=1e-6)
+    assert margin_p(0.75, 0.7, r12, n, delta) == pytest.approx(0.5, abs=1e-6)
+    assert margin_p(0.97, 0.965, 0.95, 100_000, delta) > 0.99  # significant, but inside the margin
+    assert margin_p(0.95, 0.5, 0.5, 100_000, delta) < 1e-12
+    assert margin_p(0.9, 0.8, r12, 1_000, delta) < margin_p(0.9, 0.8, r12, 100, delta)
+
+
+def test_a_run_without_latents_keeps_holm_and_a_code_control_skips_labelled_features() -> None:
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(600, 6, generator=g)
+    model = _Linear(torch.randn(2, 6, generator=g))
+    y = (X[:, 0] > 0).long()
+    battery = Battery(seed=0, n_weight_seeds=1, used_controls=[LatentAblation()], progress=False)
+    result = battery.run(model, X, "site", {"x0": y})
+    assert result.settings.correction == "holm"
+    assert result.candidates[0].axes["used"].status == "not run"
+    with_latents = battery.run(model, X, "site", [Latents("pca", "site", PCA(3))])
+    assert with_latents.settings.correction == "bh"
+    assert all(c.axes["used"].evidence for c in with_latents.candidates)

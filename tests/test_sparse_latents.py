@@ -8,11 +8,14 @@ from torch import nn
 
 from featurecontrols import Battery, Latents
 from featurecontrols.adapters import TorchModel
+from featurecontrols.adapters.interventions import AddVector
+from featurecontrols.adapters.sites import take_rows
 from featurecontrols.axes.from_scores import margin_p, zou_interval
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.pca import PCA
+from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.stats import permutation_p_value
 from featurecontrols.testbeds import Testbed
 from featurecontrols.testbeds.sparse_latents import sparse_latents
@@ -142,3 +145,37 @@ def test_a_run_without_latents_keeps_holm_and_a_code_control_skips_labelled_feat
     with_latents = battery.run(model, X, "site", [Latents("pca", "site", PCA(3))])
     assert with_latents.settings.correction == "bh"
     assert all(c.axes["used"].evidence for c in with_latents.candidates)
+
+
+def test_restricted_output_change_equals_the_full_one_on_its_examples() -> None:
+    """Measuring only some examples (those where a latent fires) gives their changes exactly."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 6, generator=g)
+    adapter = TorchModel(_Linear(torch.randn(3, 6, generator=g)))
+    site = adapter.resolve("site")
+    full = OutputChange(adapter, [X[:128], X[128:256], X[256:]], site)
+    examples = torch.tensor([3, 130, 131, 299])
+    sub = full.restricted(examples)
+    shift = AddVector(torch.randn(6, generator=g))
+    assert sub.spread == full.spread and sub.n == 4
+    assert torch.allclose(sub.under(shift), full.under(shift)[examples])
+    batch = {
+        "input_ids": torch.arange(12).reshape(4, 3),
+        "attention_mask": torch.ones(4, 3),
+        "n": torch.tensor(4),
+    }
+    taken = take_rows(batch, torch.tensor([2, 0]))
+    assert taken["input_ids"].tolist() == [[6, 7, 8], [0, 1, 2]] and int(taken["n"]) == 4
+    assert take_rows((X[:4], X[4:8]), torch.tensor([1]))[1].shape == (1, 6)
+
+
+def test_a_latent_that_never_fires_changes_nothing() -> None:
+    X = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    adapter = TorchModel(_Linear(torch.eye(4)))
+    site = adapter.resolve("site")
+    target = CausalTarget(
+        "dead", torch.ones(4, dtype=torch.float64), code=torch.zeros(64), kind="dictionary latent"
+    )
+    raw = LatentAblation().scores(AtSite(adapter, [X], site, X, n_null=20, seed=0), [target])["dead"]
+    assert float(raw.real.abs().max()) == 0.0
+    assert float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])[0]) == 1.0

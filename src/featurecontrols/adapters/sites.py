@@ -186,6 +186,25 @@ def repeat_batch(batch: Any, times: int) -> Any:
     )
 
 
+def take_rows(batch: Any, rows: Tensor) -> Any:
+    """The batch's examples ``rows`` (indices along dim 0) only, in that order (tensors, tuples,
+    Mappings; a Mapping's tensors that do not have the batch's rows are kept whole)."""
+    if isinstance(batch, Tensor):
+        return batch[rows.to(batch.device)]
+    if isinstance(batch, tuple):
+        return tuple(take_rows(b, rows) for b in batch)
+    if isinstance(batch, Mapping):
+        n = next((v.shape[0] for v in batch.values() if isinstance(v, Tensor) and v.ndim), None)
+        return {
+            k: take_rows(v, rows) if isinstance(v, Tensor) and v.ndim and v.shape[0] == n else v
+            for k, v in batch.items()
+        }
+    raise FeatureControlsError(
+        f"a batch of type {type(batch).__name__} cannot be cut to some of its examples",
+        "give batches as tensors, tuples of tensors, or dicts of tensors",
+    )
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Tensor):
         return batch.to(device)

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from featurecontrols.adapters.base import ModelAdapter
-from featurecontrols.adapters.sites import Site, repeat_batch
+from featurecontrols.adapters.sites import Site, repeat_batch, take_rows
 from featurecontrols.errors import FeatureControlsError
 
 Intervention = Callable[[Tensor], Tensor]
@@ -74,6 +74,7 @@ class OutputChange:
         site: Site,
         rows_per_pass: int = 1 << 15,
         elements_per_pass: int = 1 << 25,
+        spread: float | None = None,
     ) -> None:
         self.adapter, self.batches, self.site = adapter, batches, site
         self.rows_per_pass, self.elements_per_pass = rows_per_pass, elements_per_pass
@@ -102,7 +103,7 @@ class OutputChange:
                 for s in _chunks(p)
             )
             tokens += int(mask.sum())
-        self.spread = self._spread(pooled, entropy, tokens)
+        self.spread = self._spread(pooled, entropy, tokens) if spread is None else spread
 
     def _spread(self, pooled: Tensor, entropy: float, tokens: int) -> float:
         if self.logits:
@@ -117,6 +118,20 @@ class OutputChange:
                 "measure an output that varies across the dataset (give the adapter output=...)",
             )
         return spread
+
+    def restricted(self, examples: Tensor) -> OutputChange:
+        """The same measure on the examples ``examples`` (sorted indices over all batches) only, with
+        this one's spread: where an intervention leaves the other examples' outputs as they are, their
+        changes are 0 and need no forward pass."""
+        bounds = torch.tensor([0, *self.rows]).cumsum(0)
+        batches = []
+        for b, batch in enumerate(self.batches):
+            inside = examples[(examples >= bounds[b]) & (examples < bounds[b + 1])] - bounds[b]
+            if inside.numel():
+                batches.append(take_rows(batch, inside))
+        return OutputChange(
+            self.adapter, batches, self.site, self.rows_per_pass, self.elements_per_pass, self.spread
+        )
 
     @property
     def n(self) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from featurecontrols.axes.evidence import AxisName
@@ -141,8 +142,9 @@ class Plan:
     def entry(self, entry_id: str) -> Entry:
         return self._by_id[entry_id]
 
-    @property
+    @cached_property
     def _by_id(self) -> dict[str, Entry]:
+        """Entries by id, built once (a run over 4,096 latents asks for every entry many times)."""
         return {e.id: e for e in self.entries}
 
 

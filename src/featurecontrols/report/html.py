@@ -16,10 +16,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from featurecontrols.axes.evidence import AXES, AxisName, CandidateResult
+from featurecontrols.axes.evidence import AXES, CandidateResult
 from featurecontrols.pipeline.results import RunResult
 from featurecontrols.report import plots
-from featurecontrols.report.text import axis_cell, margins_text, num, summary_lines
+from featurecontrols.report.text import (
+    SHOWN,
+    axis_cell,
+    dictionaries,
+    latent_effect,
+    margins_text,
+    num,
+    shown_candidates,
+    summary_lines,
+)
 
 STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 2em; color: #222; }
@@ -47,9 +56,8 @@ def to_html(result: RunResult) -> str:
     """The page (module docstring)."""
     e = html.escape
     several = len(result.sites) > 1
-    groups = _dictionaries(result.candidates)
-    top = {id(c) for latents in groups.values() for c in _top(latents)}
-    shown = [c for c in result.candidates if c.kind != "dictionary latent" or id(c) in top]
+    groups = dictionaries(result.candidates)
+    shown = shown_candidates(result.candidates)
     rows = "".join(_row(c, several) for c in shown)
     spectra = "".join(
         f"<section><h2>Activations at <code>{e(site)}</code></h2><div class='plots'>"
@@ -58,8 +66,8 @@ def to_html(result: RunResult) -> str:
         if by_model
     )
     sections = "".join(_section(c, result) for c in shown)
-    dictionaries = "".join(_dictionary_table(name, fits) for name, fits in result.dictionaries.items())
-    dictionaries += "".join(_latents_section(name, latents) for name, latents in groups.items())
+    tables = "".join(_dictionary_table(name, fits) for name, fits in result.dictionaries.items())
+    tables += "".join(_latents_section(name, latents) for name, latents in groups.items())
     settings = "".join(
         f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in asdict(result.settings).items()
     )
@@ -80,7 +88,7 @@ def to_html(result: RunResult) -> str:
 <p class="legend">{e(LEGEND)} {e(margins_text(result.settings.margins))}.</p>
 <ul>{summary}</ul>
 {spectra}
-{dictionaries}
+{tables}
 {sections}
 <h2>Settings</h2><table>{settings}</table>
 </body></html>
@@ -118,36 +126,6 @@ def _dictionary_table(name: str, fits: dict[str, dict[str, float]]) -> str:
     )
 
 
-SHOWN = 5  # latents per verdict in the verdict table and the plots
-
-
-def _dictionaries(candidates: Sequence[CandidateResult]) -> dict[str, list[CandidateResult]]:
-    """Each dictionary's latents (``site/name``), in order."""
-    groups: dict[str, list[CandidateResult]] = {}
-    for c in candidates:
-        if c.kind == "dictionary latent":
-            groups.setdefault(f"{c.site}/{c.name.rsplit('/', 1)[0]}", []).append(c)
-    return groups
-
-
-def _effect(c: CandidateResult, axis: AxisName) -> float | None:
-    """A latent's effect on an axis: learned against its strongest control (the smallest effect),
-    used the largest of its tests; None where the axis did not run."""
-    effects = [e.effect for e in c.axes[axis].evidence]
-    if not effects:
-        return None
-    return min(effects) if axis == "learned" else max(effects)
-
-
-def _top(latents: Sequence[CandidateResult]) -> list[CandidateResult]:
-    """The SHOWN latents with the largest used effect of each verdict."""
-    out = []
-    for verdict in dict.fromkeys(c.verdict for c in latents):
-        same = [c for c in latents if c.verdict == verdict]
-        out += sorted(same, key=lambda c: -(_effect(c, "used") or 0.0))[:SHOWN]
-    return out
-
-
 def _latents_section(name: str, latents: Sequence[CandidateResult]) -> str:
     """A dictionary's latents: counts per verdict, and learned against used effects per latent."""
     e = html.escape
@@ -158,7 +136,7 @@ def _latents_section(name: str, latents: Sequence[CandidateResult]) -> str:
     points = [
         (x, y, c.verdict)
         for c in latents
-        for x, y in [(_effect(c, "learned"), _effect(c, "used"))]
+        for x, y in [(latent_effect(c, "learned"), latent_effect(c, "used"))]
         if x is not None and y is not None
     ]
     scatter = plots.latent_scatter(points, f"latents of {name}") if points else ""

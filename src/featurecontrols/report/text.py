@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 
-from featurecontrols.axes.evidence import AXES, Axis, CandidateResult, Margins
+from featurecontrols.axes.evidence import AXES, Axis, AxisName, CandidateResult, Margins
 from featurecontrols.pipeline.results import RunResult
 
 
@@ -19,9 +21,48 @@ def axis_cell(axis: Axis) -> str:
     )
 
 
+SHOWN = 5  # latents per verdict in the verdict table and the plots
+
+
+def dictionaries(candidates: Sequence[CandidateResult]) -> dict[str, list[CandidateResult]]:
+    """Each dictionary's latents (``site/name``), in order."""
+    groups: dict[str, list[CandidateResult]] = {}
+    for c in candidates:
+        if c.kind == "dictionary latent":
+            groups.setdefault(f"{c.site}/{c.name.rsplit('/', 1)[0]}", []).append(c)
+    return groups
+
+
+def latent_effect(c: CandidateResult, axis: AxisName) -> float | None:
+    """A latent's effect on an axis: learned against its strongest control (the smallest effect),
+    used the largest of its tests; None where the axis did not run."""
+    effects = [e.effect for e in c.axes[axis].evidence]
+    if not effects:
+        return None
+    return min(effects) if axis == "learned" else max(effects)
+
+
+def top_latents(latents: Sequence[CandidateResult]) -> list[CandidateResult]:
+    """The SHOWN latents with the largest used effect of each verdict."""
+    out = []
+    for verdict in dict.fromkeys(c.verdict for c in latents):
+        same = [c for c in latents if c.verdict == verdict]
+        out += sorted(same, key=lambda c: -(latent_effect(c, "used") or 0.0))[:SHOWN]
+    return out
+
+
+def shown_candidates(candidates: Sequence[CandidateResult]) -> list[CandidateResult]:
+    """Every candidate but a dictionary's latents, of which only its ``top_latents``: what the verdict
+    tables list (a run over 16k latents prints tens of rows, and their counts per verdict)."""
+    top = {id(c) for latents in dictionaries(candidates).values() for c in top_latents(latents)}
+    return [c for c in candidates if c.kind != "dictionary latent" or id(c) in top]
+
+
 def table(result: RunResult) -> str:
-    """A fixed-width table, one row per candidate, and a summary of verdicts against ground truth."""
+    """A fixed-width table, one row per candidate (of a dictionary's latents, its ``top_latents``), and
+    a summary of verdicts against ground truth."""
     several = len(result.sites) > 1
+    shown = shown_candidates(result.candidates)
     header = [*(["site"] if several else []), "candidate", "ground truth", "verdict", "ok", *AXES]
     rows = [
         [
@@ -32,7 +73,7 @@ def table(result: RunResult) -> str:
             {True: "yes", False: "NO", None: "-"}[c.correct],
             *(axis_cell(c.axes[a]) for a in AXES),
         ]
-        for c in result.candidates
+        for c in shown
     ]
     lines = fixed_width([header, *rows])
     s = result.settings
@@ -44,8 +85,15 @@ def table(result: RunResult) -> str:
     )
     lines.append("cells: status, real score vs control score, corrected p (of the test with the largest p)")
     lines.append(f"learned/used 'no': shown within the margin of a control ({margins_text(s.margins)})")
-    lines += [f"inconclusive {c.site}/{c.name}: {c.reason}" for c in result.candidates if c.reason]
+    lines += [f"inconclusive {c.site}/{c.name}: {c.reason}" for c in shown if c.reason]
     lines.extend(summary_lines(result.candidates))
+    for name, latents in dictionaries(result.candidates).items():
+        counts = Counter(c.verdict for c in latents)
+        lines.append(
+            f"latents of {name}: {len(latents)}, "
+            + ", ".join(f"{n} {v}" for v, n in counts.items())
+            + f" (the table lists the {SHOWN} with the largest used effect of each verdict)"
+        )
     for name, fits in result.dictionaries.items():
         lines += [
             "",

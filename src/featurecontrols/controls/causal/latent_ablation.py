@@ -5,8 +5,9 @@ d_j = decode(e_j) - decode(0)). Ablating it removes exactly that from each examp
 
     h'_i = h_i - z_j(h_i) d_j,
 
-so rows where the latent does not fire are untouched, and the statistic is the mean relative output
-change over examples (``measures/output_change.py``). The null removes the same codes along B random
+so rows where the latent does not fire are untouched (and run no forward pass: only the examples
+where it fires are measured, the others' change is 0), and the statistic is the mean relative
+output change over examples (``measures/output_change.py``). The null removes the same codes along B random
 directions of the data's span with d_j's Euclidean norm, h'_i = h_i - z_j(h_i) ||d_j|| u_b, u_b
 uniform on the unit sphere of the span the data visits (a direction outside it carries no input,
 Makelov et al. 2023): a latent that carries nothing, firing on the same examples just as strongly.
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
+from torch import Tensor
 
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
@@ -51,26 +53,55 @@ class LatentAblation(Params):
         outputs = OutputChange(at.adapter, at.batches, at.site)
         clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
         span = MatchedShifts(at.X, "covariance", "mahalanobis").basis  # (d, r) the data's span
+        n_rows = sum(c.reshape(-1, c.shape[-1]).shape[0] for c in clean)
         out = {}
         for target in track(targets, "latent ablation", len(targets), at.progress):
-            code, write = _code_and_write(target, outputs.n, at.X.shape[1])
-            moves = -code.double()
-            real = outputs.under_stacked([patches(clean, moves, write)])[0]
+            code, write = _code_and_write(target, n_rows, span)
+            examples, fired, moves = _firing(clean, code)
+            real = torch.zeros(outputs.n, dtype=torch.float64)
+            if not examples.numel():  # a latent that never fires here changes nothing
+                out[target.name] = NullScores(
+                    self.metric, self.unit, real, torch.zeros(1, dtype=torch.float64)
+                )
+                continue
+            sub = outputs.restricted(examples)
+            real[examples] = sub.under_stacked([patches(fired, moves, write)])[0]
             draw = generator(at.seed, "latent ablation null", target.name)
             u = torch.randn(at.n_null, span.shape[1], generator=draw, dtype=torch.float64)
             writes = torch.nn.functional.normalize(u, dim=1) @ span.T * write.norm()
-            null = null_changes(outputs, clean, moves.expand(at.n_null, -1), writes, float(real.mean()))
-            out[target.name] = NullScores(self.metric, self.unit, real, null)
+            mean = float(real[examples].mean())
+            null = null_changes(sub, fired, moves.expand(at.n_null, -1), writes, mean)
+            out[target.name] = NullScores(self.metric, self.unit, real, null * examples.numel() / outputs.n)
         return out
 
 
-def _code_and_write(target: CausalTarget, n: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _firing(clean: list[Tensor], code: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+    """The examples (over all batches) with a site row where the latent fires, their clean site
+    tensors per batch, and the moves -z_j of their rows."""
+    examples, fired, moves = [], [], []
+    row, first = 0, 0
+    for c in clean:
+        n_rows = c.reshape(-1, c.shape[-1]).shape[0]
+        per_example = code[row : row + n_rows].reshape(c.shape[0], -1)
+        chosen = torch.nonzero(per_example.ne(0).any(dim=1)).reshape(-1)
+        if chosen.numel():
+            examples.append(chosen + first)
+            fired.append(c[chosen])
+            moves.append(-per_example[chosen].reshape(-1).double())
+        row, first = row + n_rows, first + c.shape[0]
+    if not examples:
+        return torch.zeros(0, dtype=torch.long), [], torch.zeros(0, dtype=torch.float64)
+    return torch.cat(examples), fired, torch.cat(moves)
+
+
+def _code_and_write(target: CausalTarget, n: int, span: Tensor) -> tuple[Tensor, Tensor]:
     """The latent's code on the measured rows (n,) and the direction it writes (width,)."""
     if target.code is None or target.direction is None:
         raise FeatureControlsError(
             f"latent ablation needs a dictionary latent, but {target.name!r} is a {target.kind}",
             "use it with Latents candidates (the battery runs it on latents only)",
         )
+    width = span.shape[0]
     if target.code.shape != (n,) or target.direction.shape != (width,):
         raise FeatureControlsError(
             f"latent {target.name!r} has codes of shape {tuple(target.code.shape)} and a direction of "

@@ -46,7 +46,14 @@ from featurecontrols.finders.split import Split
 from featurecontrols.measures.description_length import ProbabilisticProbe
 from featurecontrols.params import Params, params_key, tensor_digest
 from featurecontrols.pipeline.assemble import judge, plan_jobs
-from featurecontrols.pipeline.candidates import Candidate, Direction, Labelled, Latents, from_features
+from featurecontrols.pipeline.candidates import (
+    Candidate,
+    Direction,
+    Labelled,
+    Latents,
+    from_features,
+    has_latents,
+)
 from featurecontrols.pipeline.causal_job import CausalRun
 from featurecontrols.pipeline.context import RunContext, run_key
 from featurecontrols.pipeline.executors import Executor, LocalExecutor, execute
@@ -203,7 +210,7 @@ class Battery(Params):
         """The correction a run over ``candidates`` makes: ``correction``, "auto" resolved."""
         if self.correction != "auto":
             return self.correction
-        return "bh" if any(isinstance(c, Latents) for c in candidates) else "holm"
+        return "bh" if has_latents(candidates) else "holm"
 
     def _controls(self, latents: bool = False) -> _Controls:
         """The run's controls with their defaults (``latents``: the run judges dictionary latents);
@@ -273,8 +280,7 @@ class Battery(Params):
                 "counterfactuals were given but run_used=False, so they would be ignored",
                 "set run_used=True (the used axis patches from them), or drop counterfactuals",
             )
-        latents = any(isinstance(c, Latents) for c in candidates)
-        controls = self._controls(latents)
+        controls = self._controls(has_latents(candidates))
         choices = self._choices(controls, cells is not None, candidates)
         plan = build_plan(choices, names, candidates)
         ctx = self._context(adapter, batches, resolved, plan, candidates, controls, cells)
@@ -301,7 +307,7 @@ class Battery(Params):
         """How many tests a :meth:`run` with these arguments corrects together (its plan's count)."""
         names = _site_names(sites)
         candidates = from_features(features, ground_truth, counterfactuals)
-        controls = self._controls(any(isinstance(c, Latents) for c in candidates))
+        controls = self._controls(has_latents(candidates))
         return build_plan(self._choices(controls, cells is not None, candidates), names, candidates).n_tests
 
     def _choices(self, controls: _Controls, has_cells: bool, candidates: Sequence[Candidate]) -> Choices:

@@ -76,6 +76,11 @@ class Latents:
 Candidate = Labelled | Direction | Latents
 
 
+def has_latents(candidates: Sequence[Candidate]) -> bool:
+    """Whether a run over ``candidates`` judges dictionary latents (its defaults depend on it)."""
+    return any(isinstance(c, Latents) for c in candidates)
+
+
 def refit_source(latents: Latents) -> Finder:
     """What refits a Latents' dictionary under the controls and other seeds: its ``finder``, else a
     featurecontrols dictionary given fitted (it refits itself). Checked when the run is planned."""

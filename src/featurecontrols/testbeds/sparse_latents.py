@@ -81,10 +81,15 @@ class SparseVariablesModel(nn.Module):
             self.readout.weight.copy_(torch.cat([writes.T, embed[:, list(READ_INPUTS)].T]))
 
     def forward(self, inputs: Tensor) -> Tensor:
-        h = self.embed(inputs[:, :N_VARS]) + NOISE * inputs[:, N_VARS:]
-        resid: Tensor = self.resid(h + self.write(torch.relu(self.neurons(h))))
-        out: Tensor = self.readout(resid)
+        out: Tensor = self.readout(self.inside(inputs)[1])
         return out
+
+    def inside(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        """The AND neurons' values (n, len(PAIRS)) and the site ``resid`` (n, WIDTH)."""
+        h = self.embed(inputs[:, :N_VARS]) + NOISE * inputs[:, N_VARS:]
+        neurons = torch.relu(self.neurons(h))
+        resid: Tensor = self.resid(h + self.write(neurons))
+        return neurons, resid
 
 
 def variables(inputs: Tensor) -> dict[str, Tensor]:
@@ -108,9 +113,7 @@ def sparse_latents(seed: int = 0) -> Testbed:
     s = (torch.rand(N_EXAMPLES, N_VARS, generator=g) < P_ACTIVE).float()
     inputs = torch.cat([s, torch.randn(N_EXAMPLES, WIDTH, generator=g)], dim=1)
     with torch.no_grad():
-        h = model.embed(s) + NOISE * inputs[:, N_VARS:]
-        neurons = torch.relu(model.neurons(h))
-        resid = h + model.write(neurons)
+        neurons, resid = model.inside(inputs)
     planted = variables(inputs)
     fit_rows = N_EXAMPLES * 3 // 4
     sae = clone(DICTIONARY).set_params(seed=seed).fit(resid[:fit_rows])

@@ -59,7 +59,6 @@ def _run(rows: int, latents: int) -> dict[str, object]:
     import torch
 
     from featurecontrols import Battery
-    from featurecontrols.adapters import TorchModel
     from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
     from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
     from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
@@ -83,10 +82,14 @@ def _run(rows: int, latents: int) -> dict[str, object]:
     result = battery.run(model, x, "resid", [Latents("sae", "resid", finder=sae)])
     seconds = time.perf_counter() - start
     peak = rss_mib("VmHWM") - before
-    adapter = TorchModel(model)  # type: ignore[arg-type]
-    acts = adapter.activations(x.split(8192), [adapter.resolve("resid")])["resid"]
+    with torch.no_grad():
+        acts: list[torch.Tensor] = []
+        hook = model.resid.register_forward_hook(lambda m, i, o: acts.append(o))  # type: ignore[attr-defined]
+        for chunk in x.split(8192):
+            model(chunk)  # type: ignore[operator]
+        hook.remove()
     fit_start = time.perf_counter()
-    SparseAutoencoder(d_sae=latents, k=L0, batch_size=4096, n_epochs=1, seed=0).fit(acts)
+    SparseAutoencoder(d_sae=latents, k=L0, batch_size=4096, n_epochs=1, seed=0).fit(torch.cat(acts))
     fit = time.perf_counter() - fit_start
     verdicts: dict[str, int] = {}
     for c in result.candidates:

@@ -19,7 +19,10 @@ from featurecontrols.pipeline.candidates import Latents  # noqa: E402
 from featurecontrols.testbeds import train_planted_residual  # noqa: E402
 
 
-@pytest.mark.parametrize(("activation", "architecture"), [("topk", "TopKSAE"), ("relu", "StandardSAE")])
+@pytest.mark.parametrize(
+    ("activation", "architecture"),
+    [("topk", "TopKSAE"), ("relu", "StandardSAE"), ("jumprelu", "JumpReLUSAE")],
+)
 def test_an_exported_sae_loads_in_saelens_with_the_same_codes(
     tmp_path: Path, activation: str, architecture: str
 ) -> None:
@@ -28,6 +31,8 @@ def test_an_exported_sae_loads_in_saelens_with_the_same_codes(
         * PlantedSparseFeatures(48, 4.0).plant(torch.randn(4000, 16), seed=0, keep_codes=False).activations
     )
     ours = SparseAutoencoder(48, activation, k=4, batch_size=256, n_epochs=2).fit(X)  # type: ignore[arg-type]
+    if activation == "jumprelu":  # thresholds one per latent
+        assert float(ours.threshold_.std()) > 0
     theirs = sae_lens.SAE.load_from_disk(str(save_saelens(ours, tmp_path / "sae")))
     assert type(theirs).__name__ == architecture
     with torch.no_grad():
@@ -41,7 +46,7 @@ def test_an_unfitted_sae_is_refused(tmp_path: Path) -> None:
         save_saelens(SparseAutoencoder(8), tmp_path)
 
 
-@pytest.mark.parametrize("activation", ["topk", "relu", "batchtopk"])
+@pytest.mark.parametrize("activation", ["topk", "relu", "batchtopk", "jumprelu"])
 def test_our_saes_round_trip_through_the_folder(tmp_path: Path, activation: str) -> None:
     X = (
         3.0
@@ -51,6 +56,7 @@ def test_our_saes_round_trip_through_the_folder(tmp_path: Path, activation: str)
     folder = save_saelens(ours, tmp_path / "sae")
     back = load_saelens(folder)
     assert (back.d_sae, back.activation, back.scale_) == (32, activation, 1.0)
+    assert activation not in ("topk", "batchtopk") or back.k == 4  # the recipe a control refits
     torch.testing.assert_close(back.encode(X), ours.encode(X), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(back.decode(back.encode(X)), ours.decode(ours.encode(X)), rtol=1e-4, atol=1e-4)
     theirs = sae_lens.SAE.load_from_disk(str(folder))  # and SAELens reads the same codes
@@ -78,10 +84,12 @@ def test_a_folder_saelens_saved_loads_with_saelens_codes(
 ) -> None:
     sae = _saelens_sae(architecture, **cfg)
     if architecture == "jumprelu":
-        with torch.no_grad():
-            sae.threshold.fill_(0.3)  # one shared threshold: BatchTopK's inference form
+        with torch.no_grad():  # one threshold per latent (Gemma Scope's kind), some below 0
+            sae.threshold.uniform_(-0.2, 0.5)
     sae.save_model(tmp_path)
     ours = load_saelens(tmp_path)
+    if architecture == "jumprelu":
+        assert ours.activation == "jumprelu"
     X = 2.0 * torch.randn(500, 12)
     with torch.no_grad():
         z = sae.encode(X)
@@ -92,12 +100,7 @@ def test_a_folder_saelens_saved_loads_with_saelens_codes(
 def test_folders_this_loader_cannot_read_exactly_are_refused(tmp_path: Path) -> None:
     with pytest.raises(FeatureControlsError, match=r"no cfg\.json"):
         load_saelens(tmp_path)
-    jumprelu = _saelens_sae("jumprelu")
-    with torch.no_grad():
-        jumprelu.threshold.uniform_(0.1, 0.5)  # one threshold per latent (Gemma Scope's kind)
-    jumprelu.save_model(tmp_path)
-    with pytest.raises(FeatureControlsError, match="one threshold per latent"):
-        load_saelens(tmp_path)
+    _saelens_sae("jumprelu").save_model(tmp_path)
     cfg = json.loads((tmp_path / "cfg.json").read_text())
     for change, message in [
         ({"architecture": "gated"}, "architecture 'gated'"),
@@ -119,6 +122,12 @@ def test_a_saelens_sae_is_judged_with_a_finder_of_its_settings() -> None:
             testbed.model, testbed.inputs, testbed.site, [Latents("sl", testbed.site, dictionary=sae)]
         )
     assert "SparseAutoencoder(d_sae=16, activation='topk', k=4)" in err.value.fix
+    jumprelu = sae_lens.JumpReLUSAE(sae_lens.JumpReLUSAEConfig(d_in=32, d_sae=16, device="cpu"))
+    with pytest.raises(FeatureControlsError, match="no finder") as err:
+        battery.run(
+            testbed.model, testbed.inputs, testbed.site, [Latents("j", testbed.site, dictionary=jumprelu)]
+        )
+    assert "SparseAutoencoder(d_sae=16, activation='jumprelu')" in err.value.fix
     finder = SparseAutoencoder(16, "topk", k=4, batch_size=512)
     result = battery.run(
         testbed.model,

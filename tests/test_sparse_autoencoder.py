@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Dictionary, UnsupervisedFinder
-from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
+from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder, jump_relu, step
 from featurecontrols.measures.sae_metrics import evaluate_dictionary
 from featurecontrols.pipeline.store import ShardedStore
 
@@ -99,6 +99,38 @@ def test_batchtopk_and_relu_sparsity() -> None:
         for c in (0.1, 1.0)
     ]
     assert l0[1] < l0[0]
+
+
+def test_jumprelu_straight_through_gradients_are_the_papers() -> None:
+    """Rajamanoharan et al. 2024, eqs. 11-12, with eps = 0.1 and the kernel 1[|u| < 1/2]."""
+    pre = torch.tensor([[0.52, 0.30], [0.47, 0.90], [0.20, 0.33]], requires_grad=True)
+    theta = torch.tensor([0.50, 0.31], requires_grad=True)
+    g = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    z = jump_relu(pre, theta, 0.1)
+    torch.testing.assert_close(z.detach(), torch.tensor([[0.52, 0.0], [0.0, 0.90], [0.0, 0.33]]))
+    grad_pre, grad_theta = torch.autograd.grad((g * z).sum(), [pre, theta])
+    torch.testing.assert_close(grad_pre, g * torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
+    # within eps / 2 of theta: rows 0, 1 of latent 0 (0.52, 0.47) and rows 0, 2 of latent 1 (0.30, 0.33)
+    torch.testing.assert_close(grad_theta, torch.tensor([-(0.5 / 0.1) * (1 + 3), -(0.31 / 0.1) * (2 + 6)]))
+    grad_pre, grad_theta = torch.autograd.grad(
+        (g * step(pre, theta, 0.1)).sum(), [pre, theta], allow_unused=True
+    )
+    assert grad_pre is None  # the step passes no gradient to the pre-activations
+    torch.testing.assert_close(grad_theta, torch.tensor([-(1 + 3) / 0.1, -(2 + 6) / 0.1]))
+
+
+def test_jumprelu_recovers_tms_features_with_learned_thresholds_and_its_l0_follows_the_penalty() -> None:
+    H, truth = tms_data(rows=20000)
+    fits = [tms_sae(activation="jumprelu", l0_coefficient=c, n_epochs=20).fit(H) for c in (0.3, 3.0)]
+    summaries = [evaluate_dictionary(sae, H, true_directions=truth).summary for sae in fits]
+    assert summaries[0]["mmcs"] > 0.9
+    assert summaries[1]["l0"] < summaries[0]["l0"]
+    theta = fits[0].threshold_
+    assert theta.shape == (64,) and bool((theta > 0).all()) and float(theta.std()) > 0
+    z = fits[0].encode(H[:500])  # the code is the pre-activation where it clears its own threshold
+    assert bool(((z == 0) | (z > theta)).all())
+    with pytest.raises(FeatureControlsError, match="bandwidth > 0"):
+        tms_sae(activation="jumprelu", bandwidth=0.0).fit(H)
 
 
 def test_fits_from_any_stream_of_batches(tmp_path: object) -> None:

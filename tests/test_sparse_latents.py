@@ -18,7 +18,7 @@ from featurecontrols.finders.pca import PCA
 from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.stats import permutation_p_value
 from featurecontrols.testbeds import Testbed
-from featurecontrols.testbeds.sparse_latents import sparse_latents
+from featurecontrols.testbeds.sparse_latents import JUMPRELU, sparse_latents
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,15 @@ def test_ground_truth_holds_by_construction(bed: Testbed) -> None:
     learned = [n for n, t in bed.axis_truth.items() if t["learned"]]
     assert len(learned) >= 3  # a latent per AND at least (one AND is split over two on seed 0)
     assert all(bed.axis_truth[n]["used"] for n in learned)
+
+
+def test_a_jumprelu_sae_recovers_every_planted_variable() -> None:
+    """The testbed's second dictionary (bench: ``sparse_latents_jumprelu``): its learned thresholds
+    reach the planted variables (r >= 0.996 measured on seed 0), and the testbed is named for it."""
+    bed = sparse_latents(0, JUMPRELU)
+    assert bed.name == "sparse_latents_jumprelu"
+    assert bed.checks["variable_match_min"] >= 0.9
+    assert bed.checks["matched_latents"] == 15
 
 
 def test_battery_judges_every_latent_as_its_variable(bed: Testbed) -> None:

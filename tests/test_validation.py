@@ -30,3 +30,13 @@ def test_bad_labels() -> None:
         check_labels(torch.tensor([0.0, float("nan"), 1.0]), 3)
     out = check_labels(torch.tensor([[-1, 5], [1, 5], [1, 7]]), 3)
     assert out.tolist() == [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]
+
+
+def test_an_error_crosses_a_process_boundary_whole() -> None:
+    """Worker processes (spawned benchmarks, Ray) send errors back pickled: problem and fix survive."""
+    import pickle
+
+    err = FeatureControlsError("the site has width 8", "pass activations of width 16")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is FeatureControlsError
+    assert (back.problem, back.fix, str(back)) == (err.problem, err.fix, str(err))

@@ -14,3 +14,7 @@ class FeatureControlsError(ValueError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{problem}\n  fix: {fix}")
+
+    def __reduce__(self) -> tuple[type[FeatureControlsError], tuple[str, str]]:
+        """Pickled as (problem, fix), so an error raised in a worker process reaches the parent whole."""
+        return type(self), (self.problem, self.fix)

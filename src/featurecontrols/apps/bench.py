@@ -146,6 +146,12 @@ def _sparse_latents(seed: int) -> Testbed:
     return sparse_latents(seed)
 
 
+def _sparse_latents_jumprelu(seed: int) -> Testbed:
+    from featurecontrols.testbeds.sparse_latents import JUMPRELU, sparse_latents
+
+    return sparse_latents(seed, JUMPRELU)
+
+
 def _used_trap(name: str) -> Callable[[int], Testbed]:
     def build(seed: int) -> Testbed:
         from featurecontrols.testbeds import used_traps
@@ -176,6 +182,7 @@ def testbeds() -> dict[str, BenchTestbed]:
         "modular_addition": BenchTestbed(_modular_addition, seeds=(0,)),
         "toy_causal_lm": BenchTestbed(_toy_causal_lm),
         "sparse_latents": BenchTestbed(_sparse_latents),
+        "sparse_latents_jumprelu": BenchTestbed(_sparse_latents_jumprelu),
         **{trap: BenchTestbed(_used_trap(trap)) for trap in ("pass_through", "overlapping", "dormant")},
     }
 

@@ -11,10 +11,12 @@ so s is folded into the weights exactly:
     x_hat = (z W_dec + b_dec) / s = z (W_dec / s) + b_dec / s
 
 Architectures: our TopK is SAELens's ``topk`` (the top k of the pre-activations, ReLU'd), ReLU is
-``standard``, and BatchTopK at inference (z = pre * [pre > theta], theta >= 0) is ``jumprelu`` with
-every threshold theta. Read back, a ``jumprelu`` folder needs one threshold for every latent (ours is
-one number); an SAE saved with ``apply_b_dec_to_input = false`` (pre = x W_enc + b_enc) has
-b_dec W_enc folded into b_enc; input normalisation other than ``"none"`` is refused.
+``standard``, JumpReLU is ``jumprelu``, and BatchTopK at inference (z = pre * [pre > theta],
+theta >= 0) is ``jumprelu`` with every threshold theta (cfg.json's metadata says it was a BatchTopK,
+so that it is refitted as one). SAELens's JumpReLU is z = ReLU(pre) [pre > theta_j], which is ours,
+pre [pre > max(theta_j, 0)], so thresholds below 0 are read as 0. An SAE saved with
+``apply_b_dec_to_input = false`` (pre = x W_enc + b_enc) has b_dec W_enc folded into b_enc; input
+normalisation other than ``"none"`` is refused.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from featurecontrols import atomic
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.sparse_autoencoder import Activation, SparseAutoencoder
 
-ARCHITECTURES: dict[Activation, str] = {"topk": "topk", "relu": "standard", "batchtopk": "jumprelu"}
+ARCHITECTURES: dict[Activation, str] = {
+    "topk": "topk", "relu": "standard", "batchtopk": "jumprelu", "jumprelu": "jumprelu"
+}  # fmt: skip
 WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
 
 
@@ -45,9 +49,10 @@ def save_saelens(sae: SparseAutoencoder, folder: str | os.PathLike[str]) -> Path
         raise FeatureControlsError(
             f"a {sae.activation!r} SAE has no SAELens counterpart", f"export one of {sorted(ARCHITECTURES)}"
         )
-    if sae.activation == "batchtopk" and sae.threshold_ < 0:
+    lowest = float(sae.threshold_.min())
+    if sae.activation == "batchtopk" and lowest < 0:
         raise FeatureControlsError(
-            f"a BatchTopK threshold below 0 ({sae.threshold_:g}) keeps negative codes, which SAELens's "
+            f"a BatchTopK threshold below 0 ({lowest:g}) keeps negative codes, which SAELens's "
             "JumpReLU (a ReLU times a step) cannot",
             "export a TopK or ReLU SAE, or refit",
         )
@@ -59,13 +64,19 @@ def save_saelens(sae: SparseAutoencoder, folder: str | os.PathLike[str]) -> Path
             "W_dec": (sae.decoder_ / s).float().cpu().contiguous(),
             "b_dec": (sae.b_dec_ / s).float().cpu().contiguous(),
         }
-    if sae.activation == "batchtopk":
-        tensors["threshold"] = torch.full((sae.d_sae,), float(sae.threshold_))
+    if ARCHITECTURES[sae.activation] == "jumprelu":
+        tensors["threshold"] = sae.threshold_.float().cpu().contiguous()
+    metadata: dict[str, object] = {
+        "exported_by": "featurecontrols",
+        "featurecontrols_activation": sae.activation,
+    }
+    if sae.activation == "batchtopk":  # SAELens's jumprelu has no k: the recipe goes in the metadata
+        metadata["featurecontrols_k"] = int(sae.k)
     cfg: dict[str, object] = {
         "architecture": ARCHITECTURES[sae.activation], "d_in": int(sae.n_features_in_),
         "d_sae": int(sae.d_sae), "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
         "normalize_activations": "none", "reshape_activations": "none",
-        "metadata": {"exported_by": "featurecontrols"},
+        "metadata": metadata,
     }  # fmt: skip
     if sae.activation == "topk":
         cfg["k"] = int(sae.k)
@@ -82,20 +93,33 @@ def load_saelens(folder: str | os.PathLike[str]) -> SparseAutoencoder:
     folder = Path(folder)
     cfg = _config(folder)
     tensors = _weights(folder, cfg)
-    activation = next(ours for ours, theirs in ARCHITECTURES.items() if theirs == cfg["architecture"])
-    sae = SparseAutoencoder(
-        d_sae=cfg["d_sae"], activation=activation, k=int(cfg.get("k", 32)), normalise_input=False
-    )
+    activation, k = _recipe(cfg)
+    sae = SparseAutoencoder(d_sae=cfg["d_sae"], activation=activation, k=k, normalise_input=False)
     b_enc = tensors["b_enc"]
     if not cfg.get("apply_b_dec_to_input", True):
         b_enc = b_enc + tensors["b_dec"] @ tensors["W_enc"]
     sae.n_features_in_, sae.scale_ = cfg["d_in"], 1.0
     sae.encoder_, sae.decoder_ = tensors["W_enc"].T.contiguous(), tensors["W_dec"].contiguous()
     sae.b_enc_, sae.b_dec_ = b_enc, tensors["b_dec"]
-    sae.threshold_ = float(tensors["threshold"][0]) if activation == "batchtopk" else 0.0
+    threshold = tensors.get("threshold", torch.zeros(cfg["d_sae"]))
+    sae.threshold_ = threshold.clamp(min=0.0)
     sae.aux_k_, sae.n_tokens_, sae.loss_history_ = 0, 0, []
     sae.dead_fraction_ = math.nan
     return sae
+
+
+def _recipe(cfg: dict[str, Any]) -> tuple[Activation, int]:
+    """Our activation and k for the folder: a ``jumprelu`` folder we wrote from a BatchTopK SAE says
+    so (and its k) in its metadata; every other ``jumprelu`` is a JumpReLU."""
+    metadata = cfg.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    k = metadata.get("featurecontrols_k")
+    if cfg["architecture"] == "jumprelu":
+        if metadata.get("featurecontrols_activation") == "batchtopk" and isinstance(k, int) and k >= 1:
+            return "batchtopk", k
+        return "jumprelu", 32
+    ours = next(a for a, theirs in ARCHITECTURES.items() if theirs == cfg["architecture"])
+    return ours, int(cfg.get("k", 32))
 
 
 def _config(folder: Path) -> dict[str, Any]:
@@ -148,11 +172,4 @@ def _weights(folder: Path, cfg: dict[str, Any]) -> dict[str, Tensor]:
             )
         if not bool(torch.isfinite(tensors[name]).all()):
             raise FeatureControlsError(f"{path}: {name} holds NaN or inf", "save the SAE again")
-    threshold = tensors.get("threshold")
-    if threshold is not None and not bool((threshold == threshold[0]).all() and threshold[0] >= 0):
-        raise FeatureControlsError(
-            f"{path}: a JumpReLU SAE with one threshold per latent (from {float(threshold.min()):g} to "
-            f"{float(threshold.max()):g}); this loader reads one shared threshold >= 0 (BatchTopK's)",
-            "load it with sae_lens.SAE.load_from_disk and pass the object as the dictionary",
-        )
     return tensors

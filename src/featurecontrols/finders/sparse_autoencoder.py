@@ -1,4 +1,4 @@
-"""Sparse autoencoders (SAEs): ReLU + L1, TopK and BatchTopK, with a trainer fed from any batch stream.
+"""Sparse autoencoders (SAEs): ReLU + L1, TopK, BatchTopK and JumpReLU, trained from any batch stream.
 
 With inputs normalised to E||x||^2 = d (x <- s x, s fitted on the first batch; Gao et al. 2024),
 
@@ -7,12 +7,24 @@ With inputs normalised to E||x||^2 = d (x <- s x, s fitted on the first batch; G
           = ReLU(pre) on the k largest entries per row   "topk"      (Gao et al. 2024)
           = ReLU(pre) on the n k largest of the batch    "batchtopk" (Bussmann et al. 2024); at
             inference z = pre 1[pre > theta], theta an EMA of the smallest kept value
+          = pre 1[pre > theta_j]                         "jumprelu"  (Rajamanoharan et al. 2024), one
+            learned threshold theta_j = exp(t_j) > 0 per latent
     x_hat = z W_dec + b_dec,  every row of W_dec of unit norm (re-projected after each step)
 
-Loss per example: ||x - x_hat||^2 / d, plus for "relu" l1 sum_j z_j / sqrt(d), plus the aux-k loss
-for dead latents (Gao et al. 2024): a latent that has not fired for ``dead_after`` tokens is dead;
-the ``aux_k`` largest dead pre-activations reconstruct the residual e = x - x_hat, adding
-aux_coefficient ||e - e_hat||^2 / ||e||^2, which gives dead latents a gradient towards live structure.
+Loss per example: ||x - x_hat||^2 / d, plus for "relu" l1 sum_j z_j / sqrt(d), for "jumprelu"
+l0 sum_j 1[pre_j > theta_j], plus the aux-k loss for dead latents (Gao et al. 2024): a latent that
+has not fired for ``dead_after`` tokens is dead; the ``aux_k`` largest dead pre-activations
+reconstruct the residual e = x - x_hat, adding aux_coefficient ||e - e_hat||^2 / ||e||^2, which
+gives dead latents a gradient towards live structure.
+
+JumpReLU's step has no gradient; its straight-through estimators (Rajamanoharan et al. 2024, eqs.
+11-12) use the rectangle kernel K(u) = 1[|u| < 1/2] of bandwidth eps:
+
+    d z_j / d pre_j = 1[pre_j > theta_j]   d z_j / d theta_j = -(theta_j / eps) K((pre_j - theta_j) / eps)
+    d H_j / d pre_j = 0                    d H_j / d theta_j = -(1 / eps) K((pre_j - theta_j) / eps)
+
+with H_j = 1[pre_j > theta_j], so the L0 penalty moves only the thresholds, and the reconstruction
+moves both.
 
 Speed: with a k-sparse code the decoder is an ``embedding_bag`` over the active latents, and the
 encoder's backward pass is sparse too (only the selected pre-activations carry a gradient), so a
@@ -33,8 +45,8 @@ from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Finder, batches_of, check_codes
 from featurecontrols.seeding import generator
 
-Activation = Literal["relu", "topk", "batchtopk"]
-_ACTIVATIONS = ("relu", "topk", "batchtopk")
+Activation = Literal["relu", "topk", "batchtopk", "jumprelu"]
+_ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu")
 
 
 class _SelectedPreactivations(torch.autograd.Function):
@@ -73,15 +85,69 @@ def _selected(
     return out
 
 
+def _rectangle(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """K((pre - theta) / eps) / eps, the kernel of both straight-through estimators."""
+    return ((pre - threshold).abs() < bandwidth / 2).to(pre.dtype) / bandwidth
+
+
+class _JumpReLU(torch.autograd.Function):
+    """z = pre 1[pre > theta], with the straight-through gradients of the module docstring."""
+
+    @staticmethod
+    def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > threshold)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
+        pre, threshold = ctx.saved_tensors
+        grad_threshold = -(threshold * _rectangle(pre, threshold, ctx.bandwidth) * g).sum(0)
+        return g * (pre > threshold), grad_threshold, None
+
+
+class _Step(torch.autograd.Function):
+    """1[pre > theta], with a gradient for theta only (module docstring)."""
+
+    @staticmethod
+    def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[None, Tensor, None]:
+        pre, threshold = ctx.saved_tensors
+        return None, -(_rectangle(pre, threshold, ctx.bandwidth) * g).sum(0), None
+
+
+def jump_relu(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """``_JumpReLU`` with its types."""
+    out: Tensor = _JumpReLU.apply(pre, threshold, bandwidth)  # type: ignore[no-untyped-call]
+    return out
+
+
+def step(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """``_Step`` with its types."""
+    out: Tensor = _Step.apply(pre, threshold, bandwidth)  # type: ignore[no-untyped-call]
+    return out
+
+
 class SparseAutoencoder(Finder):
     """A sparse autoencoder trained with Adam on a stream of activation batches.
 
     Parameters
     ----------
     d_sae : number of latents m.
-    activation : "topk", "batchtopk" or "relu" (see the module docstring).
+    activation : "topk", "batchtopk", "relu" or "jumprelu" (see the module docstring).
     k : active latents per example (topk; batchtopk on average).
     l1_coefficient : weight of the L1 penalty (relu only).
+    l0_coefficient : weight of the L0 penalty (jumprelu only): a latent fires where it removes more
+        than this fraction of an example's squared norm / d.
+    bandwidth : eps of JumpReLU's straight-through estimators, in normalised units (pre-activations
+        of order 1); also the thresholds' initial value. Adam moves log theta by about ``lr`` a step,
+        so thresholds need ~ log(theta / eps) / lr steps to settle: at eps = 0.001 (Rajamanoharan et
+        al. 2024) and 400 steps on TMS data they stayed below 0.002, hence 0.05.
     lr : Adam learning rate.
     batch_size : examples per step.
     n_epochs : passes over the data (a one-shot iterator allows one).
@@ -95,7 +161,8 @@ class SparseAutoencoder(Finder):
     Attributes
     ----------
     encoder_, decoder_ : (m, d) encoder rows and unit-norm decoder rows (in normalised units).
-    b_enc_, b_dec_ : (m,) and (d,) biases; scale_ : the input scale s; threshold_ : batchtopk's theta.
+    b_enc_, b_dec_ : (m,) and (d,) biases; scale_ : the input scale s.
+    threshold_ : (m,) thresholds theta_j of batchtopk (all equal) and jumprelu; zeros otherwise.
     n_tokens_ : examples seen; loss_history_ : loss per step; dead_fraction_ : dead at the end.
     """
 
@@ -105,6 +172,8 @@ class SparseAutoencoder(Finder):
         activation: Activation = "topk",
         k: int = 32,
         l1_coefficient: float = 0.05,
+        l0_coefficient: float = 0.01,
+        bandwidth: float = 0.05,
         lr: float = 1e-3,
         batch_size: int = 4096,
         n_epochs: int = 1,
@@ -119,6 +188,8 @@ class SparseAutoencoder(Finder):
         self.activation = activation
         self.k = k
         self.l1_coefficient = l1_coefficient
+        self.l0_coefficient = l0_coefficient
+        self.bandwidth = bandwidth
         self.lr = lr
         self.batch_size = batch_size
         self.n_epochs = n_epochs
@@ -141,6 +212,8 @@ class SparseAutoencoder(Finder):
             raise FeatureControlsError("the SAE got no activations", "pass at least one batch")
         self._initialise(first)
         params = [self.encoder_, self.decoder_, self.b_enc_, self.b_dec_]
+        if self.activation == "jumprelu":
+            params.append(self.log_threshold_)
         optimiser = torch.optim.Adam(params, lr=self.lr)
         since_fired = torch.zeros(self.d_sae, dtype=torch.long, device=self.device)
         self.loss_history_: list[float] = []
@@ -159,6 +232,8 @@ class SparseAutoencoder(Finder):
             self.loss_history_.append(float(loss.detach()))
         for p in params:
             p.requires_grad_(False)
+        if self.activation == "jumprelu":
+            self.threshold_ = self.log_threshold_.exp()
         self.dead_fraction_ = float((since_fired >= self.dead_after).float().mean())
         return self
 
@@ -167,13 +242,19 @@ class SparseAutoencoder(Finder):
             raise FeatureControlsError(
                 f"unknown SAE activation {self.activation!r}", f"use one of {', '.join(_ACTIVATIONS)}"
             )
+        if self.activation == "jumprelu" and not (self.bandwidth > 0 and self.l0_coefficient >= 0):
+            raise FeatureControlsError(
+                f"JumpReLU needs bandwidth > 0 and l0_coefficient >= 0, got {self.bandwidth}, "
+                f"{self.l0_coefficient}",
+                "use a small positive bandwidth (1e-3) and a non-negative L0 weight",
+            )
         if self.d_sae < 1 or self.batch_size < 1 or self.n_epochs < 1:
             raise FeatureControlsError(
                 f"d_sae, batch_size and n_epochs must be >= 1, got {self.d_sae}, {self.batch_size}, "
                 f"{self.n_epochs}",
                 "use positive sizes",
             )
-        if self.activation != "relu" and not 1 <= self.k <= self.d_sae:
+        if self.activation in ("topk", "batchtopk") and not 1 <= self.k <= self.d_sae:
             raise FeatureControlsError(
                 f"k must be in [1, d_sae={self.d_sae}], got {self.k}", "choose k <= d_sae"
             )
@@ -206,19 +287,21 @@ class SparseAutoencoder(Finder):
         self.b_enc_ = torch.zeros(self.d_sae, device=self.device, requires_grad=True)
         mean = first.float().mean(0) * self.scale_
         self.b_dec_ = mean.to(self.device).requires_grad_(True)
-        self.threshold_ = 0.0
+        self.threshold_ = torch.zeros(self.d_sae, device=self.device)
+        if self.activation == "jumprelu":
+            start = torch.full((self.d_sae,), math.log(self.bandwidth), device=self.device)
+            self.log_threshold_: Tensor = start.requires_grad_(True)
         self.aux_k_ = d // 2 if self.aux_k is None else self.aux_k
 
     def _loss(self, x: Tensor, dead: Tensor) -> tuple[Tensor, Tensor]:
         """The batch loss and the latents that fired."""
         d = x.shape[1]
         xc = x - self.b_dec_
-        if self.activation == "relu":
+        if self.activation in ("relu", "jumprelu"):
             pre = torch.addmm(self.b_enc_, xc, self.encoder_.T)
-            z = F.relu(pre)
+            z, penalty = self._dense_code(pre, d)
             x_hat = z @ self.decoder_ + self.b_dec_
-            penalty = self.l1_coefficient * z.sum(1).mean() / math.sqrt(d)
-            fired = (z > 0).any(0)
+            fired = (z != 0).any(0)
             pre = pre.detach()
         else:
             with torch.no_grad():
@@ -235,6 +318,15 @@ class SparseAutoencoder(Finder):
             loss = loss + self.aux_coefficient * self._aux_loss(x - x_hat.detach(), xc, pre, dead)
         return loss, fired
 
+    def _dense_code(self, pre: Tensor, d: int) -> tuple[Tensor, Tensor]:
+        """ReLU's or JumpReLU's code and its sparsity penalty (L1 / sqrt(d), or L0)."""
+        if self.activation == "relu":
+            z = F.relu(pre)
+            return z, self.l1_coefficient * z.sum(1).mean() / math.sqrt(d)
+        theta = self.log_threshold_.exp()
+        l0 = step(pre, theta, self.bandwidth).sum(1).mean()
+        return jump_relu(pre, theta, self.bandwidth), self.l0_coefficient * l0
+
     def _select(self, pre: Tensor) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
         """The active (row, latent) pairs of a k-sparse code, as rows, latents and bag offsets."""
         n, m = pre.shape
@@ -248,7 +340,7 @@ class SparseAutoencoder(Finder):
         values = kept[order]
         positive = values > 0
         if bool(positive.any()):
-            self.threshold_ = 0.99 * self.threshold_ + 0.01 * float(values[positive].min())
+            self.threshold_ = 0.99 * self.threshold_ + 0.01 * values[positive].min()
         rows = torch.div(flat, m, rounding_mode="floor")
         offsets = torch.searchsorted(rows, torch.arange(n, device=pre.device))
         return (rows, flat % m, offsets), values
@@ -280,7 +372,7 @@ class SparseAutoencoder(Finder):
             pre = torch.addmm(self.b_enc_, x - self.b_dec_, self.encoder_.T)
             if self.activation == "relu":
                 return F.relu(pre)
-            if self.activation == "batchtopk":
+            if self.activation in ("batchtopk", "jumprelu"):
                 return pre * (pre > self.threshold_)
             values, cols = pre.topk(self.k, dim=1)
             return torch.zeros_like(pre).scatter_(1, cols, F.relu(values))

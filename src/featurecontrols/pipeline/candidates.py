@@ -90,9 +90,9 @@ def refit_source(latents: Latents) -> Finder:
     cfg = getattr(latents.dictionary, "cfg", None)
     if cfg is not None and hasattr(cfg, "d_sae"):  # an SAELens SAE: judged as it is, refitted by ours
         k = getattr(cfg, "k", None)
-        settings = f"d_sae={cfg.d_sae}" + (
-            f", activation='topk', k={k}" if k is not None else ", activation='relu'"
-        )
+        jumprelu = "JumpReLU" in type(latents.dictionary).__name__
+        activation = f"'topk', k={k}" if k is not None else ("'jumprelu'" if jumprelu else "'relu'")
+        settings = f"d_sae={cfg.d_sae}, activation={activation}"
         fix = (
             "pass the SAE with a finder of its settings: Latents(..., dictionary=sae, "
             f"finder=SparseAutoencoder({settings}))"

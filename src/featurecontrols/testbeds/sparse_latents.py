@@ -29,7 +29,10 @@ Each axis is judged on the latents it is meant to decide (``Testbed.axis_truth``
 for the ANDs' latents only (every other variable is carried by any random copy), used for the
 latents of read variables (the ANDs, s_6 and s_7).
 The SAE's settings were chosen among five (TopK, BatchTopK, ReLU at three L1 strengths) by how well
-its latents recover the planted variables on seed 0, before any control ran.
+its latents recover the planted variables on seed 0, before any control ran. ``JUMPRELU`` is the
+same testbed's second dictionary (bench name ``sparse_latents_jumprelu``): a JumpReLU SAE, its
+settings chosen the same way among twelve (L0 weight 0.003-0.3, learning rate 1e-3 to 3e-2, 40 or 120
+epochs; the thresholds need many steps to rise from their start, see ``SparseAutoencoder``).
 
 Independent verification (no control involved), stored in ``checks``: the AND neurons' correlation
 with the true ANDs (``and_neuron_r_min``), the readout's weight on every unread direction
@@ -60,6 +63,9 @@ READ_INPUTS = (6, 7)
 MATCH = 0.9
 DICTIONARY = SparseAutoencoder(
     d_sae=16, activation="relu", l1_coefficient=0.1, n_epochs=40, batch_size=256, seed=0
+)
+JUMPRELU = SparseAutoencoder(
+    d_sae=16, activation="jumprelu", l0_coefficient=0.1, lr=1e-2, n_epochs=120, batch_size=256, seed=0
 )
 
 
@@ -105,8 +111,9 @@ def truth_of(variable: str) -> GroundTruth:
     return "model feature" if read else "dataset feature"
 
 
-def sparse_latents(seed: int = 0) -> Testbed:
-    """The testbed for ``seed``: the model, its inputs, and the latents of an SAE fitted on ``resid``."""
+def sparse_latents(seed: int = 0, dictionary: SparseAutoencoder = DICTIONARY) -> Testbed:
+    """The testbed for ``seed``: the model, its inputs, and the latents of ``dictionary`` (a recipe,
+    fitted here with the testbed's seed) on ``resid``."""
     g = generator(seed, "sparse latents")
     q = torch.linalg.qr(torch.randn(WIDTH, N_VARS + len(PAIRS), generator=g))[0]
     model = SparseVariablesModel(q[:, :N_VARS], q[:, N_VARS:])
@@ -116,7 +123,7 @@ def sparse_latents(seed: int = 0) -> Testbed:
         neurons, resid = model.inside(inputs)
     planted = variables(inputs)
     fit_rows = N_EXAMPLES * 3 // 4
-    sae = clone(DICTIONARY).set_params(seed=seed).fit(resid[:fit_rows])
+    sae = clone(dictionary).set_params(seed=seed).fit(resid[:fit_rows])
     codes = sae.encode(resid[fit_rows:]).detach()
     columns = torch.stack(list(planted.values()), dim=1)[fit_rows:]
     match = best_matches(codes, columns)
@@ -132,12 +139,12 @@ def sparse_latents(seed: int = 0) -> Testbed:
         "unread_readout_max": float((model.readout.weight.detach() @ q[:, unread]).abs().max()),
         "variable_match_min": float(best_matches(columns, codes).value.min()),
         "matched_latents": float(len(matched)),
-        "unmatched_latents": float(DICTIONARY.d_sae - len(matched)),
+        "unmatched_latents": float(dictionary.d_sae - len(matched)),
     }
     truth = {j: truth_of(v) for j, v in matched.items()}
-    latents = Latents("sae", "resid", finder=clone(DICTIONARY), dictionary=sae, ground_truth=truth)
+    latents = Latents("sae", "resid", finder=clone(dictionary), dictionary=sae, ground_truth=truth)
     return Testbed(
-        name="sparse_latents",
+        name="sparse_latents" if dictionary is DICTIONARY else f"sparse_latents_{dictionary.activation}",
         model=model,
         inputs=inputs,
         site="resid",

@@ -204,7 +204,7 @@ def test_series_page_renders_its_curves_in_headless_chromium(tmp_path: Path) -> 
     later = replace(first, candidates=(replace(first.candidates[0], verdict="dataset feature"),))
     checkpoints = (Checkpoint(0, {}, {"loss": 1.0}), Checkpoint(100, {}, {"loss": 0.2}))
     page = series_to_html(SeriesResult(checkpoints, (first, later), 4), ["x_0"], "toy")
-    assert page.count("<svg") == 3  # the loss, and x_0's decodable and learned effects
+    assert page.count("<svg") == 4  # the timeline, the loss, and x_0's decodable and learned effects
     path = tmp_path / "series.html"
     path.write_text(page, encoding="utf-8")
     log = _screenshot(browser, path, tmp_path / "series.png")

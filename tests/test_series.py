@@ -3,6 +3,7 @@ correction equal to the correction of all the runs' raw p-values together, check
 sparse parity the relevant bits becoming model features as the model learns them."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,21 @@ import torch
 
 from featurecontrols import Battery
 from featurecontrols.apps.cli import main
+from featurecontrols.apps.series import default_features
 from featurecontrols.axes.evidence import AXES
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.checkpoint import Checkpoint
 from featurecontrols.pipeline.series import run_series
+from featurecontrols.report.series_html import series_timeline
 from featurecontrols.stats import adjust_p_values
 from featurecontrols.testbeds.base import Testbed
+from featurecontrols.testbeds.modular_addition import (
+    ModularAdditionConfig,
+    modular_addition_testbed,
+    progress_measures,
+    train_modular_addition,
+)
 from featurecontrols.testbeds.sparse_parity import SparseParityConfig, train_sparse_parity
 
 PATCHING = "counterfactual patching vs equal-norm noise"
@@ -80,5 +89,54 @@ def test_the_cli_follows_features_over_training(tmp_path: Path, capsys: pytest.C
     printed = capsys.readouterr().out
     assert "parity (model feature)" in printed and "tests corrected together (bh)" in printed
     page = (tmp_path / "series.html").read_text(encoding="utf-8")
-    assert page.count("<svg") == 2 + 2 * 4  # loss, accuracy; per feature 4 tests (1 + 1 + 2 used)
+    # timeline; loss, accuracy; per feature 5 tests (decodable, 2 weight controls, 2 used)
+    assert page.count("<svg") == 1 + 2 + 2 * 5
+    assert (tmp_path / "series.svg").read_text(encoding="utf-8").startswith("<svg xmlns=")
     assert main(["series", "tms", "--quiet"]) == 2
+
+
+def test_modular_addition_keeps_checkpoints_with_the_final_models_progress_measures() -> None:
+    """A short run (p = 13, 60 steps): weights every 20 steps and at the end, each with log10 losses
+    whose restricted and excluded losses use the final model's key frequencies; the testbed carries
+    them, and the series runs on it."""
+    config = ModularAdditionConfig(p=13, d_model=32, d_mlp=64, n_heads=2, d_head=16, steps=60)
+    run = train_modular_addition(config, progress=False, checkpoint_every=20)
+    assert [c.step for c in run.checkpoints] == [0, 20, 40, 60]
+    keys = run.key_frequencies
+    final = progress_measures(run.model, keys=keys)
+    last = run.checkpoints[-1].measures
+    assert set(last) == {
+        "log10 train loss",
+        "log10 test loss",
+        "log10 restricted loss",
+        "log10 excluded loss",
+        "test accuracy",
+    }
+    assert last["log10 restricted loss"] == pytest.approx(math.log10(final.restricted_loss))
+    assert last["log10 test loss"] == pytest.approx(math.log10(final.test_loss))
+    testbed = modular_addition_testbed(run)
+    assert testbed.checkpoints == run.checkpoints
+    names = default_features(testbed)
+    model = [n for n in names if testbed.ground_truth[n] == "model feature"]
+    assert len(model) == 2 * len(keys) and names[-2:] == [f"cos_a_{keys[0]}", names[-1]]
+    assert int(names[-1].rsplit("_", 1)[1]) not in keys  # the input at a non-key frequency
+    with pytest.raises(FeatureControlsError, match="checkpoint_every"):
+        train_modular_addition(config, progress=False, checkpoint_every=-1)
+
+
+def test_the_series_figure_bands_every_verdict(parity: Testbed) -> None:
+    series = run_series(
+        _battery(),
+        parity.model,
+        parity.checkpoints[:2],
+        parity.inputs,
+        parity.site,
+        {"x_0": parity.features["x_0"]},
+    )
+    svg = series_timeline(series, ["x_0"], "parity")
+    assert svg.startswith("<svg xmlns=") and svg.count("<rect") == 1 + 2  # background, one cell per step
+    assert svg.count("<polyline") == len(parity.checkpoints[0].measures)
+    assert all(
+        f"x_0 at step {s}: {c.verdict}" in svg
+        for s, c in zip(series.steps, series.trajectory("x_0"), strict=True)
+    )

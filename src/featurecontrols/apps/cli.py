@@ -77,7 +77,9 @@ def _other_arguments(sub: Any) -> None:
     series = sub.add_parser(
         "series", help="the battery over a testbed's training checkpoints: verdicts and used effects per step"
     )
-    series.add_argument("testbed", help="a testbed with a training history: sparse_parity, toy_causal_lm")
+    series.add_argument(
+        "testbed", help="a testbed with a training history: sparse_parity, toy_causal_lm, modular_addition"
+    )
     series.add_argument("--every", type=int, default=250, help="keep the weights every N steps (default 250)")
     series.add_argument(
         "--features", nargs="+", default=None, help="features to follow (default: see series.py)"

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 from featurecontrols.axes.evidence import Evidence
@@ -271,6 +272,82 @@ def series_plot(
         else "the training's own measure against the step"
     )
     return _figure(svg, caption)
+
+
+def timeline(
+    steps: Sequence[int], curves: Mapping[str, Sequence[float]], rows: Mapping[str, Sequence[str]], title: str
+) -> str:
+    """One standalone SVG over the training steps: the ``curves`` (the training's measures, each scaled
+    to its own range) above one band per feature of ``rows``, each step's cell coloured by its verdict."""
+    w, left, right, top, plot_h, band = 820, 190, 20, 28, 150, 14
+    h = top + plot_h + 30 + band * len(rows) + 40
+    span = (steps[-1] - steps[0]) or 1
+
+    def x(step: float) -> float:
+        return left + (step - steps[0]) / span * (w - left - right)
+
+    lines = _timeline_curves(steps, curves, x, top, plot_h)
+    bands = _timeline_bands(steps, rows, x, left, top + plot_h + 30, band)
+    axis = (
+        f"<line x1='{left}' x2='{w - right}' y1='{top + plot_h}' y2='{top + plot_h}' stroke='#999'/>"
+        f"<text x='{left}' y='{top + plot_h + 14}' font-size='10'>step {steps[0]}</text>"
+        f"<text x='{w - right}' y='{top + plot_h + 14}' font-size='10' text-anchor='end'>{steps[-1]}</text>"
+        f"<text x='8' y='{h - 10}' font-size='10'>cells: green model feature, orange dataset feature, "
+        "grey not found, red inconclusive; each curve scaled to its own range (given in the legend)</text>"
+    )
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' class='plot' width='{w}' height='{h}' role='img'>"
+        f"<title>{html.escape(title)}</title><rect width='{w}' height='{h}' fill='#fff'/>"
+        f"<text x='8' y='16' font-size='13'>{html.escape(title)}</text>{lines}{bands}{axis}</svg>"
+    )
+
+
+def _timeline_curves(
+    steps: Sequence[int],
+    curves: Mapping[str, Sequence[float]],
+    x: Callable[[float], float],
+    top: int,
+    plot_h: int,
+) -> str:
+    """Each curve as a polyline scaled to its own range, with a legend line giving that range."""
+    palette = ["#1a73e8", "#d93025", "#188038", "#9334e6", "#e37400", "#5f6368"]
+    parts = []
+    for i, (name, values) in enumerate(curves.items()):
+        lo, hi = min(values), max(values)
+        ys = [top + plot_h - (v - lo) / ((hi - lo) or 1.0) * plot_h for v in values]
+        line = " ".join(f"{x(s):.1f},{y:.1f}" for s, y in zip(steps, ys, strict=True))
+        colour = palette[i % len(palette)]
+        parts.append(
+            f"<polyline points='{line}' fill='none' stroke='{colour}' stroke-width='1.8'/>"
+            f"<text x='8' y='{top + 12 + 14 * i}' font-size='11' fill='{colour}'>"
+            f"{html.escape(name)} ({_num(lo)} to {_num(hi)})</text>"
+        )
+    return "".join(parts)
+
+
+def _timeline_bands(
+    steps: Sequence[int],
+    rows: Mapping[str, Sequence[str]],
+    x: Callable[[float], float],
+    left: int,
+    y0: int,
+    band: int,
+) -> str:
+    """One row of cells per feature, a cell per step reaching halfway to its neighbours."""
+    edges = [steps[0], *((a + b) / 2 for a, b in pairwise(steps)), steps[-1]]
+    parts = []
+    for r, (name, verdicts) in enumerate(rows.items()):
+        y, label = y0 + r * band, html.escape(name)
+        parts.append(
+            f"<text x='{left - 6}' y='{y + band - 3}' font-size='10' text-anchor='end'>{label}</text>"
+        )
+        parts += [
+            f"<rect x='{x(edges[i]):.1f}' y='{y}' width='{x(edges[i + 1]) - x(edges[i]):.1f}' "
+            f"height='{band - 2}' fill='{VERDICT_COLOURS.get(v, '#000')}'>"
+            f"<title>{label} at step {steps[i]}: {html.escape(v)}</title></rect>"
+            for i, v in enumerate(verdicts)
+        ]
+    return "".join(parts)
 
 
 def latent_scatter(points: Sequence[tuple[float, float, str]], title: str) -> str:

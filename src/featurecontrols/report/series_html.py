@@ -30,16 +30,25 @@ def series_to_html(series: SeriesResult, names: list[str], title: str) -> str:
         for m in series.checkpoints[0].measures
     )
     sections = "".join(_feature(series, name) for name in names)
+    timeline = series_timeline(series, names, title)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>featurecontrols series: {e(title)}</title>
 <style>{STYLE}</style></head><body>
 <h1>featurecontrols: {e(title)} over training</h1>
 <p>{series.n_tests} tests corrected together over {len(series.steps)} checkpoints.</p>
 <table id="series"><tr><th>feature</th>{head}</tr>{rows}</table>
+<figure>{timeline}</figure>
 <section><h2>Training</h2><div class="plots">{measures}</div></section>
 {sections}
 </body></html>
 """
+
+
+def series_timeline(series: SeriesResult, names: list[str], title: str) -> str:
+    """The training's measures above one verdict band per candidate of ``names`` (a standalone SVG)."""
+    curves = {m: [c.measures[m] for c in series.checkpoints] for m in series.checkpoints[0].measures}
+    rows = {name: [c.verdict for c in series.trajectory(name)] for name in names}
+    return plots.timeline(series.steps, curves, rows, f"{title}: the verdicts over training")
 
 
 def _feature(series: SeriesResult, name: str) -> str:

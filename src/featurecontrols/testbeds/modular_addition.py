@@ -72,6 +72,7 @@ from torch import Tensor, nn
 from featurecontrols.adapters.interventions import ProjectOut, applied, site_tensor
 from featurecontrols.atomic import write_bytes, write_json
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.pipeline.checkpoint import Checkpoint, state_copy
 from featurecontrols.progress import track
 from featurecontrols.seeding import generator
 from featurecontrols.testbeds import grokking_measures as gm
@@ -344,8 +345,13 @@ class ProgressMeasures:
 
 
 @torch.no_grad()
-def progress_measures(model: ModularAdditionTransformer, step: int = 0) -> ProgressMeasures:
-    """Losses, accuracies, key frequencies, restricted/excluded loss, Gini coefficients, sum of squares."""
+def progress_measures(
+    model: ModularAdditionTransformer, step: int = 0, keys: Sequence[int] | None = None
+) -> ProgressMeasures:
+    """Losses, accuracies, key frequencies, restricted/excluded loss, Gini coefficients, sum of squares.
+
+    The restricted and excluded losses keep or remove ``keys`` (default: the model's own key
+    frequencies; over training, Nanda et al. use the final model's)."""
     config = model.config
     p = config.p
     tokens, labels = all_pairs(p)
@@ -354,7 +360,8 @@ def progress_measures(model: ModularAdditionTransformer, step: int = 0) -> Progr
     test[train] = False
     logits = model(tokens).double()
     correct = logits.argmax(dim=1) == labels
-    keys = gm.key_frequencies(site_tensor(model, NEURONS, tokens), p)
+    own = gm.key_frequencies(site_tensor(model, NEURONS, tokens), p)
+    keys = list(own) if keys is None else list(keys)
     W_L = model.get_parameter("blocks.0.mlp.W_out") @ model.unembed.W_U
     return ProgressMeasures(
         step=step,
@@ -362,7 +369,7 @@ def progress_measures(model: ModularAdditionTransformer, step: int = 0) -> Progr
         test_loss=float(_loss(logits[test], labels[test])),
         train_accuracy=float(correct[train].double().mean()),
         test_accuracy=float(correct[test].double().mean()),
-        key_frequencies=tuple(keys),
+        key_frequencies=tuple(own),
         restricted_loss=gm.restricted_loss(logits, labels, p, keys),
         excluded_loss=gm.excluded_loss(logits, labels, p, keys, train),
         gini_embed=gm.gini(gm.embedding_fourier_norms(model.embed.W_E[:p], p)),
@@ -377,12 +384,14 @@ def progress_measures(model: ModularAdditionTransformer, step: int = 0) -> Progr
 
 @dataclass
 class ModularAdditionRun:
-    """A trained model, its recipe and its progress measures every ``log_every`` steps (and at the end)."""
+    """A trained model, its recipe and its progress measures every ``log_every`` steps (and at the end);
+    ``checkpoints``: its weights every ``checkpoint_every`` steps, where training kept them."""
 
     config: ModularAdditionConfig
     model: ModularAdditionTransformer
     history: list[ProgressMeasures]
     training_seconds: float
+    checkpoints: tuple[Checkpoint, ...] = ()
 
     @property
     def key_frequencies(self) -> tuple[int, ...]:
@@ -391,14 +400,25 @@ class ModularAdditionRun:
 
 
 def train_modular_addition(
-    config: ModularAdditionConfig = ModularAdditionConfig(), *, log_every: int = 100, progress: bool = True
+    config: ModularAdditionConfig = ModularAdditionConfig(),
+    *,
+    log_every: int = 100,
+    progress: bool = True,
+    checkpoint_every: int = 0,
 ) -> ModularAdditionRun:
-    """Train full-batch on the training pairs, recording :func:`progress_measures` every ``log_every`` steps.
+    """Train full-batch on the training pairs, recording :func:`progress_measures` every ``log_every`` steps;
+    with ``checkpoint_every``, keep the weights every that many steps (and at the end), each with
+    :func:`series_measures` against the final model's key frequencies.
 
-    Deterministic for a given config on a given machine (seeded initialisation and split).
+    Seeded (initialisation and split); yet two runs of the default config on one 2-core machine
+    have differed (README, "Modular addition across grokking").
     """
-    if log_every < 1:
-        raise FeatureControlsError(f"log_every must be at least 1, got {log_every}", "use 100")
+    if log_every < 1 or checkpoint_every < 0:
+        raise FeatureControlsError(
+            f"log_every must be at least 1 and checkpoint_every at least 0, got {log_every}, "
+            f"{checkpoint_every}",
+            "use log_every=100, and checkpoint_every=0 (none) or a number of steps",
+        )
     model = ModularAdditionTransformer(config, generator(config.seed, "modular_addition", "init"))
     tokens, labels = all_pairs(config.p)
     train = train_indices(config)
@@ -406,18 +426,45 @@ def train_modular_addition(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / config.warmup_steps, 1.0))
-    history = []
+    history, states = [], []
     start = time.perf_counter()
     for step in track(range(config.steps), f"training modular addition (p = {config.p})", enabled=progress):
         if step % log_every == 0:
             history.append(progress_measures(model, step))
+        if checkpoint_every and step % checkpoint_every == 0:
+            states.append((step, state_copy(model)))
         loss = _loss(model(tokens[train]), labels[train])
         optimizer.zero_grad()
         torch.autograd.backward(loss)
         optimizer.step()
         warmup.step()
     history.append(progress_measures(model, config.steps))
-    return ModularAdditionRun(config, model, history, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if checkpoint_every:
+        states.append((config.steps, state_copy(model)))
+    keys = history[-1].key_frequencies
+    checkpoints = tuple(Checkpoint(s, state, series_measures(config, state, keys)) for s, state in states)
+    return ModularAdditionRun(config, model, history, seconds, checkpoints)
+
+
+def series_measures(
+    config: ModularAdditionConfig, state: dict[str, Tensor], keys: Sequence[int]
+) -> dict[str, float]:
+    """A checkpoint's progress on the series' time axis: log10 of the train, test, restricted and
+    excluded losses (restricted and excluded with the final ``keys``, as in Nanda et al.'s Figure 7),
+    and the test accuracy."""
+    model = ModularAdditionTransformer(config)
+    model.load_state_dict(state)
+    m = progress_measures(model.eval(), keys=keys)
+    losses = {
+        "train": m.train_loss,
+        "test": m.test_loss,
+        "restricted": m.restricted_loss,
+        "excluded": m.excluded_loss,
+    }
+    return {f"log10 {k} loss": math.log10(max(v, 1e-300)) for k, v in losses.items()} | {
+        "test accuracy": m.test_accuracy
+    }
 
 
 def checkpoint_paths(directory: str | os.PathLike[str], p: int) -> tuple[Path, Path]:
@@ -637,6 +684,7 @@ def modular_addition_testbed(
         ground_truth=ground_truth,
         description=description,
         checks=checks,
+        checkpoints=run.checkpoints,
     )
 
 

@@ -75,3 +75,26 @@ def test_control_task_p_values_are_valid_when_labels_are_a_random_function_of_th
     for level in (0.05, 0.5):
         below, _, high = _count_below(p_values, level)
         assert below <= high, f"{below}/{SEEDS} p-values below {level}: above the 99% interval (<= {high})"
+
+
+def test_the_learned_test_finds_nothing_learned_in_a_network_at_its_random_initialisation() -> None:
+    """At initialisation nothing is learned, by construction: the model is one more draw of its own
+    re-initialised control. With the battery's weight controls (2 x 3 copies, best copy) the learned
+    test calls none of modular addition's 45 neuron features learned (measured 0/45; one copy called
+    12/45, the reason the series runs these defaults). Allowed: alpha of them, rounded up."""
+    from featurecontrols.seeding import generator
+    from featurecontrols.testbeds.modular_addition import (
+        ModularAdditionTransformer,
+        load_modular_addition,
+        modular_addition_testbed,
+    )
+
+    run = load_modular_addition()
+    testbed = modular_addition_testbed(run)
+    init = ModularAdditionTransformer(run.config, generator(run.config.seed, "modular_addition", "init"))
+    result = Battery(run_used=False, correction="bh", progress=False, seed=0).run(  # the series' BH
+        init.eval(), testbed.inputs, testbed.site, testbed.features
+    )
+    learned = [c.name for c in result.candidates if c.axes["learned"].status == "yes"]
+    assert len(result.candidates) == 45
+    assert len(learned) <= math.ceil(0.05 * 45), learned

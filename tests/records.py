@@ -21,7 +21,8 @@ def settings(n_examples: int = 1, n_test: int = 1, n_tests: int = 0) -> RunSetti
     return RunSettings(
         seed=0, alpha=0.05, correction="holm", confidence=0.95, margins=Margins(), n_bootstrap=10,
         probe="RidgeProbe()",
-        label_control="shuffled labels", weight_controls=(), input_controls=(), causal_controls=(),
+        label_control="shuffled labels", weight_controls=(), input_controls=(), dictionary_baselines=(),
+        causal_controls=(),
         n_shuffles=1, n_random_directions=1, n_latent_null=1, n_weight_seeds=1, control_task=None,
         codelength_probe=None, used_examples=1, n_examples=n_examples, n_test=n_test, widths={},
         n_tests_corrected=n_tests, executor="LocalExecutor",

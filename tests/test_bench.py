@@ -9,7 +9,7 @@ import records
 import torch
 from sklearn.metrics import roc_auc_score
 
-from featurecontrols.apps.bench import TestbedRuns, neg_log10_p, summarise
+from featurecontrols.apps.bench import TestbedRuns, dictionary_metrics, neg_log10_p, summarise
 from featurecontrols.apps.cli import main
 from featurecontrols.axes.evidence import (
     Axis,
@@ -180,3 +180,28 @@ def test_summary_leaves_out_candidates_without_truth_and_scores_each_axis_on_its
     reinit = next(c for c in s.controls if c.control == "reinit")
     assert reinit.auroc_effect is not None and reinit.auroc_effect.value == pytest.approx(0.5)
     assert reinit.auroc_axis_truth is not None and reinit.auroc_axis_truth.value == pytest.approx(1.0)
+
+
+def test_dictionary_metrics_are_averaged_per_fit_kind_over_seeds_and_copies() -> None:
+    def run(trained: float, copies: tuple[float, float]) -> RunResult:
+        fits = {"trained": {"l0": trained}} | {f"reinit #{i}": {"l0": v} for i, v in enumerate(copies)}
+        settings = records.settings()
+        return RunResult(sites=("s",), candidates=(), settings=settings, dictionaries={"s/sae": fits})
+
+    runs = TestbedRuns("toy", {0: run(2.0, (3.0, 5.0)), 1: run(4.0, (1.0, 3.0))}, {}, 1.0)
+    assert dictionary_metrics(runs) == {"trained": {"l0": 3.0}, "reinit": {"l0": 3.0}}
+
+
+def test_the_bench_judges_latents_against_frozen_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--dictionary-baselines``: the frozen fits join the found axis and the aggregate metrics."""
+    path = tmp_path / "bench.json"
+    argv = ["bench", "--fast", "--testbeds", "sparse_latents", "--quiet", "--json", str(path)]
+    assert main([*argv, "--dictionary-baselines", "frozen decoder"]) == 0
+    (testbed,) = json.loads(path.read_text())["testbeds"]
+    assert ("decodable", "frozen decoder") in {(c["axis"], c["control"]) for c in testbed["controls"]}
+    assert set(testbed["dictionaries"]) == {"trained", "reinitialised", "spectrum-matched", "frozen decoder"}
+    assert "aggregate dictionary metrics" in capsys.readouterr().out
+    assert main([*argv, "--dictionary-baselines", "frozen bias"]) == 2
+    assert "unknown dictionary baseline" in capsys.readouterr().err

@@ -31,6 +31,7 @@ from featurecontrols.apps.run_config import (  # noqa: E402
 )
 from featurecontrols.controls.base import AtSite, CausalTarget  # noqa: E402
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching  # noqa: E402
+from featurecontrols.controls.causal.latent_ablation import LatentAblation  # noqa: E402
 from featurecontrols.controls.label.control_task import token_cells  # noqa: E402
 from featurecontrols.controls.weight._copy import KEPT  # noqa: E402
 from featurecontrols.controls.weight.moment_matched_weights import MomentMatchedWeights  # noqa: E402
@@ -239,6 +240,12 @@ def test_counterfactual_patching_through_the_readout(model: nn.Module, tokenizer
         ),
         ({"alpha": 5}, "alpha must be in"),
         ({"correction": "bonferroni"}, "unknown correction"),
+        ({"dictionary": "gelu"}, "unknown dictionary"),
+        ({"dictionary_baselines": ["frozen decoder"]}, "dictionary = 'none'"),
+        ({"dictionary": "topk", "dictionary_baselines": ["frozen bias"]}, "unknown dictionary baseline"),
+        ({"dictionary": "topk", "counterfactuals": True}, "two configs"),
+        ({"dictionary": "topk", "k": 300}, "exceeds d_sae"),
+        ({"d_sae": 0}, "d_sae must be at least 1"),
     ],
 )
 def test_config_validation(table: dict[str, Any], message: str) -> None:
@@ -272,3 +279,53 @@ def test_run_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "report.json").exists() and (tmp_path / "report.html").exists()
     verdicts = next(iter(document["verdicts"].values()))
     assert set(verdicts) == {"negated", "plural_subject", "capital_fact_true"}
+
+
+def test_a_config_judges_every_latent_of_an_sae_per_site(tmp_path: Path) -> None:
+    """``dictionary = "topk"``: an SAE at the site, each of its latents a candidate on all three axes
+    (the frozen decoder on the found axis), counted per verdict; the labelled features keep their table."""
+    site = "blocks.3.hook_resid_post"
+    config = RunConfig(
+        dataset="tokens", level="token", n_sentences=48, sites=(site,), seeds=1, control_task=False,
+        used_examples=4, n_random_directions=20, dictionary="topk", d_sae=16, k=4, sae_epochs=5,
+        dictionary_baselines=("frozen decoder",), batch_size=4, out=str(tmp_path),
+    )  # fmt: skip
+    document = run(config, progress=False)
+    (counts,) = document["latents"].values()
+    assert sum(counts.values()) == 16
+    assert set(next(iter(document["verdicts"].values()))) == set(make_task("tokens", 2, 0).features)
+    latents = [c for c in document["run"]["candidates"] if c["kind"] == "dictionary latent"]
+    assert {e["control"] for e in latents[0]["axes"]["decodable"]["evidence"]} >= {"frozen decoder"}
+    assert {e["control"] for e in latents[0]["axes"]["used"]["evidence"]} == {LatentAblation.name}
+    assert (tmp_path / "report.html").exists()
+
+
+def test_latent_ablation_maps_token_rows_to_their_sentences(model: nn.Module, tokenizer: Any) -> None:
+    """Per token, sentences have different numbers of rows: removing z_j d_j only from the sentences
+    where the latent fires gives each sentence the change of removing it everywhere, 0 elsewhere."""
+    from featurecontrols.measures.output_change import OutputChange
+
+    batches, _ = encode(make_task("tokens", 12, seed=3), tokenizer, batch_size=5)
+    adapter = HuggingFaceEncoder(model, "token")
+    site = adapter.resolve("blocks.2.hook_resid_post")
+    X = adapter.activations(batches, [site])[str(site)]
+    g = torch.Generator().manual_seed(0)
+    fires = torch.rand(X.shape[0], generator=g) < 0.1
+    code = torch.where(fires, 1.0 + torch.rand(X.shape[0], generator=g), 0.0)
+    direction = torch.randn(384, generator=g, dtype=torch.float64)
+    target = CausalTarget("latent", direction, code=code, kind="dictionary latent")
+    at = AtSite(adapter, batches, site, X, n_null=5, seed=0)
+    real = LatentAblation().scores(at, [target])["latent"].real
+    rows, each = 0, []
+    for batch in batches:
+        n = int(batch[READOUT_MASK].sum())
+        shift = (code[rows : rows + n, None].double() * direction).float()
+        each.append(lambda h, s=shift: h - s)
+        rows += n
+    expected = OutputChange(adapter, batches, site).under_each(each)
+    fired = torch.zeros(len(real), dtype=torch.bool)
+    sentence = torch.cat([torch.nonzero(b[READOUT_MASK])[:, 0] + 5 * i for i, b in enumerate(batches)])
+    fired[sentence[code != 0]] = True
+    assert bool(fired.any()) and not bool(fired.all())
+    torch.testing.assert_close(real[fired], expected[fired], atol=1e-6, rtol=1e-4)
+    assert float(real[~fired].abs().max()) == 0.0 and float(expected[~fired].abs().max()) < 1e-10

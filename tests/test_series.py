@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import records
 import torch
 
 from featurecontrols import Battery
@@ -14,6 +15,7 @@ from featurecontrols.apps.cli import main
 from featurecontrols.apps.series import default_features
 from featurecontrols.axes.evidence import AXES
 from featurecontrols.controls.weight.reinitialised_weights import ReinitialisedWeights
+from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMatchedWeights
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.checkpoint import Checkpoint
 from featurecontrols.pipeline.series import run_series
@@ -78,6 +80,28 @@ def test_the_series_is_judged_by_the_training_and_corrected_as_one_family(parity
     for name in unused:  # once parity is learned, an irrelevant bit is a dataset feature
         assert series.trajectory(name)[-1].verdict == "dataset feature"
         assert series.effect(name, "used", PATCHING)[-1] < 0
+
+
+def test_a_series_reuses_only_the_copies_that_do_not_depend_on_the_checkpoint(parity: Testbed) -> None:
+    """Re-initialised copies come out bit-identical at every checkpoint, so their activations and
+    probe fits (2 jobs) are carried from run to run; spectrum-matched copies read the trained weights
+    and are redone; every number is the same as without reuse."""
+    tb = parity
+    battery = Battery(
+        weight_controls=[ReinitialisedWeights(), SpectrumMatchedWeights()], n_weight_seeds=1,
+        run_used=False, correction="bh", n_bootstrap=100, seed=0, progress=False,
+    )  # fmt: skip
+    candidates = {name: tb.features[name] for name in ("x_0", "parity")}
+    series = [
+        run_series(battery, tb.model, tb.checkpoints, tb.inputs, tb.site, candidates, reuse=reuse)
+        for reuse in (True, False)
+    ]
+    assert series[0].reused == (0, 2, 2, 2) and series[1].reused == ()
+    documents = [records.without_times(s.to_dict()) for s in series]
+    assert isinstance(documents[0], dict) and isinstance(documents[1], dict)
+    assert documents[0].pop("reused_jobs") == [0, 2, 2, 2]
+    assert documents[1].pop("reused_jobs") == []
+    assert documents[0] == documents[1]
 
 
 def test_the_cli_follows_features_over_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

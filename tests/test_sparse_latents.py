@@ -13,9 +13,11 @@ from featurecontrols.adapters.sites import take_rows
 from featurecontrols.axes.from_scores import margin_p, zou_interval
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
+from featurecontrols.controls.dictionary.frozen_baselines import FrozenDecoder, FrozenEncoder
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.pca import PCA
 from featurecontrols.measures.output_change import OutputChange
+from featurecontrols.pipeline.plan import RECURRENCE
 from featurecontrols.stats import permutation_p_value
 from featurecontrols.testbeds import Testbed
 from featurecontrols.testbeds.sparse_latents import JUMPRELU, sparse_latents
@@ -62,6 +64,33 @@ def test_battery_judges_every_latent_as_its_variable(bed: Testbed) -> None:
     for c in judged:
         assert (c.axes["learned"].status == "yes") == bed.axis_truth[c.name]["learned"], c.name
         assert {e.control for e in c.axes["used"].evidence} == {LatentAblation.name}
+
+
+def test_frozen_baselines_judge_finding_latent_by_latent(bed: Testbed) -> None:
+    """Korznikov et al.'s frozen decoder and encoder on the found axis: each latent's refit match is
+    tested against each baseline's best match on the same held-out rows; a latent a refit reproduces
+    (r > 0.8) beats both and keeps its truth, one that a baseline matches better is not found; the
+    baselines' fits join the aggregate metrics (on seed 0 they explain less variance). PCA has no
+    training to freeze, which is refused before any work."""
+    baselines = [FrozenDecoder(), FrozenEncoder()]
+    result = Battery(seed=0, n_weight_seeds=1, dictionary_baselines=baselines, progress=False).run(
+        bed.model, bed.inputs, bed.site, bed.candidates()
+    )
+    assert result.settings.dictionary_baselines == ("frozen decoder", "frozen encoder")
+    for c in result.candidates:
+        found = {e.control: e for e in c.axes["decodable"].evidence}
+        assert set(found) == {RECURRENCE, "frozen decoder", "frozen encoder"}
+        refit = found[RECURRENCE].score
+        if c.ground_truth is not None and refit > 0.8:
+            assert c.verdict == c.ground_truth, c.name
+        if c.verdict == "not found":
+            assert max(found[b].control_score for b in ("frozen decoder", "frozen encoder")) > refit - 0.05
+    (metrics,) = result.dictionaries.values()
+    for fit in ("frozen decoder #0", "frozen encoder #0"):
+        assert metrics[fit]["explained_variance"] < metrics["trained"]["explained_variance"]
+    pca = Latents("pca", bed.site, finder=PCA(n_components=4))
+    with pytest.raises(FeatureControlsError, match="frozen"):
+        Battery(dictionary_baselines=baselines, progress=False).run(bed.model, bed.inputs, bed.site, [pca])
 
 
 class _Linear(nn.Module):

@@ -30,7 +30,13 @@ import torch
 from torch import Tensor, nn
 
 from featurecontrols.adapters.interventions import applied, site_tensor
-from featurecontrols.adapters.sites import Site, read_activations, resolve_module, site_names
+from featurecontrols.adapters.sites import (
+    Site,
+    batch_rows,
+    read_activations,
+    resolve_module,
+    site_names,
+)
 from featurecontrols.errors import FeatureControlsError
 
 if TYPE_CHECKING:
@@ -145,6 +151,18 @@ class ModelAdapter(ABC):
     def site_tensor(self, site: Site, batch: Any) -> Tensor:
         """The site's tensor on one batch, at its positions, unflattened (a patch source)."""
         return site_tensor(self.module, site, batch, self._forward)
+
+    def row_examples(self, batch: Any, tensor: Tensor) -> Tensor:
+        """The example (index along the batch) of every row of a site tensor of ``batch``, flattened
+        to (rows, d): a tensor (examples, ..., d) has the same number of rows per example."""
+        n = batch_rows(batch)
+        rows = tensor.reshape(-1, tensor.shape[-1]).shape[0]
+        if tensor.shape[0] != n or rows % n:
+            raise FeatureControlsError(
+                f"a site tensor of shape {tuple(tensor.shape)} does not have the batch's {n} examples first",
+                "give the adapter a row_examples that maps its site rows to examples",
+            )
+        return torch.arange(n).repeat_interleave(rows // n)
 
     def _forward(self, module: nn.Module, batch: Any) -> Any:
         return self.run(batch)

@@ -285,6 +285,12 @@ class HuggingFaceEncoder(TorchModel):
     def reinitialise(self, module: nn.Module, targets: dict[str, nn.Parameter], seed: int) -> dict[str, str]:
         return init_weights(module, targets, seed)
 
+    def row_examples(self, batch: Any, tensor: Tensor) -> Tensor:
+        """Per token: the sentence of every masked token (row-major); per sentence: one row each."""
+        if self.readout.level == "sentence":
+            return super().row_examples(batch, tensor)
+        return torch.nonzero(batch[READOUT_MASK].bool())[:, 0]
+
 
 class HuggingFaceCausalLM(TorchModel):
     """A Hugging Face causal LM (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ...): sites by alias

@@ -56,7 +56,7 @@ from featurecontrols import atomic
 from featurecontrols.axes.evidence import AxisName, CandidateResult, Evidence, Verdict
 from featurecontrols.axes.verdict import make_axis
 from featurecontrols.controls.label.control_task import input_type_cells
-from featurecontrols.controls.registry import CAUSAL_CONTROLS
+from featurecontrols.controls.registry import CAUSAL_CONTROLS, DICTIONARY_BASELINES
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.pipeline.battery import Battery
 from featurecontrols.pipeline.results import RunResult, finite_or_none
@@ -87,6 +87,7 @@ class BenchSettings:
     n_weight_seeds: int
     n_bootstrap: int
     used_controls: tuple[str, ...] | None = None  # None: the battery's defaults
+    dictionary_baselines: tuple[str, ...] = ()  # the found axis' frozen baselines for latents
     alpha: float = 0.05
     confidence: float = 0.95
 
@@ -230,6 +231,7 @@ def run_testbeds(
                 used_controls=None
                 if settings.used_controls is None
                 else [CAUSAL_CONTROLS[name]() for name in settings.used_controls],
+                dictionary_baselines=[DICTIONARY_BASELINES[name]() for name in settings.dictionary_baselines],
                 alpha=settings.alpha,
                 confidence=settings.confidence,
                 n_bootstrap=settings.n_bootstrap,
@@ -471,6 +473,34 @@ def table(summaries: Sequence[TestbedSummary], settings: BenchSettings) -> str:
     return "\n".join(lines)
 
 
+METRICS = ("explained_variance", "l0", "dead_fraction", "dense_fraction")
+
+
+def dictionary_metrics(runs: TestbedRuns) -> dict[str, dict[str, float]]:
+    """Per fit kind (trained, a control's copies, a baseline) each aggregate metric's mean over seeds
+    and copies: the side of Heap et al. (2025) that per-latent verdicts are set against."""
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for result in runs.runs.values():
+        for fits in result.dictionaries.values():
+            for fit, metrics in fits.items():
+                kind = fit.split(" #")[0]
+                for m in METRICS:
+                    if m in metrics:
+                        pooled.setdefault(kind, {}).setdefault(m, []).append(metrics[m])
+    return {kind: {m: sum(v) / len(v) for m, v in ms.items()} for kind, ms in pooled.items()}
+
+
+def dictionary_table(runs: TestbedRuns) -> list[str]:
+    """The aggregate metrics of every fit kind (``dictionary_metrics``) as text; none without latents."""
+    metrics = dictionary_metrics(runs)
+    if not metrics:
+        return []
+    rows = [["fit", *METRICS]]
+    rows += [[kind, *(f"{ms.get(m, math.nan):.3f}" for m in METRICS)] for kind, ms in metrics.items()]
+    head = f"{runs.name}: aggregate dictionary metrics, mean over seeds and copies (Heap et al. 2025)"
+    return ["", head, *fixed_width(rows)]
+
+
 def to_dict(
     summaries: Sequence[TestbedSummary], runs: Sequence[TestbedRuns], settings: BenchSettings, seconds: float
 ) -> dict[str, Any]:
@@ -498,7 +528,10 @@ def to_dict(
         {
             "settings": asdict(settings),
             "wall_time_s": seconds,
-            "testbeds": [{**asdict(s), "features": features[s.name]} for s in summaries],
+            "testbeds": [
+                {**asdict(s), "features": features[s.name], "dictionaries": dictionary_metrics(r)}
+                for s, r in zip(summaries, runs, strict=True)
+            ],
         }
     )
     return out
@@ -512,6 +545,7 @@ def main(
     *,
     n_null: int | None = None,
     used_controls: Sequence[str] | None = None,
+    dictionary_baselines: Sequence[str] = (),
     progress: bool = True,
     run_dir: str | os.PathLike[str] | None = None,
 ) -> int:
@@ -528,6 +562,11 @@ def main(
             "counterfactuals)",
             f"choose from {labelled}",
         )
+    strange = sorted(set(dictionary_baselines) - set(DICTIONARY_BASELINES))
+    if strange:
+        raise FeatureControlsError(
+            f"unknown dictionary baseline(s) {strange}", f"choose from {sorted(DICTIONARY_BASELINES)}"
+        )
     check_at_least("--seeds", n_seeds, 1, optional=True)
     check_at_least("--n-null", n_null, 1, optional=True)
     settings = FAST if fast else FULL
@@ -537,6 +576,7 @@ def main(
         settings = replace(settings, n_shuffles=n_null, n_random_directions=n_null)
     if used_controls:
         settings = replace(settings, used_controls=tuple(dict.fromkeys(used_controls)))
+    settings = replace(settings, dictionary_baselines=tuple(dict.fromkeys(dictionary_baselines)))
     chosen = {n: available[n] for n in (names or available)}
     start = time.perf_counter()
     runs = run_testbeds(
@@ -545,6 +585,9 @@ def main(
     seconds = time.perf_counter() - start
     summaries = [summarise(r, settings.alpha, settings.confidence) for r in runs]
     print(table(summaries, settings))
+    metrics = [line for r in runs for line in dictionary_table(r)]
+    if metrics:
+        print("\n".join(metrics))
     print(f"wall time {seconds:.0f} s")
     if json_path is not None:
         print(f"wrote {atomic.write_json(json_path, to_dict(summaries, runs, settings, seconds))}")

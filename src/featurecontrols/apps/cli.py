@@ -88,6 +88,11 @@ def _other_arguments(sub: Any) -> None:
     series.add_argument("--correction", choices=("bh", "holm"), default="bh", help="over the whole series")
     series.add_argument("--seed", type=int, default=0, help="seed of the testbed and of every control")
     series.add_argument("--out", type=Path, default=Path("runs/series"), help="folder for series.json")
+    series.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="redo the checkpoint-independent work (re-initialised copies) at every checkpoint",
+    )
     series.add_argument("--quiet", action="store_true", help="no progress bars")
     bench = sub.add_parser(
         "bench", help="benchmark the controls on every ground-truth testbed: AUROC, confusion matrix, FPR"
@@ -108,6 +113,13 @@ def _other_arguments(sub: Any) -> None:
         default=None,
         help="used tests run side by side (default: the battery's, dual interchange, and latent ablation "
         "for dictionary latents)",
+    )
+    bench.add_argument(
+        "--dictionary-baselines",
+        nargs="+",
+        default=(),
+        help="frozen baselines on the found axis of dictionary latents (Korznikov et al. 2026): "
+        "'frozen decoder', 'frozen encoder' (default: none)",
     )
     bench.add_argument(
         "--run-dir",
@@ -140,7 +152,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return bench_main(
             args.fast, args.seeds, args.testbeds, args.json, n_null=args.n_null,
-            used_controls=args.used_controls, progress=not args.quiet, run_dir=args.run_dir,
+            used_controls=args.used_controls, dictionary_baselines=args.dictionary_baselines,
+            progress=not args.quiet, run_dir=args.run_dir,
         )  # fmt: skip
     if args.command == "series":
         from featurecontrols.apps.series import main as series_main

@@ -21,6 +21,12 @@ A config is a flat TOML table (every key optional)::
     counterfactuals = false        # sentence level, with used: the used axis by counterfactual patching
     used_examples = 16
     n_random_directions = 1000     # used-axis null size (omit: automatic)
+    dictionary = "none"            # "topk", "batchtopk", "relu" or "jumprelu": an SAE at every site,
+                                   # each latent judged (found, learned, used), BH over the run
+    d_sae = 256                    # the SAE's latents
+    k = 16                         # active latents per row (topk, batchtopk)
+    sae_epochs = 20                # passes over the training rows
+    dictionary_baselines = []      # "frozen decoder", "frozen encoder": frozen SAEs on the found axis
     alpha = 0.05                   # every verdict's level
     correction = "auto"            # over every test of the run: "holm", "bh", or "auto" (bh for latents)
     batch_size = 64
@@ -42,12 +48,13 @@ from __future__ import annotations
 import difflib
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
-from torch import nn
+from torch import Tensor, nn
 
 from featurecontrols import atomic, report
 from featurecontrols.adapters import is_causal_lm_name
@@ -60,11 +67,13 @@ from featurecontrols.adapters.huggingface import (
 )
 from featurecontrols.adapters.sites import Site
 from featurecontrols.controls.label.control_task import token_cells
-from featurecontrols.controls.registry import WEIGHT_CONTROLS
+from featurecontrols.controls.registry import DICTIONARY_BASELINES, WEIGHT_CONTROLS
 from featurecontrols.controls.weight._copy import KEEP_PRESETS
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe
+from featurecontrols.finders.sparse_autoencoder import Activation, SparseAutoencoder
 from featurecontrols.pipeline.battery import Battery
+from featurecontrols.pipeline.candidates import Candidate, Labelled, Latents
 from featurecontrols.stats import Correction
 from featurecontrols.testbeds.text_tasks import (
     DATASETS,
@@ -103,6 +112,11 @@ class RunConfig:
     counterfactuals: bool = False
     used_examples: int = 16
     n_random_directions: int | None = None
+    dictionary: str = "none"
+    d_sae: int = 256
+    k: int = 16
+    sae_epochs: int = 20
+    dictionary_baselines: tuple[str, ...] = ()
     alpha: float = 0.05
     correction: Correction | Literal["auto"] = "auto"
     batch_size: int = 64
@@ -110,7 +124,7 @@ class RunConfig:
     resume: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("n_sentences", "seeds", "used_examples", "batch_size"):
+        for name in ("n_sentences", "seeds", "used_examples", "batch_size", "d_sae", "k", "sae_epochs"):
             if getattr(self, name) < 1:
                 raise FeatureControlsError(
                     f"{name} must be at least 1, got {getattr(self, name)}", "raise it"
@@ -159,7 +173,39 @@ class RunConfig:
                 f"unknown weight control(s) {unknown or self.controls}",
                 f"use names of {sorted(WEIGHT_CONTROLS)}",
             )
+        self._check_dictionary()
         self.battery()  # the battery checks its own parameters (alpha, correction, null sizes, ...)
+
+    def _check_dictionary(self) -> None:
+        if self.dictionary not in ("none", *get_args(Activation)):
+            raise FeatureControlsError(
+                f"unknown dictionary {self.dictionary!r}", f"use none or one of {list(get_args(Activation))}"
+            )
+        unknown = [b for b in self.dictionary_baselines if b not in DICTIONARY_BASELINES]
+        if unknown:
+            raise FeatureControlsError(
+                f"unknown dictionary baseline(s) {unknown}", f"use names of {sorted(DICTIONARY_BASELINES)}"
+            )
+        if self.dictionary == "none" and self.dictionary_baselines:
+            raise FeatureControlsError(
+                "dictionary_baselines judge a dictionary's latents, but dictionary = 'none'",
+                'set dictionary = "topk" (or another SAE), or drop dictionary_baselines',
+            )
+        if self.dictionary != "none" and self.counterfactuals:
+            raise FeatureControlsError(
+                "counterfactuals = true and a dictionary in one config are not supported",
+                "run the counterfactual patching and the latents as two configs",
+            )
+        if self.dictionary in ("topk", "batchtopk") and self.k > self.d_sae:
+            raise FeatureControlsError(f"k = {self.k} exceeds d_sae = {self.d_sae}", "lower k or raise d_sae")
+
+    def sae(self) -> SparseAutoencoder:
+        """The (unfitted) SAE this config fits at every site (``dictionary``)."""
+        activation = cast(Activation, self.dictionary)
+        return SparseAutoencoder(
+            d_sae=self.d_sae, activation=activation, k=self.k, n_epochs=self.sae_epochs, batch_size=256,
+            seed=self.seed,
+        )  # fmt: skip
 
     def battery(self, progress: bool = False) -> Battery:
         """The battery this config runs."""
@@ -169,6 +215,7 @@ class RunConfig:
             n_weight_seeds=self.seeds,
             n_random_directions=self.n_random_directions,
             codelength_probe=LogisticProbe() if self.codelength else None,
+            dictionary_baselines=[DICTIONARY_BASELINES[name]() for name in self.dictionary_baselines],
             run_used=self.used,
             used_examples=self.used_examples,
             alpha=self.alpha,
@@ -196,6 +243,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "counterfactuals": (bool,),
     "used_examples": (int,),
     "n_random_directions": (int,),
+    "dictionary": (str,),
+    "d_sae": (int,),
+    "k": (int,),
+    "sae_epochs": (int,),
+    "dictionary_baselines": (list,),
     "alpha": (float, int),
     "correction": (str,),
     "batch_size": (int,),
@@ -317,14 +369,26 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         if config.counterfactuals:
             counterfactuals = encode_counterfactuals(task, tokenizer, config.batch_size)
         adapter = HuggingFaceEncoder(model, config.level)
+    candidates: dict[str, Tensor] | list[Candidate] = features
+    if config.dictionary != "none":
+        labelled: list[Candidate] = [Labelled(name, y) for name, y in features.items()]
+        candidates = [*labelled, *(Latents("sae", site, finder=config.sae()) for site in sites)]
     result = config.battery(progress).run(
-        adapter, batches, sites, features, cells=cells, counterfactuals=counterfactuals
+        adapter, batches, sites, candidates, cells=cells, counterfactuals=counterfactuals
     )
     total = time.perf_counter() - start
     document = {
         "config": asdict(config),
         "dataset": {"name": task.name, "level": task.level, "examples": task.texts()[:5]},
-        "verdicts": {site: {c.name: c.verdict for c in result.at(site)} for site in result.sites},
+        "verdicts": {
+            site: {c.name: c.verdict for c in result.at(site) if c.kind != Latents.kind}
+            for site in result.sites
+        },
+        "latents": {
+            site: dict(Counter(c.verdict for c in result.at(site) if c.kind == Latents.kind))
+            for site in result.sites
+            if config.dictionary != "none"
+        },
         "total_s": total,
         "run": result.to_dict(),
     }
@@ -334,6 +398,13 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     return document
 
 
+def latent_table(latents: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """Rows: per site, how many of its latents got each verdict."""
+    verdicts = sorted({v for counts in latents.values() for v in counts})
+    rows = [[site.split(" ")[0], *(str(c.get(v, 0)) for v in verdicts)] for site, c in latents.items()]
+    return report.fixed_width([["site", *verdicts], *rows])
+
+
 def main(path: str | Path, progress: bool = True) -> int:
     """``featurecontrols run``: load, validate and run the config; print the per-site verdicts."""
     config = load_config(path)
@@ -341,6 +412,8 @@ def main(path: str | Path, progress: bool = True) -> int:
     names = list(next(iter(document["verdicts"].values())))
     rows = [[site.split(" ")[0], *(v[n] for n in names)] for site, v in document["verdicts"].items()]
     print("\n".join(report.fixed_width([["site", *names], *rows])))
+    if document["latents"]:
+        print("\nlatents per verdict\n" + "\n".join(latent_table(document["latents"])))
     out = Path(config.out)
     print(f"\nwrote {out / 'report.json'} and {out / 'report.html'}; total {document['total_s']:.0f} s")
     return 0

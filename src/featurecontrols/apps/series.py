@@ -14,6 +14,7 @@ frequency, with the train, test, restricted and excluded losses).
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from featurecontrols import atomic, report
@@ -95,9 +96,14 @@ def main(args: argparse.Namespace) -> int:
         used_examples=args.used_examples, correction=args.correction, seed=args.seed, progress=not args.quiet
     )
     candidates = [c for c in tb.candidates() if c.name in names]
-    series = run_series(battery, tb.model, tb.checkpoints, tb.inputs, tb.site, candidates)
+    start = time.perf_counter()
+    series = run_series(
+        battery, tb.model, tb.checkpoints, tb.inputs, tb.site, candidates, reuse=not args.no_reuse
+    )
+    seconds = time.perf_counter() - start
     print("\n".join(table(series, tb, names)))
     print("cells: verdict, then the effects of the first learned and the first used test")
+    print(f"battery over {len(series.runs)} checkpoints: {seconds:.1f} s, {sum(series.reused)} jobs reused")
     out = atomic.write_json(Path(args.out) / "series.json", {"testbed": tb.name, **series.to_dict()})
     page = atomic.write_text(Path(args.out) / "series.html", series_to_html(series, names, tb.name))
     figure = atomic.write_text(Path(args.out) / "series.svg", series_timeline(series, names, tb.name))

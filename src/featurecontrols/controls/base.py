@@ -6,6 +6,9 @@ intervenes on the forward pass; it never builds Evidence and never knows which f
     WeightControl  model -> a randomised copy                     (re-initialised, spectrum-matched, ...)
     CausalControl  an intervention at a site -> raw scores, real against control, per candidate
                    (directional and resample ablation, counterfactual patching, erasure)
+    DictionaryBaseline  a dictionary's finder -> the same finder with part of it held random
+                   (frozen decoder, frozen encoder: Korznikov et al. 2026), fitted on the trained
+                   model's own activations; judges latents on the found axis
 
 The pipeline runs the same finder under every label, input and weight control and hands the raw
 scores to the axes (``axes/``), so every control works with every finder. One file per control,
@@ -112,6 +115,17 @@ class AtSite:
     n_null: int = 0
     seed: int = 0
     progress: bool = False
+
+
+@runtime_checkable
+class DictionaryBaseline(Protocol):
+    """Makes the baseline of a dictionary's finder: the same finder, part of its fit held random."""
+
+    name: str
+
+    def constrain(self, finder: Any) -> Any:
+        """An unfitted copy of ``finder`` constrained to the baseline (raises if it cannot be)."""
+        ...
 
 
 @runtime_checkable

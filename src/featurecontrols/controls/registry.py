@@ -1,7 +1,7 @@
 """Every control by name, per contract: what configs, the CLI and the benchmarks look controls up in.
 
 A new control is one file in the folder of its contract (``controls/label``, ``input``, ``weight``,
-``causal``) and one line here.
+``causal``, ``dictionary``) and one line here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from featurecontrols.controls.causal.dual_interchange import DualInterchange
 from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.causal.resample_ablation import ResampleAblation
+from featurecontrols.controls.dictionary.frozen_baselines import FrozenDecoder, FrozenEncoder
 from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
 from featurecontrols.controls.input.random_inputs import RandomInputs
 from featurecontrols.controls.label.control_task import ControlTask
@@ -24,6 +25,7 @@ from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMat
 
 LABEL_CONTROLS = {"shuffled labels": ShuffledLabels, "control task": ControlTask}
 INPUT_CONTROLS = {"random inputs": RandomInputs, "planted sparse features": PlantedSparseFeatures}
+DICTIONARY_BASELINES = {"frozen decoder": FrozenDecoder, "frozen encoder": FrozenEncoder}
 WEIGHT_CONTROLS = {
     "reinitialised": ReinitialisedWeights,
     "spectrum-matched": SpectrumMatchedWeights,

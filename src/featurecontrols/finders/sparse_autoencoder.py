@@ -26,6 +26,13 @@ JumpReLU's step has no gradient; its straight-through estimators (Rajamanoharan 
 with H_j = 1[pre_j > theta_j], so the L0 penalty moves only the thresholds, and the reconstruction
 moves both.
 
+Frozen baselines (Korznikov et al. 2026, "Sanity checks for sparse autoencoders"): ``frozen="decoder"``
+keeps W_dec at its random initialisation (the directions are random; the encoder and biases learn
+which to use), ``frozen="encoder"`` keeps W_enc at its random initialisation (the activation pattern
+is a thresholded random projection; the decoder and biases learn what to write). Such SAEs score
+close to fully trained ones on aggregate metrics; ``controls/dictionary/frozen_baselines.py`` asks
+the question latent by latent.
+
 Speed: with a k-sparse code the decoder is an ``embedding_bag`` over the active latents, and the
 encoder's backward pass is sparse too (only the selected pre-activations carry a gradient), so a
 training step costs one dense matmul (the forward pre-activations) plus O(n k d).
@@ -47,6 +54,8 @@ from featurecontrols.seeding import generator
 
 Activation = Literal["relu", "topk", "batchtopk", "jumprelu"]
 _ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu")
+Frozen = Literal["none", "decoder", "encoder"]
+_FROZEN = ("none", "decoder", "encoder")
 
 
 class _SelectedPreactivations(torch.autograd.Function):
@@ -65,14 +74,14 @@ class _SelectedPreactivations(torch.autograd.Function):
         return values.clone()
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None, None]:
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor, None, None]:
         xc, enc, rows, cols, offsets = ctx.saved_tensors
         grad_xc = None
         if ctx.needs_input_grad[0]:
             grad_xc = F.embedding_bag(cols, enc, offsets, mode="sum", per_sample_weights=g)
         indices = torch.stack([cols, rows])
         sparse = torch.sparse_coo_tensor(indices, g, (enc.shape[0], xc.shape[0]), check_invariants=False)
-        grad_enc = torch.sparse.mm(sparse, xc)
+        grad_enc = torch.sparse.mm(sparse, xc) if ctx.needs_input_grad[1] else None
         grad_b_enc = torch.zeros(enc.shape[0], dtype=g.dtype, device=g.device).index_add_(0, cols, g)
         return grad_xc, grad_enc, grad_b_enc, None, None
 
@@ -155,6 +164,8 @@ class SparseAutoencoder(Finder):
     aux_k : dead latents used by the aux-k loss (default d // 2); 0 turns the loss off.
     aux_coefficient : weight of the aux-k loss.
     normalise_input : scale inputs so that E||x||^2 = d.
+    frozen : "none", or "decoder" / "encoder" to keep that matrix at its random initialisation (the
+        frozen baselines of Korznikov et al. 2026; module docstring).
     seed : seed of the initial weights and of the shuffling of a tensor's rows.
     device : where to train ("cpu", "cuda", ...).
 
@@ -181,6 +192,7 @@ class SparseAutoencoder(Finder):
         aux_k: int | None = None,
         aux_coefficient: float = 1 / 32,
         normalise_input: bool = True,
+        frozen: Frozen = "none",
         seed: int = 0,
         device: str | torch.device = "cpu",
     ) -> None:
@@ -197,6 +209,7 @@ class SparseAutoencoder(Finder):
         self.aux_k = aux_k
         self.aux_coefficient = aux_coefficient
         self.normalise_input = normalise_input
+        self.frozen = frozen
         self.seed = seed
         self.device = device
 
@@ -211,7 +224,7 @@ class SparseAutoencoder(Finder):
         if first is None:
             raise FeatureControlsError("the SAE got no activations", "pass at least one batch")
         self._initialise(first)
-        params = [self.encoder_, self.decoder_, self.b_enc_, self.b_dec_]
+        params = [p for p in (self.encoder_, self.decoder_, self.b_enc_, self.b_dec_) if p.requires_grad]
         if self.activation == "jumprelu":
             params.append(self.log_threshold_)
         optimiser = torch.optim.Adam(params, lr=self.lr)
@@ -224,8 +237,9 @@ class SparseAutoencoder(Finder):
             optimiser.zero_grad(set_to_none=True)
             torch.autograd.backward(loss)
             optimiser.step()
-            with torch.no_grad():
-                self.decoder_.div_(self.decoder_.norm(dim=1, keepdim=True).clamp(min=1e-12))
+            if self.decoder_.requires_grad:  # a frozen decoder keeps its unit rows bit for bit
+                with torch.no_grad():
+                    self.decoder_.div_(self.decoder_.norm(dim=1, keepdim=True).clamp(min=1e-12))
             since_fired += x.shape[0]
             since_fired[fired] = 0
             self.n_tokens_ += x.shape[0]
@@ -241,6 +255,10 @@ class SparseAutoencoder(Finder):
         if self.activation not in _ACTIVATIONS:
             raise FeatureControlsError(
                 f"unknown SAE activation {self.activation!r}", f"use one of {', '.join(_ACTIVATIONS)}"
+            )
+        if self.frozen not in _FROZEN:
+            raise FeatureControlsError(
+                f"unknown frozen part {self.frozen!r}", f"use one of {', '.join(_FROZEN)}"
             )
         if self.activation == "jumprelu" and not (self.bandwidth > 0 and self.l0_coefficient >= 0):
             raise FeatureControlsError(
@@ -282,8 +300,8 @@ class SparseAutoencoder(Finder):
         rng = generator(self.seed, "sparse_autoencoder", "init")
         decoder = torch.randn(self.d_sae, d, generator=rng)
         decoder /= decoder.norm(dim=1, keepdim=True)
-        self.encoder_ = decoder.to(self.device, copy=True).requires_grad_(True)
-        self.decoder_ = decoder.to(self.device).requires_grad_(True)
+        self.encoder_ = decoder.to(self.device, copy=True).requires_grad_(self.frozen != "encoder")
+        self.decoder_ = decoder.to(self.device).requires_grad_(self.frozen != "decoder")
         self.b_enc_ = torch.zeros(self.d_sae, device=self.device, requires_grad=True)
         mean = first.float().mean(0) * self.scale_
         self.b_dec_ = mean.to(self.device).requires_grad_(True)

@@ -70,7 +70,7 @@ def step_jobs(plan: Plan, step: Step) -> list[Job]:
 
 def plan_jobs(ctx: RunContext) -> list[Job]:
     """Every job of the run, each once: activations of every condition, then what each step reads."""
-    jobs: list[Job] = [ReadActivations(c) for c in ctx.plan.conditions]
+    jobs: list[Job] = [ReadActivations(c) for c in ctx.plan.conditions if c.kind != "baseline"]
     for step in ctx.plan.steps:
         for job in step_jobs(ctx.plan, step):
             jobs += [*job.needs(ctx), job]

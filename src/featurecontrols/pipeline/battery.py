@@ -31,7 +31,13 @@ from featurecontrols.adapters import adapt
 from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.sites import Site, batch_rows
 from featurecontrols.axes.evidence import Bootstrap, Margins
-from featurecontrols.controls.base import CausalControl, InputControl, LabelControl, WeightControl
+from featurecontrols.controls.base import (
+    CausalControl,
+    DictionaryBaseline,
+    InputControl,
+    LabelControl,
+    WeightControl,
+)
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
 from featurecontrols.controls.causal.dual_interchange import DualInterchange
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
@@ -53,7 +59,9 @@ from featurecontrols.pipeline.candidates import (
     Latents,
     from_features,
     has_latents,
+    refit_source,
 )
+from featurecontrols.pipeline.carried import CarriedWork
 from featurecontrols.pipeline.causal_job import CausalRun
 from featurecontrols.pipeline.context import RunContext, run_key
 from featurecontrols.pipeline.executors import Executor, LocalExecutor, execute
@@ -74,6 +82,7 @@ class _Controls:
     label: LabelControl
     weights: list[WeightControl]
     inputs: list[InputControl]
+    baselines: list[DictionaryBaseline]
     used: list[CausalControl]
     latent_used: list[CausalControl]
     counterfactual: CausalControl | None
@@ -90,6 +99,9 @@ class Battery(Params):
     weight_controls : the learned axis' weight controls (default re-initialised and spectrum-matched).
     input_controls : the learned axis' input controls for dictionary latents (random inputs,
         planted structure); none by default.
+    dictionary_baselines : the found axis' baselines for dictionary latents (``FrozenDecoder()``,
+        ``FrozenEncoder()``: Korznikov et al. 2026): a latent is found only if a refit with another
+        seed reproduces its codes better than each baseline's fit does; none by default.
     used_controls : the used axis' causal controls (default ``[DualInterchange()]``, and for
         dictionary latents ``[LatentAblation()]``, which the bench chose: README, "Dictionary
         latents"; a control of codes given here judges latents only), each one
@@ -126,6 +138,7 @@ class Battery(Params):
         label_control: LabelControl | None = None,
         weight_controls: Sequence[WeightControl] | None = None,
         input_controls: Sequence[InputControl] = (),
+        dictionary_baselines: Sequence[DictionaryBaseline] = (),
         used_controls: Sequence[CausalControl] | None = None,
         counterfactual_control: CausalControl | None = None,
         n_shuffles: int | None = None,
@@ -151,6 +164,7 @@ class Battery(Params):
         self.label_control = label_control
         self.weight_controls = weight_controls
         self.input_controls = input_controls
+        self.dictionary_baselines = dictionary_baselines
         self.used_controls = used_controls
         self.counterfactual_control = counterfactual_control
         self.n_shuffles = n_shuffles
@@ -223,6 +237,7 @@ class Battery(Params):
             if weights is not None
             else [ReinitialisedWeights(), SpectrumMatchedWeights()],
             inputs=list(self.input_controls),
+            baselines=list(self.dictionary_baselines),
             used=self._used(latents, of_latents=False) if self.run_used else [],
             latent_used=self._used(latents, of_latents=True) if self.run_used else [],
             counterfactual=(self.counterfactual_control or CounterfactualPatching())
@@ -230,11 +245,13 @@ class Battery(Params):
             else None,
         )
         names = [c.name for c in controls.weights] + [c.name for c in controls.inputs]
+        names += [c.name for c in controls.baselines]
         names += [c.name for c in controls.used]
         names += [c.name for c in controls.latent_used if c not in controls.used]
         if len(set(names)) != len(names):
             raise FeatureControlsError(
-                f"two controls of the run share a name: {names}", "give each weight and input control once"
+                f"two controls of the run share a name: {names}",
+                "give each weight and input control and each dictionary baseline once",
             )
         return controls
 
@@ -257,6 +274,7 @@ class Battery(Params):
         ground_truth: Mapping[str, str] | None = None,
         cells: Tensor | None = None,
         counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None = None,
+        carried: CarriedWork | None = None,
     ) -> RunResult:
         """Judge every candidate at every site (see the class docstring for the choices).
 
@@ -264,6 +282,8 @@ class Battery(Params):
         ``counterfactuals`` keyed the same way) or a list of :class:`Labelled`, :class:`Direction`
         and :class:`Latents` candidates. ``cells`` (one integer key per activation row: the token id,
         or any input type) adds a control task (Hewitt & Liang 2019) to the learned axis.
+        ``carried`` takes and keeps the work of weight-control copies that do not depend on the
+        trained weights, across runs on checkpoints of one model (``run_series``; ``carried.py``).
         """
         start = time.perf_counter()
         adapter = adapt(model)
@@ -283,11 +303,17 @@ class Battery(Params):
         controls = self._controls(has_latents(candidates))
         choices = self._choices(controls, cells is not None, candidates)
         plan = build_plan(choices, names, candidates)
+        for latents in (c for c in candidates if isinstance(c, Latents)):  # before any work
+            for baseline in controls.baselines:
+                baseline.constrain(refit_source(latents))
         ctx = self._context(adapter, batches, resolved, plan, candidates, controls, cells)
         jobs = plan_jobs(ctx)
         executor = self.executor if self.executor is not None else LocalExecutor()
         results_dir = None if self.run_dir is None else Path(self.run_dir) / "jobs"
-        outputs = execute(ctx, jobs, executor, results_dir, self.progress)
+        given = None if carried is None else carried.take(ctx)
+        outputs = execute(ctx, jobs, executor, results_dir, self.progress, given)
+        if carried is not None:
+            carried.keep(ctx, outputs)
         bootstrap = Bootstrap(self.seed, self.n_bootstrap, self.confidence, self.margins or Margins())
         judged, n_tests = judge(ctx, outputs, bootstrap, self.alpha, choices.correction)
         settings = self._settings(ctx, choices, controls, outputs, n_tests, type(executor).__name__)
@@ -319,6 +345,7 @@ class Battery(Params):
             label_control=controls.label.name,
             weight_controls=tuple(c.name for c in controls.weights),
             input_controls=tuple(c.name for c in controls.inputs),
+            dictionary_baselines=tuple(c.name for c in controls.baselines),
             used_controls=tuple(c.name for c in controls.used),
             latent_used_controls=tuple(c.name for c in controls.latent_used),
             counterfactual_control=None if controls.counterfactual is None else controls.counterfactual.name,
@@ -357,7 +384,8 @@ class Battery(Params):
             cells=None, counterfactuals={k: v[: len(used)] for k, v in counterfactuals.items()},
             probes=probes_of(controls.probe, list(plan.entries)), label_control=controls.label,
             weight_controls={c.name: c for c in controls.weights},
-            input_controls={c.name: c for c in controls.inputs}, causal_controls=causal,
+            input_controls={c.name: c for c in controls.inputs},
+            dictionary_baselines={c.name: c for c in controls.baselines}, causal_controls=causal,
             codelength_probe=self.codelength_probe, dictionaries={}, seed=self.seed,
             run_key=run_key(parts), data_key=run_key({k: parts[k] for k in ("model", "data")}),
             store_root=store_root, progress=self.progress,
@@ -432,6 +460,7 @@ class Battery(Params):
             margins=self.margins or Margins(),
             n_bootstrap=self.n_bootstrap, probe=repr(controls.probe), label_control=controls.label.name,
             weight_controls=tuple(weights), input_controls=tuple(c.name for c in controls.inputs),
+            dictionary_baselines=tuple(c.name for c in controls.baselines),
             causal_controls=tuple(ctx.causal_controls), n_shuffles=ctx.plan.nulls.shuffles,
             n_random_directions=ctx.plan.nulls.random, n_latent_null=ctx.plan.nulls.latent,
             n_weight_seeds=self.n_weight_seeds,
@@ -564,7 +593,7 @@ def _spectra(ctx: RunContext, out: Mapping[Job, Output]) -> dict[str, dict[str, 
     """Per site, the activation spectrum of the trained model and of each weight control's copies."""
     spectra: dict[str, dict[str, list[list[float]]]] = {site: {} for site in ctx.sites}
     for condition in ctx.plan.conditions:
-        if condition.kind == "inputs":
+        if condition.kind not in ("trained", "weights"):
             continue
         name = "trained" if condition.kind == "trained" else condition.control
         for site in ctx.sites:

@@ -21,6 +21,7 @@ from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.sites import Site
 from featurecontrols.controls.base import (
     CausalControl,
+    DictionaryBaseline,
     InputControl,
     LabelControl,
     RandomisedModel,
@@ -30,7 +31,7 @@ from featurecontrols.finders.base import Dictionary, Probe
 from featurecontrols.finders.split import Split
 from featurecontrols.measures.description_length import ProbabilisticProbe
 from featurecontrols.params import params_key
-from featurecontrols.pipeline.plan import Condition, Plan
+from featurecontrols.pipeline.plan import TRAINED, Condition, Plan
 from featurecontrols.pipeline.store import ShardedStore, ShardWriter
 from featurecontrols.seeding import derive_seed
 from featurecontrols.validation import check_activations
@@ -53,6 +54,7 @@ class RunContext:
     label_control: LabelControl
     weight_controls: dict[str, WeightControl]
     input_controls: dict[str, InputControl]
+    dictionary_baselines: dict[str, DictionaryBaseline]
     causal_controls: dict[str, CausalControl]
     codelength_probe: ProbabilisticProbe | None
     dictionaries: dict[str, Dictionary]
@@ -90,11 +92,22 @@ class RunContext:
         return derive_seed(self.seed, condition.control, condition.index)
 
     def activations(self, condition: Condition, site: str) -> Tensor:
-        """The (N, d) activations of ``condition`` at ``site`` (memory, store, or computed)."""
+        """The (N, d) activations of ``condition`` at ``site`` (memory, store, or computed); a
+        dictionary baseline's are the trained model's."""
+        if condition.kind == "baseline":
+            return self.activations(TRAINED, site)
         key = (condition.key, site)
         if key not in self._memory:
             self._memory |= {(condition.key, s): X for s, X in self._read(condition).items()}
         return self._memory[key]
+
+    def preload(self, activations: Mapping[tuple[str, str], Tensor]) -> None:
+        """Take activations computed elsewhere, keyed (condition key, site), for this run's inputs."""
+        self._memory |= activations
+
+    def held(self, keys: set[str]) -> dict[tuple[str, str], Tensor]:
+        """The activations in memory of the conditions ``keys``, keyed (condition key, site)."""
+        return {k: X for k, X in self._memory.items() if k[0] in keys}
 
     def _read(self, condition: Condition) -> dict[str, Tensor]:
         store = self._store(condition)

@@ -141,15 +141,17 @@ def execute(
     executor: Executor | None = None,
     results_dir: Path | None = None,
     progress: bool = False,
+    given: Mapping[Job, Output] | None = None,
 ) -> dict[Job, Output]:
-    """Every job's output, stage by stage; with ``results_dir``, finished jobs are kept and reused."""
+    """Every job's output, stage by stage; with ``results_dir``, finished jobs are kept and reused;
+    jobs in ``given`` (work carried from another run: ``carried.py``) are taken as done."""
     executor = executor if executor is not None else LocalExecutor()
     folder = None if results_dir is None else results_dir / ctx.run_key
     done: dict[Job, Output] = {}
     for stage in sorted({job.stage for job in jobs}):
         todo = []
         for job in (j for j in jobs if j.stage == stage):
-            saved = _load(folder, job, ctx.run_key)
+            saved = given[job] if given is not None and job in given else _load(folder, job, ctx.run_key)
             if saved is None:
                 todo.append(job)
             else:

@@ -2,13 +2,15 @@
 
     FitDictionary     (stage 1) the Latents' finder fitted on a condition's training rows: the trained
                       model (and a refit with another seed), each weight control's copies, each input
-                      control's data, "fitted the same way" (the same parameters)
+                      control's data, "fitted the same way" (the same parameters); for a dictionary
+                      baseline, the finder constrained by it on the trained model's rows
     LatentRecurrence  (stage 2) found: every latent's best code match in the refit on held-out rows
                       (``measures/latent_matching.py``), against the matches that chance gives: the
                       refit's rows permuted (``n_latent_null`` matches pooled over latents)
     LatentControl     (stage 2) learned: the same latent's best match in each control's dictionary,
                       with the codes compared on the same held-out inputs (the copy's activations of
-                      the real inputs; for an input control, the trained model's)
+                      the real inputs; for an input control, the trained model's); found: the same
+                      against a dictionary baseline's fit
     DictionaryMetrics (stage 2) each fit's aggregate metrics on its own held-out activations
                       (``measures/sae_metrics.py``): the trained model against its controls, the table
                       of Heap et al. (2025), in which randomised models score about as well
@@ -75,6 +77,8 @@ class FitDictionary(Job):
     def _finder(self, ctx: RunContext) -> Any:
         """The unfitted finder, with another seed for a refit (where it has a seed)."""
         finder = template(latents_named(ctx, self.site, self.latents))
+        if self.condition.kind == "baseline":
+            finder = ctx.dictionary_baselines[self.condition.control].constrain(finder)
         params = finder.get_params(deep=False)
         if self.refit and "seed" in params:
             finder.set_params(seed=derive_seed(params["seed"], "refit") % 2**31)
@@ -204,7 +208,7 @@ class DictionaryMetrics(Job):
         summary = evaluate_dictionary(dictionary, X, tokens=tokens, labels=labels or None).summary
         if latents.loss is not None and self.condition.kind != "inputs":
             adapter = (
-                ctx.adapter if self.condition.kind == "trained" else ctx.randomised(self.condition).adapter
+                ctx.randomised(self.condition).adapter if self.condition.kind == "weights" else ctx.adapter
             )
             summary |= loss_recovered(
                 adapter.module, ctx.batches, ctx.sites[self.site], dictionary, latents.loss

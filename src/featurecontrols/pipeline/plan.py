@@ -4,6 +4,7 @@ A step applies one statistic to a set of entries (a candidate at a site) on one 
 
     decodable  label control        labelled candidates: the probe against its label control (shuffled labels)
                latent recurrence    latents: a refit with another seed against chance matches
+               latent control       latents: a refit against each dictionary baseline (frozen parts)
     learned    weight copies        labelled candidates: the probe on each weight control's copies
                control task         labelled candidates, with cells: random labels per cell
                codelength           labelled features, with cells and a codelength probe
@@ -66,9 +67,10 @@ class Entry:
 @dataclass(frozen=True)
 class Condition:
     """Whose activations a step reads: the trained model, copy ``index`` of a weight control, or the
-    data of an input control."""
+    data of an input control; or, for a dictionary baseline, which constrained finder fits the trained
+    model's own activations."""
 
-    kind: Literal["trained", "weights", "inputs"]
+    kind: Literal["trained", "weights", "inputs", "baseline"]
     control: str = ""
     index: int = 0
 
@@ -110,6 +112,7 @@ class Choices:
     label_control: str
     weight_controls: tuple[str, ...]
     input_controls: tuple[str, ...]
+    dictionary_baselines: tuple[str, ...]
     used_controls: tuple[str, ...]
     latent_used_controls: tuple[str, ...]
     counterfactual_control: str | None
@@ -178,8 +181,11 @@ def build_plan(choices: Choices, sites: Sequence[str], candidates: Sequence[Cand
         for index in range(choices.n_weight_seeds)
         if needs_copies
     ]
-    inputs = [Condition("inputs", control) for control in choices.input_controls if _has_latents(entries)]
-    return Plan(tuple(sites), tuple(entries), tuple(steps), (TRAINED, *copies, *inputs), nulls)
+    latents = _has_latents(entries)
+    inputs = [Condition("inputs", control) for control in choices.input_controls if latents]
+    baselines = [Condition("baseline", name) for name in choices.dictionary_baselines if latents]
+    conditions = (TRAINED, *copies, *inputs, *baselines)
+    return Plan(tuple(sites), tuple(entries), tuple(steps), conditions, nulls)
 
 
 def _entries(site: str, candidates: Sequence[Candidate]) -> list[Entry]:
@@ -213,6 +219,8 @@ def _site_steps(choices: Choices, site: str, entries: list[Entry]) -> list[Step]
     for name in dict.fromkeys(e.candidate.name for e in entries if isinstance(e.candidate, Latents)):
         ids = tuple(e.id for e in entries if isinstance(e.candidate, Latents) and e.candidate.name == name)
         steps.append(Step("decodable", "latent recurrence", RECURRENCE, site, ids, name))
+        baselines = choices.dictionary_baselines
+        steps += [Step("decodable", "latent control", control, site, ids, name) for control in baselines]
         controls = (*choices.weight_controls, *choices.input_controls)
         steps += [Step("learned", "latent control", control, site, ids, name) for control in controls]
     steps += _causal_steps(choices, site, entries)

@@ -38,6 +38,7 @@ class RunSettings:
     label_control: str
     weight_controls: tuple[WeightControlRecord, ...]
     input_controls: tuple[str, ...]
+    dictionary_baselines: tuple[str, ...]
     causal_controls: tuple[str, ...]
     n_shuffles: int
     n_random_directions: int

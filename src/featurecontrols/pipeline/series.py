@@ -10,6 +10,11 @@ corrected evidence (``axes/verdict.py``). The automatic null sizes are those the
 A checkpoint is a state dict for the model (``load_state_dict(strict=True)``, checked for every
 checkpoint before any run), with the testbed's own progress measures at that step (loss, accuracy,
 ...), shown on the same time axis as the effects.
+
+The runs share the work that does not depend on the checkpoint (``carried.py``): the activations,
+probe fits and dictionaries of weight-control copies that come out bit-identical at every checkpoint
+(re-initialised ones), checked by hash, so reuse changes no number. Inputs, split and labels are the
+same by construction; everything read from the trained weights is redone.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from featurecontrols.errors import FeatureControlsError
 from featurecontrols.params import clone
 from featurecontrols.pipeline.battery import Battery
 from featurecontrols.pipeline.candidates import Candidate, from_features
+from featurecontrols.pipeline.carried import CarriedWork
 from featurecontrols.pipeline.checkpoint import Checkpoint
 from featurecontrols.pipeline.plan import null_size
 from featurecontrols.pipeline.results import RunResult
@@ -39,11 +45,13 @@ from featurecontrols.stats import Correction
 
 @dataclass(frozen=True)
 class SeriesResult:
-    """One run per checkpoint, every verdict from the series-wide correction of ``n_tests`` tests."""
+    """One run per checkpoint, every verdict from the series-wide correction of ``n_tests`` tests;
+    ``reused`` counts each run's jobs taken from the run before (``carried.py``)."""
 
     checkpoints: tuple[Checkpoint, ...]
     runs: tuple[RunResult, ...]
     n_tests: int
+    reused: tuple[int, ...] = ()
 
     @property
     def steps(self) -> list[int]:
@@ -81,6 +89,7 @@ class SeriesResult:
             "steps": self.steps,
             "measures": [dict(c.measures) for c in self.checkpoints],
             "n_tests_corrected": self.n_tests,
+            "reused_jobs": list(self.reused),
             "runs": [run.to_dict() for run in self.runs],
         }
 
@@ -92,10 +101,12 @@ def run_series(
     inputs: Tensor | Sequence[Any],
     sites: str | Sequence[str],
     features: Mapping[str, Tensor] | Sequence[Candidate],
+    reuse: bool = True,
     **run_kwargs: Any,
 ) -> SeriesResult:
     """Run ``battery`` on ``model`` loaded with each checkpoint (module docstring); ``run_kwargs``
-    (``cells``, ``counterfactuals``, ``ground_truth``) go to every :meth:`Battery.run`."""
+    (``cells``, ``counterfactuals``, ``ground_truth``) go to every :meth:`Battery.run`; ``reuse``
+    carries the checkpoint-independent work from run to run."""
     adapter = adapt(model)
     _check(checkpoints, adapter.weights)
     family = battery.count_tests(sites, features, **_counted(run_kwargs)) * len(checkpoints)
@@ -103,13 +114,15 @@ def run_series(
     candidates = from_features(features, counted.get("ground_truth"), counted.get("counterfactuals"))
     correction = battery.correction_for(candidates)
     sized = clone(battery).set_params(**_family_nulls(battery, family, correction))
-    runs = []
+    runs, carried = [], CarriedWork() if reuse else None
     for checkpoint in track(checkpoints, "series: checkpoints", len(checkpoints), battery.progress):
         weights = copy.deepcopy(adapter.weights)
         weights.load_state_dict(dict(checkpoint.state), strict=True)
-        runs.append(sized.run(adapter.rewrap(weights), inputs, sites, features, **run_kwargs))
+        model_at = adapter.rewrap(weights)
+        runs.append(sized.run(model_at, inputs, sites, features, carried=carried, **run_kwargs))
     judged = rejudge(runs, battery.alpha, correction)
-    return SeriesResult(tuple(checkpoints), tuple(judged), family)
+    reused = () if carried is None else tuple(carried.reused)
+    return SeriesResult(tuple(checkpoints), tuple(judged), family, reused)
 
 
 def _check(checkpoints: Sequence[Checkpoint], weights: nn.Module) -> None:

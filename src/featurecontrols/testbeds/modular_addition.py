@@ -179,8 +179,9 @@ class Embed(nn.Module):
         _normal_(self.W_E, self.W_E.shape[1] ** -0.5, rng)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """(n, n_ctx) tokens -> (n, n_ctx, d_model)."""
-        return self.W_E[tokens]
+        """(n, n_ctx) tokens -> (n, n_ctx, d_model). ``F.embedding``, not ``W_E[tokens]``: indexing's
+        backward pass accumulates with threads in any order on CPU, so training was not reproducible."""
+        return F.embedding(tokens, self.W_E)
 
 
 class PosEmbed(nn.Module):

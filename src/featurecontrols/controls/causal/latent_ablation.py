@@ -27,6 +27,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from featurecontrols.adapters.sites import batch_rows
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
@@ -53,11 +54,13 @@ class LatentAblation(Params):
         outputs = OutputChange(at.adapter, at.batches, at.site)
         clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
         span = MatchedShifts(at.X, "covariance", "mahalanobis").basis  # (d, r) the data's span
-        n_rows = sum(c.reshape(-1, c.shape[-1]).shape[0] for c in clean)
+        owners = [at.adapter.row_examples(b, c) for b, c in zip(at.batches, clean, strict=True)]
+        sizes = [batch_rows(b) for b in at.batches]
+        n_rows = sum(o.numel() for o in owners)
         out = {}
         for target in track(targets, "latent ablation", len(targets), at.progress):
             code, write = _code_and_write(target, n_rows, span)
-            examples, fired, moves = _firing(clean, code)
+            examples, fired, moves = _firing(clean, owners, sizes, code)
             real = torch.zeros(outputs.n, dtype=torch.float64)
             if not examples.numel():  # a latent that never fires here changes nothing
                 out[target.name] = NullScores(
@@ -75,20 +78,25 @@ class LatentAblation(Params):
         return out
 
 
-def _firing(clean: list[Tensor], code: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+def _firing(
+    clean: list[Tensor], owners: list[Tensor], sizes: list[int], code: Tensor
+) -> tuple[Tensor, list[Tensor], Tensor]:
     """The examples (over all batches) with a site row where the latent fires, their clean site
-    tensors per batch, and the moves -z_j of their rows."""
+    tensors per batch (every row of theirs, as the sub-batch of those examples gives them), and the
+    moves -z_j of those rows; ``owners[b]`` is the example of each row of batch b (rows per example
+    may differ, as with the tokens of sentences), ``sizes[b]`` its number of examples."""
     examples, fired, moves = [], [], []
     row, first = 0, 0
-    for c in clean:
-        n_rows = c.reshape(-1, c.shape[-1]).shape[0]
-        per_example = code[row : row + n_rows].reshape(c.shape[0], -1)
-        chosen = torch.nonzero(per_example.ne(0).any(dim=1)).reshape(-1)
+    for c, owner, size in zip(clean, owners, sizes, strict=True):
+        rows = code[row : row + owner.numel()]
+        chosen = torch.unique(owner[rows.ne(0)])
         if chosen.numel():
+            keep = torch.isin(owner, chosen)
+            flat = c.reshape(-1, c.shape[-1])[keep.to(c.device)]
             examples.append(chosen + first)
-            fired.append(c[chosen])
-            moves.append(-per_example[chosen].reshape(-1).double())
-        row, first = row + n_rows, first + c.shape[0]
+            fired.append(flat.reshape(chosen.numel(), *c.shape[1:]) if c.ndim > 2 else flat)
+            moves.append(-rows[keep].double())
+        row, first = row + owner.numel(), first + size
     if not examples:
         return torch.zeros(0, dtype=torch.long), [], torch.zeros(0, dtype=torch.float64)
     return torch.cat(examples), fired, torch.cat(moves)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from featurecontrols.testbeds.text_tasks import (  # noqa: E402
     encode,
     encode_counterfactuals,
     make_task,
+    row_contexts,
 )
 
 
@@ -297,7 +299,30 @@ def test_a_config_judges_every_latent_of_an_sae_per_site(tmp_path: Path) -> None
     latents = [c for c in document["run"]["candidates"] if c["kind"] == "dictionary latent"]
     assert {e["control"] for e in latents[0]["axes"]["decodable"]["evidence"]} >= {"frozen decoder"}
     assert {e["control"] for e in latents[0]["axes"]["used"]["evidence"]} == {LatentAblation.name}
-    assert (tmp_path / "report.html").exists()
+    (top,) = document["run"]["top_inputs"].values()
+    assert len(top) == 16 and any(top)
+    assert all(t["context"].count("[") >= 1 and t["code"] > 0 for inputs in top for t in inputs)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Top-activating held-out inputs" in page
+    assert any(html.escape(t["context"]) in page for inputs in top for t in inputs)
+
+
+def test_row_contexts_bracket_each_read_token_in_its_sentence(tokenizer: Any) -> None:
+    """One context per activation row: token level, the row's own token in brackets (its token id is
+    the control task's cell) among its neighbours; sentence level, the sentence's word pieces."""
+    task = make_task("tokens", 6, seed=1)
+    batches, _ = encode(task, tokenizer, batch_size=4)
+    contexts = row_contexts(batches, tokenizer, "token", window=3)
+    cells = token_cells(batches, READOUT_MASK)
+    assert len(contexts) == len(cells)
+    for text, cell in zip(contexts, cells.tolist(), strict=True):
+        (bracketed,) = [w for w in text.split() if w.startswith("[") and w.endswith("]")]
+        assert bracketed == f"[{tokenizer.convert_ids_to_tokens(cell)}]" and len(text.split()) <= 7
+    sentences = make_task("sentences", 5, seed=1)
+    batches, _ = encode(sentences, tokenizer, batch_size=2)
+    texts = row_contexts(batches, tokenizer, "sentence")
+    assert len(texts) == 5 and "[CLS]" not in texts[0] and "[PAD]" not in " ".join(texts)
+    assert texts[0].replace(" ##", "") == " ".join(sentences.sentences[0]).lower()
 
 
 def test_latent_ablation_maps_token_rows_to_their_sentences(model: nn.Module, tokenizer: Any) -> None:

@@ -17,7 +17,7 @@ import torch
 from featurecontrols import report
 from featurecontrols.axes.evidence import Axis, AxisName, CandidateResult, Detail, Evidence
 from featurecontrols.measures.probe_search import ProbeSearch, SearchSpace
-from featurecontrols.pipeline.results import RunResult
+from featurecontrols.pipeline.results import RunResult, TopInput
 from featurecontrols.stats import summarise_null
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless_shell")
@@ -234,7 +234,13 @@ def _latents_result(n: int = 40) -> RunResult:
         }
         verdict = "model feature" if model else "dataset feature"
         candidates.append(CandidateResult("resid", f"sae/{j}", "dictionary latent", verdict, axes, verdict))
-    return RunResult(sites=("resid",), candidates=tuple(candidates), settings=records.settings(n_tests=2 * n))
+    top = tuple(
+        (TopInput(3 * j, 2.0, f"the <b>{j}</b> [cat]"), TopInput(3 * j + 1, 1.5, None)) for j in range(n)
+    )
+    return RunResult(
+        sites=("resid",), candidates=tuple(candidates), settings=records.settings(n_tests=2 * n),
+        top_inputs={"resid/sae": top},
+    )  # fmt: skip
 
 
 def test_latents_get_counts_and_a_scatter_and_only_the_top_ones_a_row(tmp_path: Path) -> None:
@@ -242,8 +248,12 @@ def test_latents_get_counts_and_a_scatter_and_only_the_top_ones_a_row(tmp_path: 
     assert "<title>latents of resid/sae" in page
     assert "<td class='model-feature'>model feature</td><td>10</td>" in page
     assert "<td class='dataset-feature'>dataset feature</td><td>30</td>" in page
-    rows = re.findall(r"<tr><td>(sae/\d+)</td>", page)
+    verdicts = page.split('<table id="verdicts">')[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>(sae/\d+)</td>", verdicts)
     assert len(rows) == 10  # 5 per verdict
+    inputs = page.split("<table class='top-inputs'>")[1].split("</table>")[0]
+    assert re.findall(r"<tr><td>(sae/\d+)</td>", inputs) == rows  # their top-activating inputs
+    assert "2.00 the &lt;b&gt;0&lt;/b&gt; [cat]<br>1.50 row 1" in inputs  # escaped; a row without context
     browser = _browser()
     path = tmp_path / "latents.html"
     path.write_text(page, encoding="utf-8")

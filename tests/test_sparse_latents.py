@@ -17,10 +17,11 @@ from featurecontrols.controls.dictionary.frozen_baselines import FrozenDecoder, 
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.pca import PCA
 from featurecontrols.measures.output_change import OutputChange
+from featurecontrols.measures.top_activations import top_activations
 from featurecontrols.pipeline.plan import RECURRENCE
 from featurecontrols.stats import permutation_p_value
 from featurecontrols.testbeds import Testbed
-from featurecontrols.testbeds.sparse_latents import JUMPRELU, sparse_latents
+from featurecontrols.testbeds.sparse_latents import JUMPRELU, sparse_latents, variables
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +54,23 @@ def test_a_jumprelu_sae_recovers_every_planted_variable() -> None:
 
 def test_battery_judges_every_latent_as_its_variable(bed: Testbed) -> None:
     """Seed 0 end to end: every latent's verdict is its variable's truth, the ANDs' latents are learned,
-    latents of carried variables are not, and the run corrects by false-discovery rate."""
+    latents of carried variables are not, and the run corrects by false-discovery rate. Each matched
+    latent's top-activating held-out inputs (given as the names of their active variables) share an
+    active variable (5 random rows would share one with probability about 1e-3)."""
+    planted = variables(bed.inputs)
+    contexts = [" ".join(n for n, v in zip(planted, row, strict=True) if v) for row in
+                torch.stack(list(planted.values()), 1).tolist()]  # fmt: skip
     result = Battery(seed=0, n_weight_seeds=2, progress=False).run(
-        bed.model, bed.inputs, bed.site, bed.candidates()
+        bed.model, bed.inputs, bed.site, bed.candidates(), contexts=contexts
     )
+    top = result.top_inputs["resid/sae"]
+    assert len(top) == 16
+    for c in (c for c in result.candidates if c.ground_truth is not None):
+        inputs = top[int(c.name.split("/")[1])]
+        assert len(inputs) == 5 and [t.code for t in inputs] == sorted((t.code for t in inputs), reverse=True)
+        assert all(t.context == contexts[t.row] for t in inputs)
+        shared = set.intersection(*(set((t.context or "").split()) for t in inputs))
+        assert shared, (c.name, [t.context for t in inputs])
     assert result.settings.correction == "bh"
     judged = [c for c in result.candidates if c.ground_truth is not None]
     assert len(judged) >= 14
@@ -217,3 +231,41 @@ def test_a_latent_that_never_fires_changes_nothing() -> None:
     raw = LatentAblation().scores(AtSite(adapter, [X], site, X, n_null=20, seed=0), [target])["dead"]
     assert float(raw.real.abs().max()) == 0.0
     assert float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])[0]) == 1.0
+
+
+def test_top_activations_equal_a_dense_sort_across_chunks() -> None:
+    """Encoded in chunks of 7 rows, each latent's top rows are those of sorting all codes at once,
+    ties broken by the lower row (codes rounded to force ties)."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(50, 6, generator=g)
+    pca = PCA(n_components=4).fit(X)
+    top = top_activations(pca, X, k=9, chunk=7)
+    codes = (pca.encode(X) * 2).round() / 2  # ties within a latent
+    rounded = top_activations(_Rounded(pca), X, k=9, chunk=7)
+    for j in range(4):
+        order = sorted(range(50), key=lambda i: (-float(codes[i, j]), i))[:9]
+        assert rounded.rows[j].tolist() == order
+        assert top.rows[j].tolist() == pca.encode(X)[:, j].argsort(descending=True)[:9].tolist()
+    with pytest.raises(ValueError, match="k must be"):
+        top_activations(pca, X, k=51)
+
+
+class _Rounded:
+    """PCA codes rounded to halves: a dictionary with ties."""
+
+    def __init__(self, pca: PCA) -> None:
+        self.pca = pca
+
+    def encode(self, X: torch.Tensor) -> torch.Tensor:
+        return (self.pca.encode(X) * 2).round() / 2
+
+    def decode(self, Z: torch.Tensor) -> torch.Tensor:
+        return self.pca.decode(Z)
+
+
+def test_contexts_must_be_texts_one_per_row(bed: Testbed) -> None:
+    battery = Battery(seed=0, n_weight_seeds=1, run_used=False, progress=False)
+    with pytest.raises(FeatureControlsError, match="sequence of strings"):
+        battery.run(bed.model, bed.inputs, bed.site, bed.candidates(), contexts="s_0")
+    with pytest.raises(FeatureControlsError, match="3 contexts were given for 16384 activation rows"):
+        battery.run(bed.model, bed.inputs, bed.site, bed.candidates(), contexts=["a", "b", "c"])

@@ -81,6 +81,7 @@ from featurecontrols.testbeds.text_tasks import (
     encode_causal,
     encode_counterfactuals,
     make_task,
+    row_contexts,
 )
 
 if sys.version_info >= (3, 11):
@@ -370,11 +371,13 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
             counterfactuals = encode_counterfactuals(task, tokenizer, config.batch_size)
         adapter = HuggingFaceEncoder(model, config.level)
     candidates: dict[str, Tensor] | list[Candidate] = features
+    contexts = None  # the rows' texts, shown beside the latents' top-activating inputs
     if config.dictionary != "none":
         labelled: list[Candidate] = [Labelled(name, y) for name, y in features.items()]
         candidates = [*labelled, *(Latents("sae", site, finder=config.sae()) for site in sites)]
+        contexts = row_contexts(batches, tokenizer, "last token" if causal else config.level)
     result = config.battery(progress).run(
-        adapter, batches, sites, candidates, cells=cells, counterfactuals=counterfactuals
+        adapter, batches, sites, candidates, cells=cells, counterfactuals=counterfactuals, contexts=contexts
     )
     total = time.perf_counter() - start
     document = {

@@ -36,7 +36,12 @@ from featurecontrols.pipeline.jobs import (
     group_columns,
     probe_group,
 )
-from featurecontrols.pipeline.latent_jobs import DictionaryMetrics, LatentControl, LatentRecurrence
+from featurecontrols.pipeline.latent_jobs import (
+    DictionaryMetrics,
+    LatentControl,
+    LatentRecurrence,
+    TopActivations,
+)
 from featurecontrols.pipeline.plan import TRAINED, Condition, Plan, Step
 
 ASSESS = {"decodable": decodable.assess, "learned": learned.assess, "used": used.assess}
@@ -62,7 +67,8 @@ def step_jobs(plan: Plan, step: Step) -> list[Job]:
         return [CodelengthFit(e.id) for e in entries]
     if step.statistic == "latent recurrence":
         metrics = [DictionaryMetrics(step.site, step.latents, c) for c in plan.conditions]
-        return [LatentRecurrence(step.site, step.latents), *metrics]
+        top = TopActivations(step.site, step.latents)
+        return [LatentRecurrence(step.site, step.latents), top, *metrics]
     if step.statistic == "latent control":
         return [LatentControl(step.site, step.latents, step.control)]
     return [CausalRun(step.site, step.control, step.entries)]

@@ -66,9 +66,9 @@ from featurecontrols.pipeline.causal_job import CausalRun
 from featurecontrols.pipeline.context import RunContext, run_key
 from featurecontrols.pipeline.executors import Executor, LocalExecutor, execute
 from featurecontrols.pipeline.jobs import Job, Output, ReadActivations, ShuffledNull, probes_of
-from featurecontrols.pipeline.latent_jobs import DictionaryMetrics, LatentRecurrence
+from featurecontrols.pipeline.latent_jobs import DictionaryMetrics, LatentRecurrence, TopActivations
 from featurecontrols.pipeline.plan import TRAINED, Choices, Plan, build_plan
-from featurecontrols.pipeline.results import RunResult, RunSettings, WeightControlRecord
+from featurecontrols.pipeline.results import RunResult, RunSettings, TopInput, WeightControlRecord
 from featurecontrols.seeding import generator
 from featurecontrols.stats import Correction
 from featurecontrols.validation import check_at_least, check_choice, check_in_open_unit, check_labels
@@ -274,6 +274,7 @@ class Battery(Params):
         ground_truth: Mapping[str, str] | None = None,
         cells: Tensor | None = None,
         counterfactuals: Mapping[str, Tensor | Sequence[Any]] | None = None,
+        contexts: Sequence[str] | None = None,
         carried: CarriedWork | None = None,
     ) -> RunResult:
         """Judge every candidate at every site (see the class docstring for the choices).
@@ -282,6 +283,8 @@ class Battery(Params):
         ``counterfactuals`` keyed the same way) or a list of :class:`Labelled`, :class:`Direction`
         and :class:`Latents` candidates. ``cells`` (one integer key per activation row: the token id,
         or any input type) adds a control task (Hewitt & Liang 2019) to the learned axis.
+        ``contexts`` (one short text per activation row: the token in its sentence, the input it
+        came from) are shown beside each latent's top-activating held-out inputs in the report.
         ``carried`` takes and keeps the work of weight-control copies that do not depend on the
         trained weights, across runs on checkpoints of one model (``run_series``; ``carried.py``).
         """
@@ -306,7 +309,9 @@ class Battery(Params):
         for latents in (c for c in candidates if isinstance(c, Latents)):  # before any work
             for baseline in controls.baselines:
                 baseline.constrain(refit_source(latents))
+        _check_contexts(contexts, None)
         ctx = self._context(adapter, batches, resolved, plan, candidates, controls, cells)
+        _check_contexts(contexts, int(ctx.split.train.numel() + ctx.split.test.numel()))
         jobs = plan_jobs(ctx)
         executor = self.executor if self.executor is not None else LocalExecutor()
         results_dir = None if self.run_dir is None else Path(self.run_dir) / "jobs"
@@ -319,7 +324,8 @@ class Battery(Params):
         settings = self._settings(ctx, choices, controls, outputs, n_tests, type(executor).__name__)
         timings = {**_timings(outputs), "total": time.perf_counter() - start}
         spectra, dictionaries = _spectra(ctx, outputs), _dictionary_metrics(outputs)
-        return RunResult(tuple(names), judged, settings, timings, spectra, dictionaries)
+        top = _top_inputs(outputs, contexts)
+        return RunResult(tuple(names), judged, settings, timings, spectra, dictionaries, top_inputs=top)
 
     def count_tests(
         self,
@@ -563,7 +569,7 @@ def _timings(out: Mapping[Job, Output]) -> dict[str, float]:
             "activations"
             if isinstance(job, ReadActivations)
             else "decodable"
-            if isinstance(job, (ShuffledNull, LatentRecurrence, DictionaryMetrics))
+            if isinstance(job, (ShuffledNull, LatentRecurrence, DictionaryMetrics, TopActivations))
             else "used"
             if isinstance(job, CausalRun)
             else "learned"
@@ -587,6 +593,41 @@ def _dictionary_metrics(out: Mapping[Job, Output]) -> dict[str, dict[str, dict[s
             )
             tables.setdefault(f"{job.site}/{job.latents}", {})[fit] = json.loads(output.meta["metrics"])
     return tables
+
+
+def _top_inputs(
+    out: Mapping[Job, Output], contexts: Sequence[str] | None
+) -> dict[str, tuple[tuple[TopInput, ...], ...]]:
+    """Per Latents dictionary (``site/name``), each latent's top-activating held-out inputs where it fires."""
+    tables = {}
+    for job, output in out.items():
+        if isinstance(job, TopActivations):
+            rows, codes = output.tensors["rows"].tolist(), output.tensors["codes"].tolist()
+            tables[f"{job.site}/{job.latents}"] = tuple(
+                tuple(
+                    TopInput(r, z, None if contexts is None else contexts[r])
+                    for r, z in zip(row, code, strict=True)
+                    if z > 0
+                )
+                for row, code in zip(rows, codes, strict=True)
+            )
+    return tables
+
+
+def _check_contexts(contexts: Sequence[str] | None, n: int | None) -> None:
+    """Contexts are texts, one per activation row (``n``: the number of rows, once known)."""
+    if contexts is None:
+        return
+    if isinstance(contexts, str) or not all(isinstance(c, str) for c in contexts):
+        raise FeatureControlsError(
+            "contexts must be a sequence of strings, one per activation row",
+            "pass contexts=[text of row 0, text of row 1, ...] (e.g. each token in its sentence)",
+        )
+    if n is not None and len(contexts) != n:
+        raise FeatureControlsError(
+            f"{len(contexts)} contexts were given for {n} activation rows",
+            "give one context per activation row, in row order (token level: one per read token)",
+        )
 
 
 def _spectra(ctx: RunContext, out: Mapping[Job, Output]) -> dict[str, dict[str, list[list[float]]]]:

@@ -14,6 +14,8 @@
     DictionaryMetrics (stage 2) each fit's aggregate metrics on its own held-out activations
                       (``measures/sae_metrics.py``): the trained model against its controls, the table
                       of Heap et al. (2025), in which randomised models score about as well
+    TopActivations    (stage 2) each latent's TOP_INPUTS held-out rows of the trained model with the
+                      largest codes (``measures/top_activations.py``): what the report shows of a latent
 
 A fitted dictionary travels as its learned state (``finders.base.fitted_state``), never pickled.
 """
@@ -32,12 +34,15 @@ from torch import Tensor
 from featurecontrols.finders.base import Dictionary, fitted_state, restore_state
 from featurecontrols.measures.latent_matching import best_matches, partner_correlation
 from featurecontrols.measures.sae_metrics import evaluate_dictionary, loss_recovered
+from featurecontrols.measures.top_activations import top_activations
 from featurecontrols.params import clone
 from featurecontrols.pipeline.candidates import Labelled, Latents, refit_source
 from featurecontrols.pipeline.context import RunContext
 from featurecontrols.pipeline.jobs import Job, Output
 from featurecontrols.pipeline.plan import TRAINED, Condition
 from featurecontrols.seeding import derive_seed, generator
+
+TOP_INPUTS = 5  # held-out rows kept per latent: its top-activating inputs
 
 
 def latents_named(ctx: RunContext, site: str, name: str) -> Latents:
@@ -214,3 +219,24 @@ class DictionaryMetrics(Job):
                 adapter.module, ctx.batches, ctx.sites[self.site], dictionary, latents.loss
             )
         return Output({}, {"metrics": json.dumps(summary)})
+
+
+@dataclass(frozen=True)
+class TopActivations(Job):
+    """Stage 2: each latent's TOP_INPUTS held-out rows (indices into the run's rows) by code."""
+
+    stage: ClassVar[int] = 2
+    site: str
+    latents: str
+
+    def needs(self, ctx: RunContext) -> tuple[Job, ...]:
+        job = fit_job(latents_named(ctx, self.site, self.latents), TRAINED, self.site)
+        return () if job is None else (job,)
+
+    def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
+        dictionary = trained_dictionary(ctx, inputs, latents_named(ctx, self.site, self.latents), self.site)
+        test = ctx.split.test
+        top = top_activations(
+            dictionary, ctx.activations(TRAINED, self.site)[test], min(TOP_INPUTS, len(test))
+        )
+        return Output({"rows": test[top.rows], "codes": top.codes})

@@ -66,13 +66,25 @@ class TestbedInfo:
 
 
 @dataclass(frozen=True)
+class TopInput:
+    """A held-out input on which a latent fires: its row among the run's activation rows, its code
+    and, where the run was given contexts, what the row is (a token in its sentence, say)."""
+
+    row: int
+    code: float
+    context: str | None
+
+
+@dataclass(frozen=True)
 class RunResult:
     """A run: candidates (site by site, in plan order), settings, timings and what the report plots.
 
     ``spectra[site][model]`` holds the activation spectra (``measures/spectra.py``) of the trained
     model and of each weight control's copies; ``dictionaries[site/name][fit]`` each Latents
     dictionary's aggregate metrics under every condition (``measures/sae_metrics.py``); ``steering``
-    the steering curves and ``search`` the probe searches per feature, when an app measured them.
+    the steering curves and ``search`` the probe searches per feature, when an app measured them;
+    ``top_inputs[site/name][j]`` latent j's top-activating held-out inputs, largest code first (rows
+    where it does not fire left out).
     """
 
     sites: tuple[str, ...]
@@ -83,6 +95,7 @@ class RunResult:
     dictionaries: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     steering: tuple[dict[str, Any], ...] = ()
     search: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    top_inputs: dict[str, tuple[tuple[TopInput, ...], ...]] = field(default_factory=dict)
     testbed: TestbedInfo | None = None
 
     def at(self, site: str) -> list[CandidateResult]:

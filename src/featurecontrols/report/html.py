@@ -1,8 +1,8 @@
 """The run as one self-contained HTML page (no network): the verdict table first, then the plots.
 
 Sections: the verdicts (coloured by verdict, with a legend), per site the activation spectra of the
-trained and randomised models, per dictionary its latents' counts per verdict and a scatter of their
-learned against used effects, per candidate every test's plot (null distributions with the real
+trained and randomised models, per dictionary its latents' counts per verdict, a scatter of their
+learned against used effects and the top-activating held-out inputs of the latents shown, per candidate every test's plot (null distributions with the real
 score, trained model against its copies, per-example scatters, steering curves, Pareto fronts), and
 the settings that reproduce the run. A dictionary's latents appear in the verdict table and get
 plots only for the ``SHOWN`` with the largest used effect per verdict, so a page over 16k latents
@@ -23,11 +23,14 @@ from featurecontrols.report.text import (
     SHOWN,
     axis_cell,
     dictionaries,
+    input_text,
     latent_effect,
     margins_text,
     num,
     shown_candidates,
     summary_lines,
+    top_inputs,
+    top_latents,
 )
 
 STYLE = """
@@ -67,7 +70,7 @@ def to_html(result: RunResult) -> str:
     )
     sections = "".join(_section(c, result) for c in shown)
     tables = "".join(_dictionary_table(name, fits) for name, fits in result.dictionaries.items())
-    tables += "".join(_latents_section(name, latents) for name, latents in groups.items())
+    tables += "".join(_latents_section(name, latents, result) for name, latents in groups.items())
     settings = "".join(
         f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in asdict(result.settings).items()
     )
@@ -126,8 +129,9 @@ def _dictionary_table(name: str, fits: dict[str, dict[str, float]]) -> str:
     )
 
 
-def _latents_section(name: str, latents: Sequence[CandidateResult]) -> str:
-    """A dictionary's latents: counts per verdict, and learned against used effects per latent."""
+def _latents_section(name: str, latents: Sequence[CandidateResult], result: RunResult) -> str:
+    """A dictionary's latents: counts per verdict, learned against used effects per latent, and the
+    top-activating held-out inputs of the latents the verdict table shows."""
     e = html.escape
     counts = Counter(c.verdict for c in latents)
     rows = "".join(
@@ -140,11 +144,19 @@ def _latents_section(name: str, latents: Sequence[CandidateResult]) -> str:
         if x is not None and y is not None
     ]
     scatter = plots.latent_scatter(points, f"latents of {name}") if points else ""
+    inputs = "".join(
+        f"<tr><td>{e(c.name)}</td><td class='{e(c.verdict.replace(' ', '-'))}'>{e(c.verdict)}</td><td>"
+        + "<br>".join(e(input_text(t)) for t in top_inputs(result, c))
+        + "</td></tr>"
+        for c in top_latents(latents)
+    )
     return (
         f"<section><h2>Latents of <code>{e(name)}</code></h2><table><tr><th>verdict</th><th>latents</th>"
         f"</tr>{rows}</table><p>{len(latents)} latents; the verdict table and the plots below show the "
         f"{SHOWN} with the largest used effect of each verdict.</p>"
-        f"<div class='plots'>{scatter}</div></section>"
+        f"<div class='plots'>{scatter}</div><h3>Top-activating held-out inputs</h3>"
+        f"<table class='top-inputs'><tr><th>latent</th><th>verdict</th><th>code, input</th></tr>{inputs}"
+        "</table></section>"
     )
 
 

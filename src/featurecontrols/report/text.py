@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from featurecontrols.axes.evidence import AXES, Axis, AxisName, CandidateResult, Margins
-from featurecontrols.pipeline.results import RunResult
+from featurecontrols.pipeline.results import RunResult, TopInput
 
 
 def axis_cell(axis: Axis) -> str:
@@ -49,6 +49,18 @@ def top_latents(latents: Sequence[CandidateResult]) -> list[CandidateResult]:
         same = [c for c in latents if c.verdict == verdict]
         out += sorted(same, key=lambda c: -(latent_effect(c, "used") or 0.0))[:SHOWN]
     return out
+
+
+def top_inputs(result: RunResult, c: CandidateResult) -> tuple[TopInput, ...]:
+    """Latent ``c``'s top-activating held-out inputs (none where the run kept none)."""
+    name, j = c.name.rsplit("/", 1)
+    latents = result.top_inputs.get(f"{c.site}/{name}", ())
+    return latents[int(j)] if int(j) < len(latents) else ()
+
+
+def input_text(t: TopInput) -> str:
+    """e.g. ``2.31 the [cat] sat``: the code, then the row's context (or its row number)."""
+    return f"{num(t.code)} {t.context if t.context is not None else f'row {t.row}'}"
 
 
 def shown_candidates(candidates: Sequence[CandidateResult]) -> list[CandidateResult]:
@@ -94,6 +106,11 @@ def table(result: RunResult) -> str:
             + ", ".join(f"{n} {v}" for v, n in counts.items())
             + f" (the table lists the {SHOWN} with the largest used effect of each verdict)"
         )
+        lines += [
+            f"  {c.name} ({c.verdict}): " + " | ".join(input_text(t) for t in top_inputs(result, c)[:3])
+            for c in top_latents(latents)
+            if top_inputs(result, c)
+        ]
     for name, fits in result.dictionaries.items():
         lines += [
             "",

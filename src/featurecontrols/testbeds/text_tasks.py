@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -274,3 +274,33 @@ def encode_counterfactuals(
         feature: encode(replace(task, sentences=sentences), tokenizer, batch_size)[0]
         for feature, sentences in task.counterfactuals.items()
     }
+
+
+def row_contexts(
+    batches: list[dict[str, Tensor]], tokenizer: Any, rows: Level | Literal["last token"], window: int = 8
+) -> list[str]:
+    """One text per activation row of ``batches`` (from :func:`encode` or :func:`encode_causal`), for
+    the report's top-activating inputs: a token row is its token in brackets among up to ``window``
+    tokens each side, a sentence row its sentence, a last-token row its sentence ending in the
+    bracketed last token. Special and pad tokens are left out."""
+    special = set(tokenizer.all_special_ids)
+    out = []
+    for batch in batches:
+        attention = batch.get("attention_mask", torch.ones_like(batch["input_ids"])).bool().tolist()
+        readout = batch.get(READOUT_MASK)
+        for i, ids in enumerate(batch["input_ids"].tolist()):
+            tokens = tokenizer.convert_ids_to_tokens(ids)
+            kept = [p for p, t in enumerate(ids) if attention[i][p] and t not in special]
+            if rows == "sentence":
+                out.append(" ".join(tokens[p] for p in kept))
+                continue
+            read = [len(ids) - 1] if rows == "last token" or readout is None else readout[i].nonzero()[:, 0]
+            for p in map(int, read):
+                near = [q for q in kept if abs(q - p) <= window and q != p]
+                words = (
+                    [tokens[q] for q in near if q < p]
+                    + [f"[{tokens[p]}]"]
+                    + [tokens[q] for q in near if q > p]
+                )
+                out.append(" ".join(words))
+    return out

@@ -2,9 +2,10 @@
 
 Sections: the verdicts (coloured by verdict, with a legend), per site the activation spectra of the
 trained and randomised models, per dictionary its latents' counts per verdict, a scatter of their
-learned against used effects and the top-activating held-out inputs of the latents shown, per candidate every test's plot (null distributions with the real
-score, trained model against its copies, per-example scatters, steering curves, Pareto fronts), and
-the settings that reproduce the run. A dictionary's latents appear in the verdict table and get
+learned against used effects and the top-activating held-out inputs of the latents shown, per
+candidate every test's plot (null distributions with the real score, trained model against its
+copies, per-example scatters, steering curves, Pareto fronts), and the settings that reproduce the
+run. A dictionary's latents appear in the verdict table and get
 plots only for the ``SHOWN`` with the largest used effect per verdict, so a page over 16k latents
 stays small.
 """

@@ -13,7 +13,7 @@ sae_lens = pytest.importorskip("sae_lens")
 from featurecontrols import Battery  # noqa: E402
 from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures  # noqa: E402
 from featurecontrols.errors import FeatureControlsError  # noqa: E402
-from featurecontrols.finders import SparseAutoencoder  # noqa: E402
+from featurecontrols.finders import SparseAutoencoder, Transcoder  # noqa: E402
 from featurecontrols.finders.saelens_format import load_saelens, save_saelens  # noqa: E402
 from featurecontrols.pipeline.candidates import Latents  # noqa: E402
 from featurecontrols.testbeds import train_planted_residual  # noqa: E402
@@ -39,6 +39,30 @@ def test_an_exported_sae_loads_in_saelens_with_the_same_codes(
         z = theirs.encode(X)
         torch.testing.assert_close(z, ours.encode(X), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(theirs.decode(z), ours.decode(ours.encode(X)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("activation", "architecture"), [("relu", "Transcoder"), ("jumprelu", "JumpReLUTranscoder")]
+)
+def test_an_exported_transcoder_loads_in_saelens_with_the_same_codes_and_outputs(
+    tmp_path: Path, activation: str, architecture: str
+) -> None:
+    """Input scale, output scale and input mean folded into SAELens's raw-unit weights (its
+    transcoders apply no b_dec to the input); a TopK transcoder has no SAELens counterpart."""
+    g = torch.Generator().manual_seed(0)
+    X = 3.0 * PlantedSparseFeatures(48, 4.0).plant(torch.randn(4000, 16, generator=g), seed=0,
+                                                   keep_codes=False).activations  # fmt: skip
+    Y = torch.relu(X @ torch.randn(16, 24, generator=g)) + 1.0
+    ours = Transcoder(32, activation, batch_size=256, n_epochs=2).fit(X, Y)  # type: ignore[arg-type]
+    theirs = sae_lens.SAE.load_from_disk(str(save_saelens(ours, tmp_path / "tc")))
+    assert type(theirs).__name__ == architecture and theirs.cfg.d_out == 24
+    with torch.no_grad():
+        z = theirs.encode(X)
+        assert float((z != 0).float().mean()) > 0.01
+        torch.testing.assert_close(z, ours.encode(X), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(theirs.decode(z), ours.decode(ours.encode(X)), rtol=1e-4, atol=1e-4)
+    with pytest.raises(FeatureControlsError, match="no SAELens counterpart"):
+        save_saelens(Transcoder(8, "topk", k=2, n_epochs=1).fit(X, Y), tmp_path / "topk")
 
 
 def test_an_unfitted_sae_is_refused(tmp_path: Path) -> None:

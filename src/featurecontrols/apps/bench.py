@@ -153,6 +153,12 @@ def _sparse_latents_jumprelu(seed: int) -> Testbed:
     return sparse_latents(seed, JUMPRELU)
 
 
+def _sparse_latents_transcoder(seed: int) -> Testbed:
+    from featurecontrols.testbeds.sparse_latents import TRANSCODER, sparse_latents
+
+    return sparse_latents(seed, TRANSCODER)
+
+
 def _used_trap(name: str) -> Callable[[int], Testbed]:
     def build(seed: int) -> Testbed:
         from featurecontrols.testbeds import used_traps
@@ -184,6 +190,7 @@ def testbeds() -> dict[str, BenchTestbed]:
         "toy_causal_lm": BenchTestbed(_toy_causal_lm),
         "sparse_latents": BenchTestbed(_sparse_latents),
         "sparse_latents_jumprelu": BenchTestbed(_sparse_latents_jumprelu),
+        "sparse_latents_transcoder": BenchTestbed(_sparse_latents_transcoder),
         **{trap: BenchTestbed(_used_trap(trap)) for trap in ("pass_through", "overlapping", "dormant")},
     }
 

@@ -1,4 +1,4 @@
-"""Finders: methods that find candidate features in activations (probes, PCA, SAEs)."""
+"""Finders: methods that find candidate features in activations (probes, PCA, SAEs, transcoders)."""
 
 from featurecontrols.finders.base import Dictionary, Probe, UnsupervisedFinder
 from featurecontrols.finders.logistic_probe import LogisticProbe
@@ -8,6 +8,7 @@ from featurecontrols.finders.pca import PCA
 from featurecontrols.finders.ridge_probe import RidgeProbe
 from featurecontrols.finders.ridge_regression import RidgeRegression
 from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
+from featurecontrols.finders.transcoder import Transcoder
 
 __all__ = [
     "PCA",
@@ -20,5 +21,6 @@ __all__ = [
     "RidgeProbe",
     "RidgeRegression",
     "SparseAutoencoder",
+    "Transcoder",
     "UnsupervisedFinder",
 ]

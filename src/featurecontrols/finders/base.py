@@ -111,9 +111,11 @@ def batches_of(data: Tensor | Iterable[Tensor], batch_size: int) -> Iterator[Ten
         yield check_activations(torch.cat(carry))
 
 
-def check_dictionary(dictionary: Dictionary, X: Tensor) -> int:
-    """Check that ``dictionary`` reads and writes activations of X's width; return its number of latents."""
+def check_dictionary(dictionary: Dictionary, X: Tensor, d_out: int | None = None) -> int:
+    """Check that ``dictionary`` reads activations of X's width and writes ``d_out`` (default: X's
+    width, as an SAE does); return its number of latents."""
     d = X.shape[1]
+    d_out = d if d_out is None else d_out
     try:
         codes = dictionary.encode(X[:2])
         back = dictionary.decode(codes)
@@ -122,10 +124,10 @@ def check_dictionary(dictionary: Dictionary, X: Tensor) -> int:
             f"{type(dictionary).__name__} cannot encode activations of width {d}: {error}",
             "use a dictionary trained at this site (its input width must equal the site's width)",
         ) from None
-    if codes.ndim != 2 or codes.shape[0] != 2 or tuple(back.shape) != (2, d):
+    if codes.ndim != 2 or codes.shape[0] != 2 or tuple(back.shape) != (2, d_out):
         raise FeatureControlsError(
             f"{type(dictionary).__name__} maps width-{d} activations to codes {tuple(codes.shape)} and "
-            f"back to {tuple(back.shape)}, not (2, m) and (2, {d})",
+            f"back to {tuple(back.shape)}, not (2, m) and (2, {d_out})",
             "use a dictionary trained at this site (its input width must equal the site's width)",
         )
     return int(codes.shape[1])

@@ -17,6 +17,15 @@ so that it is refitted as one). SAELens's JumpReLU is z = ReLU(pre) [pre > theta
 pre [pre > max(theta_j, 0)], so thresholds below 0 are read as 0. An SAE saved with
 ``apply_b_dec_to_input = false`` (pre = x W_enc + b_enc) has b_dec W_enc folded into b_enc; input
 normalisation other than ``"none"`` is refused.
+
+A :class:`~featurecontrols.finders.Transcoder` is written as SAELens's ``transcoder`` (ReLU) or
+``jumprelu_transcoder`` (``d_out`` in cfg.json, ``W_dec`` (m, d_out), no b_dec on the input): with
+input scale s_x, output scale s_y and input mean mu,
+
+    pre = (s_x x - mu) W_enc^T + b_enc = x (s_x W_enc)^T + (b_enc - mu W_enc^T)
+    y_hat = (z W_dec + b_dec) / s_y
+
+SAELens has no TopK transcoder, so ours are refused; reading transcoder folders is not built.
 """
 
 from __future__ import annotations
@@ -34,20 +43,25 @@ from torch import Tensor
 from featurecontrols import atomic
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.sparse_autoencoder import Activation, SparseAutoencoder
+from featurecontrols.finders.transcoder import Transcoder
 
 ARCHITECTURES: dict[Activation, str] = {
     "topk": "topk", "relu": "standard", "batchtopk": "jumprelu", "jumprelu": "jumprelu"
 }  # fmt: skip
+TRANSCODER_ARCHITECTURES: dict[Activation, str] = {"relu": "transcoder", "jumprelu": "jumprelu_transcoder"}
 WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
 
 
-def save_saelens(sae: SparseAutoencoder, folder: str | os.PathLike[str]) -> Path:
-    """Write ``sae`` (fitted) to ``folder`` in SAELens's format; returns the folder."""
+def save_saelens(sae: SparseAutoencoder | Transcoder, folder: str | os.PathLike[str]) -> Path:
+    """Write ``sae`` (fitted; an SAE or a transcoder) to ``folder`` in SAELens's format; returns it."""
     if not hasattr(sae, "decoder_"):
-        raise FeatureControlsError("the SAE is not fitted", "call sae.fit(activations) first")
-    if sae.activation not in ARCHITECTURES:
+        raise FeatureControlsError(f"the {type(sae).__name__} is not fitted", "call .fit(...) first")
+    transcoder = isinstance(sae, Transcoder)
+    names = TRANSCODER_ARCHITECTURES if transcoder else ARCHITECTURES
+    if sae.activation not in names:
         raise FeatureControlsError(
-            f"a {sae.activation!r} SAE has no SAELens counterpart", f"export one of {sorted(ARCHITECTURES)}"
+            f"a {sae.activation!r} {type(sae).__name__} has no SAELens counterpart",
+            f"export one of {sorted(names)}",
         )
     lowest = float(sae.threshold_.min())
     if sae.activation == "batchtopk" and lowest < 0:
@@ -56,16 +70,7 @@ def save_saelens(sae: SparseAutoencoder, folder: str | os.PathLike[str]) -> Path
             "JumpReLU (a ReLU times a step) cannot",
             "export a TopK or ReLU SAE, or refit",
         )
-    s = float(sae.scale_)
-    with torch.no_grad():
-        tensors = {
-            "W_enc": (s * sae.encoder_.T).float().cpu().contiguous(),
-            "b_enc": sae.b_enc_.float().cpu().clone(),
-            "W_dec": (sae.decoder_ / s).float().cpu().contiguous(),
-            "b_dec": (sae.b_dec_ / s).float().cpu().contiguous(),
-        }
-    if ARCHITECTURES[sae.activation] == "jumprelu":
-        tensors["threshold"] = sae.threshold_.float().cpu().contiguous()
+    tensors = _saelens_tensors(sae)
     metadata: dict[str, object] = {
         "exported_by": "featurecontrols",
         "featurecontrols_activation": sae.activation,
@@ -73,17 +78,36 @@ def save_saelens(sae: SparseAutoencoder, folder: str | os.PathLike[str]) -> Path
     if sae.activation == "batchtopk":  # SAELens's jumprelu has no k: the recipe goes in the metadata
         metadata["featurecontrols_k"] = int(sae.k)
     cfg: dict[str, object] = {
-        "architecture": ARCHITECTURES[sae.activation], "d_in": int(sae.n_features_in_),
-        "d_sae": int(sae.d_sae), "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
+        "architecture": names[sae.activation], "d_in": int(sae.n_features_in_),
+        "d_sae": int(sae.d_sae), "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": not transcoder,
         "normalize_activations": "none", "reshape_activations": "none",
         "metadata": metadata,
     }  # fmt: skip
+    if isinstance(sae, Transcoder):
+        cfg["d_out"] = int(sae.n_features_out_)
     if sae.activation == "topk":
         cfg["k"] = int(sae.k)
     out = Path(folder)
     atomic.write_bytes(out / WEIGHTS, save(tensors))
     atomic.write_json(out / CONFIG, cfg)
     return out
+
+
+def _saelens_tensors(sae: SparseAutoencoder | Transcoder) -> dict[str, Tensor]:
+    """The weights on raw inputs and outputs (module docstring): s folded in; a transcoder's input
+    mean folded into b_enc."""
+    s_in, s_out = float(sae.scale_), float(getattr(sae, "target_scale_", sae.scale_))
+    with torch.no_grad():
+        b_enc = sae.b_enc_ - (sae.b_in_ @ sae.encoder_.T if isinstance(sae, Transcoder) else 0.0)
+        tensors = {
+            "W_enc": (s_in * sae.encoder_.T).float().cpu().contiguous(),
+            "b_enc": b_enc.float().cpu().clone(),
+            "W_dec": (sae.decoder_ / s_out).float().cpu().contiguous(),
+            "b_dec": (sae.b_dec_ / s_out).float().cpu().contiguous(),
+        }
+    if sae.activation in ("batchtopk", "jumprelu"):
+        tensors["threshold"] = sae.threshold_.float().cpu().contiguous()
+    return tensors
 
 
 def load_saelens(folder: str | os.PathLike[str]) -> SparseAutoencoder:

@@ -33,6 +33,9 @@ is a thresholded random projection; the decoder and biases learn what to write).
 close to fully trained ones on aggregate metrics; ``controls/dictionary/frozen_baselines.py`` asks
 the question latent by latent.
 
+A transcoder (``finders/transcoder.py``) is the same code reading one site and writing another:
+``SparseCoder`` holds what both share, x_hat above becomes the written site's y_hat.
+
 Speed: with a k-sparse code the decoder is an ``embedding_bag`` over the active latents, and the
 encoder's backward pass is sparse too (only the selected pre-activations carry a gradient), so a
 training step costs one dense matmul (the forward pre-activations) plus O(n k d).
@@ -142,8 +145,11 @@ def step(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
     return out
 
 
-class SparseAutoencoder(Finder):
-    """A sparse autoencoder trained with Adam on a stream of activation batches.
+class SparseCoder(Finder):
+    """What a sparse autoencoder and a transcoder share: parameters, training and the code.
+
+    A sparse coder reads x (d_in) and writes y_hat (d_out): an SAE writes back its input (y = x), a
+    transcoder (``finders/transcoder.py``) another site. Trained with Adam on a stream of batches.
 
     Parameters
     ----------
@@ -171,8 +177,9 @@ class SparseAutoencoder(Finder):
 
     Attributes
     ----------
-    encoder_, decoder_ : (m, d) encoder rows and unit-norm decoder rows (in normalised units).
-    b_enc_, b_dec_ : (m,) and (d,) biases; scale_ : the input scale s.
+    encoder_, decoder_ : (m, d_in) encoder rows and (m, d_out) unit-norm decoder rows (in
+        normalised units).
+    b_enc_, b_dec_ : (m,) and (d_out,) biases; scale_ : the input scale s.
     threshold_ : (m,) thresholds theta_j of batchtopk (all equal) and jumprelu; zeros otherwise.
     n_tokens_ : examples seen; loss_history_ : loss per step; dead_fraction_ : dead at the end.
     """
@@ -216,14 +223,16 @@ class SparseAutoencoder(Finder):
     # ------------------------------------------------------------------------------------------
     # Training
 
-    def fit(self, data: Tensor | Iterable[Tensor]) -> SparseAutoencoder:
-        """Train on a tensor (n, d) or an iterable of (rows, d) chunks (e.g. ``store.iter_shards``)."""
+    def _train(self, stream: Iterator[Tensor], d_in: int | None) -> None:
+        """Train on ``stream``'s batches: rows x that reconstruct themselves, or, with ``d_in``, rows
+        [x | y] of which the first ``d_in`` columns are read and the rest written (a transcoder)."""
         self._check_params()
-        stream = self._batches(data)
         first = next(stream, None)  # batches_of checks every batch
         if first is None:
-            raise FeatureControlsError("the SAE got no activations", "pass at least one batch")
-        self._initialise(first)
+            raise FeatureControlsError(
+                f"the {type(self).__name__} got no activations", "pass at least one batch"
+            )
+        self._initialise(*_parts(first.to(self.device, torch.float32), d_in))
         params = [p for p in (self.encoder_, self.decoder_, self.b_enc_, self.b_dec_) if p.requires_grad]
         if self.activation == "jumprelu":
             params.append(self.log_threshold_)
@@ -232,8 +241,9 @@ class SparseAutoencoder(Finder):
         self.loss_history_: list[float] = []
         self.n_tokens_ = 0
         for raw in _chain(first, stream):
-            x = raw.to(self.device, torch.float32) * self.scale_
-            loss, fired = self._loss(x, since_fired >= self.dead_after)
+            x, y = _parts(raw.to(self.device, torch.float32), d_in)
+            x, y = x * self.scale_, y * self._target_scale()
+            loss, fired = self._loss(x, y, since_fired >= self.dead_after)
             optimiser.zero_grad(set_to_none=True)
             torch.autograd.backward(loss)
             optimiser.step()
@@ -249,7 +259,6 @@ class SparseAutoencoder(Finder):
         if self.activation == "jumprelu":
             self.threshold_ = self.log_threshold_.exp()
         self.dead_fraction_ = float((since_fired >= self.dead_after).float().mean())
-        return self
 
     def _check_params(self) -> None:
         if self.activation not in _ACTIVATIONS:
@@ -292,33 +301,49 @@ class SparseAutoencoder(Finder):
         for _ in range(self.n_epochs):
             yield from batches_of(data, self.batch_size)
 
-    def _initialise(self, first: Tensor) -> None:
-        """Unit-norm random decoder rows, encoder = decoder (Gao et al. 2024), b_dec = batch mean."""
-        d = first.shape[1]
-        self.n_features_in_ = d
-        self.scale_ = math.sqrt(d / float(first.pow(2).sum(1).mean())) if self.normalise_input else 1.0
+    def _initialise(self, x: Tensor, y: Tensor) -> None:
+        """Unit-norm random decoder rows, the encoder's from ``_initial_encoder``, b_dec = the batch
+        mean of what is written."""
+        self.n_features_in_ = x.shape[1]
+        self.scale_ = self._scale_of(x)
         rng = generator(self.seed, "sparse_autoencoder", "init")
-        decoder = torch.randn(self.d_sae, d, generator=rng)
-        decoder /= decoder.norm(dim=1, keepdim=True)
-        self.encoder_ = decoder.to(self.device, copy=True).requires_grad_(self.frozen != "encoder")
+        decoder = unit_rows(self.d_sae, y.shape[1], rng)
+        encoder = self._initial_encoder(decoder, x.shape[1], rng)
+        self.encoder_ = encoder.to(self.device, copy=True).requires_grad_(self.frozen != "encoder")
         self.decoder_ = decoder.to(self.device).requires_grad_(self.frozen != "decoder")
         self.b_enc_ = torch.zeros(self.d_sae, device=self.device, requires_grad=True)
-        mean = first.float().mean(0) * self.scale_
+        mean = y.float().mean(0) * self._target_scale()
         self.b_dec_ = mean.to(self.device).requires_grad_(True)
         self.threshold_ = torch.zeros(self.d_sae, device=self.device)
         if self.activation == "jumprelu":
             start = torch.full((self.d_sae,), math.log(self.bandwidth), device=self.device)
             self.log_threshold_: Tensor = start.requires_grad_(True)
-        self.aux_k_ = d // 2 if self.aux_k is None else self.aux_k
+        self.aux_k_ = y.shape[1] // 2 if self.aux_k is None else self.aux_k
 
-    def _loss(self, x: Tensor, dead: Tensor) -> tuple[Tensor, Tensor]:
-        """The batch loss and the latents that fired."""
-        d = x.shape[1]
-        xc = x - self.b_dec_
+    def _scale_of(self, x: Tensor) -> float:
+        """s with E||s x||^2 = d on a batch, or 1 without input normalisation."""
+        return math.sqrt(x.shape[1] / float(x.pow(2).sum(1).mean())) if self.normalise_input else 1.0
+
+    def _initial_encoder(self, decoder: Tensor, d_in: int, rng: torch.Generator) -> Tensor:
+        """The encoder's initial rows: the decoder's (Gao et al. 2024)."""
+        return decoder.clone()
+
+    def _target_scale(self) -> float:
+        """The scale of what is written, in which the loss is measured: the input's."""
+        return self.scale_
+
+    def _input_bias(self) -> Tensor:
+        """What is subtracted from x before encoding: b_dec (an SAE's inputs and outputs share it)."""
+        return self.b_dec_
+
+    def _loss(self, x: Tensor, y: Tensor, dead: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch loss of writing y from x, and the latents that fired."""
+        d = y.shape[1]
+        xc = x - self._input_bias()
         if self.activation in ("relu", "jumprelu"):
             pre = torch.addmm(self.b_enc_, xc, self.encoder_.T)
             z, penalty = self._dense_code(pre, d)
-            x_hat = z @ self.decoder_ + self.b_dec_
+            y_hat = z @ self.decoder_ + self.b_dec_
             fired = (z != 0).any(0)
             pre = pre.detach()
         else:
@@ -326,14 +351,14 @@ class SparseAutoencoder(Finder):
                 pre = torch.addmm(self.b_enc_, xc, self.encoder_.T)
             code, values = self._select(pre)
             z_values = F.relu(_selected(xc, self.encoder_, self.b_enc_, values, code))
-            x_hat = F.embedding_bag(code[1], self.decoder_, code[2], mode="sum", per_sample_weights=z_values)
-            x_hat = x_hat + self.b_dec_
+            y_hat = F.embedding_bag(code[1], self.decoder_, code[2], mode="sum", per_sample_weights=z_values)
+            y_hat = y_hat + self.b_dec_
             penalty = x.new_zeros(())
             fired = torch.zeros(self.d_sae, dtype=torch.bool, device=x.device)
             fired[code[1][z_values > 0]] = True
-        loss = (x - x_hat).pow(2).sum(1).mean() / d + penalty
+        loss = (y - y_hat).pow(2).sum(1).mean() / d + penalty
         if self.aux_k_ > 0 and bool(dead.any()):
-            loss = loss + self.aux_coefficient * self._aux_loss(x - x_hat.detach(), xc, pre, dead)
+            loss = loss + self.aux_coefficient * self._aux_loss(y - y_hat.detach(), xc, pre, dead)
         return loss, fired
 
     def _dense_code(self, pre: Tensor, d: int) -> tuple[Tensor, Tensor]:
@@ -387,7 +412,7 @@ class SparseAutoencoder(Finder):
         """Dense codes z, shape (n, m), in normalised units."""
         with torch.no_grad():
             x = self._input(X).to(self.decoder_.device, torch.float32) * self.scale_
-            pre = torch.addmm(self.b_enc_, x - self.b_dec_, self.encoder_.T)
+            pre = torch.addmm(self.b_enc_, x - self._input_bias(), self.encoder_.T)
             if self.activation == "relu":
                 return F.relu(pre)
             if self.activation in ("batchtopk", "jumprelu"):
@@ -396,10 +421,32 @@ class SparseAutoencoder(Finder):
             return torch.zeros_like(pre).scatter_(1, cols, F.relu(values))
 
     def decode(self, Z: Tensor) -> Tensor:
-        """Reconstruction (Z W_dec + b_dec) / s, shape (n, d), in the input's units."""
+        """What the codes write, (Z W_dec + b_dec) / s, shape (n, d_out), in the written site's units."""
         with torch.no_grad():
             Z = check_codes(self, Z, self.d_sae).to(self.decoder_.device, torch.float32)
-            return (Z @ self.decoder_ + self.b_dec_) / self.scale_
+            return (Z @ self.decoder_ + self.b_dec_) / self._target_scale()
+
+
+class SparseAutoencoder(SparseCoder):
+    """A sparse autoencoder: reads activations and writes them back (module docstring; parameters
+    and attributes: :class:`SparseCoder`)."""
+
+    def fit(self, data: Tensor | Iterable[Tensor]) -> SparseAutoencoder:
+        """Train on a tensor (n, d) or an iterable of (rows, d) chunks (e.g. ``store.iter_shards``)."""
+        self._train(self._batches(data), None)
+        return self
+
+
+def _parts(rows: Tensor, d_in: int | None) -> tuple[Tensor, Tensor]:
+    """A batch's read and written parts: x and x itself, or [x | y] split after ``d_in`` columns."""
+    return (rows, rows) if d_in is None else (rows[:, :d_in], rows[:, d_in:])
+
+
+def unit_rows(m: int, d: int, rng: torch.Generator) -> Tensor:
+    """m random directions in R^d: Gaussian rows scaled to unit norm."""
+    rows = torch.randn(m, d, generator=rng)
+    unit: Tensor = rows / rows.norm(dim=1, keepdim=True)
+    return unit
 
 
 def _chain(first: Tensor, rest: Iterator[Tensor]) -> Iterator[Tensor]:

@@ -160,8 +160,12 @@ def evaluate_dictionary(
     labels: Mapping[str, Tensor] | None = None,
     true_directions: Tensor | None = None,
     dense_above: float = 0.1,
+    target: Tensor | None = None,
 ) -> DictionaryMetrics:
     """Every activation-level metric of the module docstring on activations X (n, d).
+
+    ``target`` (n, d_out): what a transcoder writes for X (the output site's activations); explained
+    variance is then of the target.
 
     ``tokens`` (n,) token ids of the rows, ``labels`` (name -> (n,) binary labels; each gets its
     ``sparse_probing/<name>`` entry) and
@@ -169,7 +173,8 @@ def evaluate_dictionary(
     (:func:`loss_recovered`), since it needs the model.
     """
     X = check_activations(X)
-    m = check_dictionary(dictionary, X)
+    written = X if target is None else check_activations(target, "the transcoder's targets")
+    m = check_dictionary(dictionary, X, written.shape[1])
     with torch.no_grad():  # a SAELens SAE's parameters require grad
         codes = dictionary.encode(X)
         X_hat = dictionary.decode(codes).float().cpu()
@@ -177,7 +182,7 @@ def evaluate_dictionary(
     active = Z != 0
     rate = active.float().mean(0)
     summary = {
-        "explained_variance": explained_variance(X, X_hat),
+        "explained_variance": explained_variance(written, X_hat),
         "l0": float(active.sum(1).float().mean()),
         "dead_fraction": float((rate == 0).float().mean()),
         "dense_fraction": float((rate > dense_above).float().mean()),

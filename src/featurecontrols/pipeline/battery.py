@@ -296,6 +296,9 @@ class Battery(Params):
             raise FeatureControlsError("no sites were given", "pass at least one site, e.g. 'blocks.0.mlp'")
         resolved = {name: adapter.resolve(name) for name in names}  # every site checked before any work
         candidates = from_features(features, ground_truth, counterfactuals)
+        for c in candidates:  # the sites transcoders write are read, not judged
+            if isinstance(c, Latents) and c.writes is not None and c.writes not in resolved:
+                resolved[c.writes] = adapter.resolve(c.writes)
         if not self.run_used and any(
             isinstance(c, Labelled) and c.counterfactuals is not None for c in candidates
         ):

@@ -4,7 +4,8 @@
     Direction  a vector at one site (a probe direction, a steering vector, a PCA component), with
                the labels it should read, if any, and the finder that produced it
     Latents    every latent of one dictionary (an SAE, a transcoder, PCA) at one site: fitted by the
-               run from ``finder``, or given fitted (``dictionary``, e.g. an SAELens SAE)
+               run from ``finder``, or given fitted (``dictionary``, e.g. an SAELens SAE); a
+               transcoder reads ``site`` and writes ``writes``
 
 A run's candidates are checked and named here (``prepare``), before any work: one id per candidate
 and site, ``site/name`` (a latent: ``site/name/j``).
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Dictionary, Finder, Probe, UnsupervisedFinder
+from featurecontrols.finders.transcoder import Transcoder
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,18 @@ class Latents:
     featurecontrols dictionary refits itself). ``ground_truth`` maps latent indices to their truth;
     ``n_latents`` is needed only for a dictionary that does not say how many latents it has;
     ``loss(model, batch)``, the model's scalar loss on a batch, adds the loss-recovered metric to the
-    report's table of dictionary metrics."""
+    report's table of dictionary metrics. A :class:`~featurecontrols.finders.Transcoder` reads
+    ``site`` and writes ``writes`` (the component's output site): it is fitted on both sites' rows,
+    its latents are matched by their codes at ``site`` and removed from ``writes``."""
 
     name: str
     site: str
-    finder: UnsupervisedFinder | None = None
+    finder: UnsupervisedFinder | Transcoder | None = None
     dictionary: Dictionary | None = None
     ground_truth: Mapping[int, GroundTruth] | None = None
     n_latents: int | None = None
     loss: Callable[[nn.Module, Any], Tensor] | None = None
+    writes: str | None = None
     kind = "dictionary latent"
 
 
@@ -83,9 +88,11 @@ def has_latents(candidates: Sequence[Candidate]) -> bool:
 
 def refit_source(latents: Latents) -> Finder:
     """What refits a Latents' dictionary under the controls and other seeds: its ``finder``, else a
-    featurecontrols dictionary given fitted (it refits itself). Checked when the run is planned."""
+    featurecontrols dictionary given fitted (it refits itself). Checked when the run is planned,
+    with the transcoder's written site (``check_writes``)."""
     source = latents.finder if latents.finder is not None else latents.dictionary
     if isinstance(source, Finder) and callable(getattr(source, "fit", None)):
+        check_writes(latents, source)
         return source
     cfg = getattr(latents.dictionary, "cfg", None)
     if cfg is not None and hasattr(cfg, "d_sae"):  # an SAELens SAE: judged as it is, refitted by ours
@@ -102,6 +109,27 @@ def refit_source(latents: Latents) -> Finder:
     raise FeatureControlsError(
         f"latents {latents.name!r} have no finder to refit under the controls and other seeds", fix
     )
+
+
+def check_writes(latents: Latents, source: Finder) -> None:
+    """A transcoder needs the site it writes, and only a transcoder has one."""
+    if isinstance(source, Transcoder) and latents.writes is None:
+        raise FeatureControlsError(
+            f"latents {latents.name!r} come from a transcoder, which writes another site than it reads",
+            "name the site it writes: Latents(..., site=<input site>, writes=<output site>)",
+        )
+    if latents.writes is not None and not isinstance(source, Transcoder):
+        raise FeatureControlsError(
+            f"latents {latents.name!r} name a written site ({latents.writes}) but their finder "
+            f"{type(source).__name__} writes back the site it reads",
+            "use finder=Transcoder(...) for a dictionary that reads one site and writes another, "
+            "or drop writes",
+        )
+    if latents.writes is not None and latents.loss is not None:
+        raise FeatureControlsError(
+            f"loss recovered is not measured for the transcoder latents {latents.name!r}",
+            "drop loss= for a transcoder (its other metrics and per-latent verdicts are measured)",
+        )
 
 
 def from_features(

@@ -4,8 +4,9 @@ Each entry becomes a :class:`~featurecontrols.controls.base.CausalTarget`: a lab
 class-mean direction mean(x | y = 1) - mean(x | y = 0) on the site's activations (and its labels and
 counterfactuals); a direction its vector; a dictionary latent the direction it writes,
 decode(e_j) - decode(0), and, for a control of codes, its code z_j on every row of the batches the
-control runs on (the dictionary encodes them once, in chunks). The control returns raw scores per
-entry, kept as tensors.
+control runs on (the dictionary encodes them once, in chunks). A transcoder's latents are read at
+the step's site and intervened on at the site they write (``plan.intervened_at``: the control sees
+that site's activations and tensors). The control returns raw scores per entry, kept as tensors.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from featurecontrols.pipeline.candidates import Direction, Labelled, Latents
 from featurecontrols.pipeline.context import RunContext
 from featurecontrols.pipeline.jobs import Job, Output, label_column
 from featurecontrols.pipeline.latent_jobs import FitDictionary, trained_dictionary
-from featurecontrols.pipeline.plan import TRAINED, Entry, latent_count
+from featurecontrols.pipeline.plan import TRAINED, Entry, intervened_at, latent_count
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class CausalRun(Job):
         return tuple(FitDictionary(TRAINED, self.site, name, refit=False) for name in sorted(sets))
 
     def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
-        X = ctx.activations(TRAINED, self.site)
+        at_site = intervened_at(ctx.plan.entry(self.entries[0]))  # one per step (the plan groups them)
+        X = ctx.activations(TRAINED, at_site)
         control = ctx.causal_controls[self.control]
         writes: dict[str, Tensor] = {}
         codes: dict[str, Tensor] | None = {} if control.requires == "codes" else None
@@ -54,7 +56,7 @@ class CausalRun(Job):
         at = AtSite(
             ctx.adapter,
             ctx.used_batches,
-            ctx.sites[self.site],
+            ctx.sites[at_site],
             X,
             ctx.plan.nulls.random,
             ctx.seed,

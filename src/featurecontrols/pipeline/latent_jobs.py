@@ -69,8 +69,13 @@ class FitDictionary(Job):
     refit: bool
 
     def run(self, ctx: RunContext, inputs: Mapping[Job, Output]) -> Output:
-        X = ctx.activations(self.condition, self.site)[ctx.split.train]
-        fitted = self._finder(ctx).fit(X)
+        train = ctx.split.train
+        X = ctx.activations(self.condition, self.site)[train]
+        writes = latents_named(ctx, self.site, self.latents).writes
+        finder = self._finder(ctx)
+        fitted = (
+            finder.fit(X) if writes is None else finder.fit(X, ctx.activations(self.condition, writes)[train])
+        )
         tensors, kinds = fitted_state(fitted)
         return Output(tensors, {"kinds": json.dumps(kinds)})
 
@@ -209,8 +214,11 @@ class DictionaryMetrics(Job):
             if e.site == self.site and isinstance(e.candidate, Labelled) and self.condition.kind != "inputs"
         }
         X = ctx.activations(self.condition, self.site)[test]
+        target = None if latents.writes is None else ctx.activations(self.condition, latents.writes)[test]
         tokens = None if ctx.cells is None or self.condition.kind == "inputs" else ctx.cells[test]
-        summary = evaluate_dictionary(dictionary, X, tokens=tokens, labels=labels or None).summary
+        summary = evaluate_dictionary(
+            dictionary, X, tokens=tokens, labels=labels or None, target=target
+        ).summary
         if latents.loss is not None and self.condition.kind != "inputs":
             adapter = (
                 ctx.randomised(self.condition).adapter if self.condition.kind == "weights" else ctx.adapter

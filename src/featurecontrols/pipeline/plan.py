@@ -228,17 +228,19 @@ def _site_steps(choices: Choices, site: str, entries: list[Entry]) -> list[Step]
 
 
 def _causal_steps(choices: Choices, site: str, entries: list[Entry]) -> list[Step]:
-    """One used step per used control, over the entries it judges (``Choices``); the counterfactual
-    control's over the entries given counterfactuals."""
+    """One used step per used control and site it intervenes at, over the entries it judges
+    (``Choices``; a transcoder's latents are removed from the site it writes, so they get their own
+    step); the counterfactual control's over the entries given counterfactuals."""
     steps = []
     for control in dict.fromkeys((*choices.used_controls, *choices.latent_used_controls)):
-        ids = tuple(
-            e.id
+        judged = [
+            e
             for e in entries
             if control
             in (choices.latent_used_controls if isinstance(e.candidate, Latents) else choices.used_controls)
-        )
-        if ids:
+        ]
+        for at in dict.fromkeys(map(intervened_at, judged)):
+            ids = tuple(e.id for e in judged if intervened_at(e) == at)
             steps.append(Step("used", "causal", control, site, ids))
     if choices.counterfactual_control is not None:
         ids = tuple(
@@ -249,6 +251,13 @@ def _causal_steps(choices: Choices, site: str, entries: list[Entry]) -> list[Ste
         if ids:
             steps.append(Step("used", "causal", choices.counterfactual_control, site, ids))
     return steps
+
+
+def intervened_at(entry: Entry) -> str:
+    """The site the used axis intervenes at for ``entry``: a transcoder latent's written site, else
+    the entry's own."""
+    writes = getattr(entry.candidate, "writes", None)
+    return writes if isinstance(writes, str) else entry.site
 
 
 def _has_latents(entries: Sequence[Entry]) -> bool:

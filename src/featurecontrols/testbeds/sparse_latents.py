@@ -34,6 +34,17 @@ same testbed's second dictionary (bench name ``sparse_latents_jumprelu``): a Jum
 settings chosen the same way among twelve (L0 weight 0.003-0.3, learning rate 1e-3 to 3e-2, 40 or 120
 epochs; the thresholds need many steps to rise from their start, see ``SparseAutoencoder``).
 
+``TRANSCODER`` is a third dictionary (bench name ``sparse_latents_transcoder``): a JumpReLU
+transcoder of the AND neurons, reading their input h (site ``neurons:input``) and writing their output
+sum_k a_k w_k (site ``write``). What that component writes is the three ANDs, so its latents are
+matched to the ANDs only: each is computed and read (a model feature), and a latent matching none is
+unmatched; this variant tests the power to find what a component computes, not the false-positive
+rate (it has no dataset-feature latents by construction). Its settings were chosen among eleven
+(ReLU + L1 at four strengths, TopK k = 1 and 2, JumpReLU; with and without input normalisation; two
+learning rates) by recovery of the ANDs on seed 0 before any control ran: this one matched each AND
+at r = 1.00 with one latent and left the other five dead; the best with input normalisation (TopK
+k = 1) matched them at 0.92-0.94, the ReLU ones split them over several latents.
+
 Independent verification (no control involved), stored in ``checks``: the AND neurons' correlation
 with the true ANDs (``and_neuron_r_min``), the readout's weight on every unread direction
 (``unread_readout_max``, 0 up to rounding), the variables' best latent matches (``variable_match_min``)
@@ -47,6 +58,7 @@ from torch import Tensor, nn
 
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
+from featurecontrols.finders.transcoder import Transcoder
 from featurecontrols.measures.latent_matching import best_matches
 from featurecontrols.params import clone
 from featurecontrols.pipeline.candidates import Latents
@@ -67,6 +79,10 @@ DICTIONARY = SparseAutoencoder(
 JUMPRELU = SparseAutoencoder(
     d_sae=16, activation="jumprelu", l0_coefficient=0.1, lr=1e-2, n_epochs=120, batch_size=256, seed=0
 )
+TRANSCODER = Transcoder(
+    d_sae=8, activation="jumprelu", l0_coefficient=0.01, lr=1e-2, n_epochs=40, batch_size=256,
+    aux_k=0, normalise_input=False, seed=0,
+)  # fmt: skip
 
 
 class SparseVariablesModel(nn.Module):
@@ -87,15 +103,15 @@ class SparseVariablesModel(nn.Module):
             self.readout.weight.copy_(torch.cat([writes.T, embed[:, list(READ_INPUTS)].T]))
 
     def forward(self, inputs: Tensor) -> Tensor:
-        out: Tensor = self.readout(self.inside(inputs)[1])
+        out: Tensor = self.readout(self.inside(inputs)[2])
         return out
 
-    def inside(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
-        """The AND neurons' values (n, len(PAIRS)) and the site ``resid`` (n, WIDTH)."""
+    def inside(self, inputs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The neurons' input h, the AND neurons' values (n, len(PAIRS)) and the site ``resid`` (n, WIDTH)."""
         h = self.embed(inputs[:, :N_VARS]) + NOISE * inputs[:, N_VARS:]
         neurons = torch.relu(self.neurons(h))
         resid: Tensor = self.resid(h + self.write(neurons))
-        return neurons, resid
+        return h, neurons, resid
 
 
 def variables(inputs: Tensor) -> dict[str, Tensor]:
@@ -111,20 +127,30 @@ def truth_of(variable: str) -> GroundTruth:
     return "model feature" if read else "dataset feature"
 
 
-def sparse_latents(seed: int = 0, dictionary: SparseAutoencoder = DICTIONARY) -> Testbed:
+def sparse_latents(seed: int = 0, dictionary: SparseAutoencoder | Transcoder = DICTIONARY) -> Testbed:
     """The testbed for ``seed``: the model, its inputs, and the latents of ``dictionary`` (a recipe,
-    fitted here with the testbed's seed) on ``resid``."""
+    fitted here with the testbed's seed): an SAE's on ``resid``, a transcoder's of the AND neurons."""
     g = generator(seed, "sparse latents")
     q = torch.linalg.qr(torch.randn(WIDTH, N_VARS + len(PAIRS), generator=g))[0]
     model = SparseVariablesModel(q[:, :N_VARS], q[:, N_VARS:])
     s = (torch.rand(N_EXAMPLES, N_VARS, generator=g) < P_ACTIVE).float()
     inputs = torch.cat([s, torch.randn(N_EXAMPLES, WIDTH, generator=g)], dim=1)
     with torch.no_grad():
-        neurons, resid = model.inside(inputs)
+        h, neurons, resid = model.inside(inputs)
+        written = model.write(neurons)
     planted = variables(inputs)
+    if isinstance(dictionary, Transcoder):  # the component writes the ANDs, nothing else
+        planted = {name: v for name, v in planted.items() if name.startswith("and_")}
     fit_rows = N_EXAMPLES * 3 // 4
-    sae = clone(dictionary).set_params(seed=seed).fit(resid[:fit_rows])
-    codes = sae.encode(resid[fit_rows:]).detach()
+    transcoder = isinstance(dictionary, Transcoder)
+    reads = h if transcoder else resid
+    recipe = clone(dictionary).set_params(seed=seed)
+    fitted = (
+        recipe.fit(h[:fit_rows], written[:fit_rows])
+        if isinstance(recipe, Transcoder)
+        else recipe.fit(resid[:fit_rows])
+    )
+    codes = fitted.encode(reads[fit_rows:]).detach()
     columns = torch.stack(list(planted.values()), dim=1)[fit_rows:]
     match = best_matches(codes, columns)
     names = list(planted)
@@ -142,12 +168,15 @@ def sparse_latents(seed: int = 0, dictionary: SparseAutoencoder = DICTIONARY) ->
         "unmatched_latents": float(dictionary.d_sae - len(matched)),
     }
     truth = {j: truth_of(v) for j, v in matched.items()}
-    latents = Latents("sae", "resid", finder=clone(dictionary), dictionary=sae, ground_truth=truth)
+    site, writes = ("neurons:input", "write") if transcoder else ("resid", None)
+    latents = Latents(
+        "sae", site, finder=clone(dictionary), dictionary=fitted, ground_truth=truth, writes=writes
+    )
     return Testbed(
-        name="sparse_latents" if dictionary is DICTIONARY else f"sparse_latents_{dictionary.activation}",
+        name=_name(dictionary),
         model=model,
         inputs=inputs,
-        site="resid",
+        site=site,
         features={},
         ground_truth={},
         description=(__doc__ or "").split("Construction\n------------\n")[1].split("\n\n")[0],
@@ -158,3 +187,9 @@ def sparse_latents(seed: int = 0, dictionary: SparseAutoencoder = DICTIONARY) ->
             for j, v in matched.items()
         },
     )
+
+
+def _name(dictionary: SparseAutoencoder | Transcoder) -> str:
+    if isinstance(dictionary, Transcoder):
+        return "sparse_latents_transcoder"
+    return "sparse_latents" if dictionary is DICTIONARY else f"sparse_latents_{dictionary.activation}"

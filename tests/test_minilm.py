@@ -248,6 +248,9 @@ def test_counterfactual_patching_through_the_readout(model: nn.Module, tokenizer
         ({"dictionary": "topk", "counterfactuals": True}, "two configs"),
         ({"dictionary": "topk", "k": 300}, "exceeds d_sae"),
         ({"d_sae": 0}, "d_sae must be at least 1"),
+        ({"writes": "blocks.3.hook_mlp_out", "sites": ["blocks.3.hook_resid_mid"]}, "transcoder"),
+        ({"writes": "blocks.3.hook_mlp_out", "dictionary": "relu"}, "the one site it reads"),
+        ({"writes": 3}, "writes must be str"),
     ],
 )
 def test_config_validation(table: dict[str, Any], message: str) -> None:
@@ -305,6 +308,26 @@ def test_a_config_judges_every_latent_of_an_sae_per_site(tmp_path: Path) -> None
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Top-activating held-out inputs" in page
     assert any(html.escape(t["context"]) in page for inputs in top for t in inputs)
+
+
+def test_a_config_judges_the_latents_of_a_transcoder_of_an_mlp(tmp_path: Path) -> None:
+    """``writes``: a transcoder from the MLP's input to its output, fitted on both sites' rows; its
+    latents are removed from the MLP's output by the used axis."""
+    config = RunConfig(
+        dataset="tokens", level="token", n_sentences=48, sites=("blocks.3.hook_resid_mid",),
+        writes="blocks.3.hook_mlp_out", seeds=1, control_task=False, used_examples=4,
+        n_random_directions=20, dictionary="topk", d_sae=16, k=4, sae_epochs=5, batch_size=4,
+        out=str(tmp_path),
+    )  # fmt: skip
+    document = run(config, progress=False)
+    (counts,) = document["latents"].values()
+    assert sum(counts.values()) == 16
+    (fits,) = document["run"]["dictionaries"].values()
+    assert set(fits) >= {"trained", "reinitialised #0"}  # explained variance of the MLP's output
+    assert "blocks.3.hook_mlp_out" in document["run"]["spectra"]
+    latents = [c for c in document["run"]["candidates"] if c["kind"] == "dictionary latent"]
+    assert latents[0]["name"].startswith("transcoder/")
+    assert {e["control"] for e in latents[0]["axes"]["used"]["evidence"]} == {LatentAblation.name}
 
 
 def test_row_contexts_bracket_each_read_token_in_its_sentence(tokenizer: Any) -> None:

@@ -1,6 +1,8 @@
 """Dictionary latents judged one by one: the sparse-latents testbed, latent ablation, the margin test."""
 
+import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -269,3 +271,24 @@ def test_contexts_must_be_texts_one_per_row(bed: Testbed) -> None:
         battery.run(bed.model, bed.inputs, bed.site, bed.candidates(), contexts="s_0")
     with pytest.raises(FeatureControlsError, match="3 contexts were given for 16384 activation rows"):
         battery.run(bed.model, bed.inputs, bed.site, bed.candidates(), contexts=["a", "b", "c"])
+
+
+def test_a_given_dictionary_that_cannot_judge_the_site_is_refused_before_any_fit(bed: Testbed) -> None:
+    """Wrong width, NaN codes, every latent dead, a latent count that is not the dictionary's: each
+    names the problem once the trained activations are read, before any dictionary is fitted."""
+    (latents,) = bed.extra
+    assert isinstance(latents, Latents) and latents.dictionary is not None
+    battery = Battery(seed=0, n_weight_seeds=1, run_used=False, progress=False)
+    narrow = PCA(n_components=4).fit(torch.randn(100, 16))
+    nan, dead = copy.deepcopy(latents.dictionary), copy.deepcopy(latents.dictionary)
+    nan.encoder_[0, 0] = float("nan")  # type: ignore[attr-defined]
+    dead.b_enc_ -= 1e6  # type: ignore[attr-defined]
+    for dictionary, n, message in (
+        (narrow, None, "width 16"),
+        (nan, None, "NaN or infinite codes"),
+        (dead, None, "every latent of .* is dead"),
+        (latents.dictionary, 5, "gives 16 codes per row, but the run counts 5 latents"),
+    ):
+        given = replace(latents, dictionary=dictionary, n_latents=n)
+        with pytest.raises(FeatureControlsError, match=message):
+            battery.run(bed.model, bed.inputs, bed.site, [given])

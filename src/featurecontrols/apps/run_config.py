@@ -27,6 +27,8 @@ A config is a flat TOML table (every key optional)::
     k = 16                         # active latents per row (topk, batchtopk)
     sae_epochs = 20                # passes over the training rows
     dictionary_baselines = []      # "frozen decoder", "frozen encoder": frozen SAEs on the found axis
+    writes = "blocks.3.hook_mlp_out"  # with dictionary and one site: a transcoder that reads the site
+                                   # (e.g. "blocks.3.hook_resid_mid", the MLP's input) and writes this
     alpha = 0.05                   # every verdict's level
     correction = "auto"            # over every test of the run: "holm", "bh", or "auto" (bh for latents)
     batch_size = 64
@@ -72,6 +74,7 @@ from featurecontrols.controls.weight._copy import KEEP_PRESETS
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe
 from featurecontrols.finders.sparse_autoencoder import Activation, SparseAutoencoder
+from featurecontrols.finders.transcoder import Transcoder
 from featurecontrols.pipeline.battery import Battery
 from featurecontrols.pipeline.candidates import Candidate, Labelled, Latents
 from featurecontrols.stats import Correction
@@ -118,6 +121,7 @@ class RunConfig:
     k: int = 16
     sae_epochs: int = 20
     dictionary_baselines: tuple[str, ...] = ()
+    writes: str | None = None
     alpha: float = 0.05
     correction: Correction | Literal["auto"] = "auto"
     batch_size: int = 64
@@ -199,13 +203,20 @@ class RunConfig:
             )
         if self.dictionary in ("topk", "batchtopk") and self.k > self.d_sae:
             raise FeatureControlsError(f"k = {self.k} exceeds d_sae = {self.d_sae}", "lower k or raise d_sae")
+        if self.writes is not None and (self.dictionary == "none" or isinstance(self.sites, str)
+                                        or len(self.sites) != 1):  # fmt: skip
+            raise FeatureControlsError(
+                f"writes = {self.writes!r} makes the dictionary a transcoder from one site to it, but "
+                f"dictionary = {self.dictionary!r} and sites = {self.sites!r}",
+                'set dictionary (e.g. "relu") and the one site it reads: sites = ["blocks.3.hook_resid_mid"]',
+            )
 
-    def sae(self) -> SparseAutoencoder:
-        """The (unfitted) SAE this config fits at every site (``dictionary``)."""
-        activation = cast(Activation, self.dictionary)
-        return SparseAutoencoder(
-            d_sae=self.d_sae, activation=activation, k=self.k, n_epochs=self.sae_epochs, batch_size=256,
-            seed=self.seed,
+    def sae(self) -> SparseAutoencoder | Transcoder:
+        """The unfitted SAE this config fits at every site (``dictionary``); with ``writes`` a transcoder."""
+        kind = SparseAutoencoder if self.writes is None else Transcoder
+        return kind(
+            d_sae=self.d_sae, activation=cast(Activation, self.dictionary), k=self.k,
+            n_epochs=self.sae_epochs, batch_size=256, seed=self.seed,
         )  # fmt: skip
 
     def battery(self, progress: bool = False) -> Battery:
@@ -249,6 +260,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "k": (int,),
     "sae_epochs": (int,),
     "dictionary_baselines": (list,),
+    "writes": (str,),
     "alpha": (float, int),
     "correction": (str,),
     "batch_size": (int,),
@@ -374,7 +386,9 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     contexts = None  # the rows' texts, shown beside the latents' top-activating inputs
     if config.dictionary != "none":
         labelled: list[Candidate] = [Labelled(name, y) for name, y in features.items()]
-        candidates = [*labelled, *(Latents("sae", site, finder=config.sae()) for site in sites)]
+        name = "sae" if config.writes is None else "transcoder"
+        latents = [Latents(name, site, finder=config.sae(), writes=config.writes) for site in sites]
+        candidates = [*labelled, *latents]
         contexts = row_contexts(batches, tokenizer, "last token" if causal else config.level)
     result = config.battery(progress).run(
         adapter, batches, sites, candidates, cells=cells, counterfactuals=counterfactuals, contexts=contexts

@@ -57,6 +57,7 @@ from featurecontrols.pipeline.candidates import (
     Direction,
     Labelled,
     Latents,
+    check_given_dictionary,
     from_features,
     has_latents,
     refit_source,
@@ -67,7 +68,7 @@ from featurecontrols.pipeline.context import RunContext, run_key
 from featurecontrols.pipeline.executors import Executor, LocalExecutor, execute
 from featurecontrols.pipeline.jobs import Job, Output, ReadActivations, ShuffledNull, probes_of
 from featurecontrols.pipeline.latent_jobs import DictionaryMetrics, LatentRecurrence, TopActivations
-from featurecontrols.pipeline.plan import TRAINED, Choices, Plan, build_plan
+from featurecontrols.pipeline.plan import TRAINED, Choices, Plan, build_plan, latent_count
 from featurecontrols.pipeline.results import RunResult, RunSettings, TopInput, WeightControlRecord
 from featurecontrols.seeding import generator
 from featurecontrols.stats import Correction
@@ -315,6 +316,9 @@ class Battery(Params):
         _check_contexts(contexts, None)
         ctx = self._context(adapter, batches, resolved, plan, candidates, controls, cells)
         _check_contexts(contexts, int(ctx.split.train.numel() + ctx.split.test.numel()))
+        for c in (c for c in candidates if isinstance(c, Latents) and c.site in plan.sites):
+            written = None if c.writes is None else ctx.activations(TRAINED, c.writes)
+            check_given_dictionary(c, latent_count(c), ctx.activations(TRAINED, c.site), written)
         jobs = plan_jobs(ctx)
         executor = self.executor if self.executor is not None else LocalExecutor()
         results_dir = None if self.run_dir is None else Path(self.run_dir) / "jobs"

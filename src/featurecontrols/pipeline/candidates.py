@@ -17,11 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast, get_args
 
+import torch
 from torch import Tensor, nn
 
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.base import Dictionary, Finder, Probe, UnsupervisedFinder
+from featurecontrols.finders.base import Dictionary, Finder, Probe, UnsupervisedFinder, check_dictionary
 from featurecontrols.finders.transcoder import Transcoder
 
 
@@ -129,6 +130,39 @@ def check_writes(latents: Latents, source: Finder) -> None:
         raise FeatureControlsError(
             f"loss recovered is not measured for the transcoder latents {latents.name!r}",
             "drop loss= for a transcoder (its other metrics and per-latent verdicts are measured)",
+        )
+
+
+def check_given_dictionary(
+    latents: Latents, expected: int, X: Tensor, Y: Tensor | None, chunk: int = 4096
+) -> None:
+    """A dictionary given fitted must read the site's width (X), write the written site's (Y, for a
+    transcoder; else X's), have the ``expected`` latents the plan counts, and give finite codes of
+    which some are non-zero on the run's rows: checked once the trained activations are read, before
+    any fit."""
+    if latents.dictionary is None:
+        return
+    what = f"the dictionary of latents {latents.name!r} at {latents.site}"
+    m = check_dictionary(latents.dictionary, X, X.shape[1] if Y is None else Y.shape[1])
+    if m != expected:
+        raise FeatureControlsError(
+            f"{what} gives {m} codes per row, but the run counts {expected} latents",
+            "give n_latents equal to the dictionary's number of latents (or leave it out)",
+        )
+    fired = False
+    for start in range(0, X.shape[0], chunk):
+        with torch.no_grad():  # an SAELens SAE's parameters require grad
+            codes = latents.dictionary.encode(X[start : start + chunk])
+        if not bool(torch.isfinite(codes).all()):
+            raise FeatureControlsError(
+                f"{what} gives NaN or infinite codes on the run's activations (rows {start} on)",
+                "check the dictionary's weights, and that it was trained at this site and dtype",
+            )
+        fired = fired or bool(codes.ne(0).any())
+    if not fired:
+        raise FeatureControlsError(
+            f"every latent of {what} is dead: no code is non-zero on the run's {X.shape[0]} rows",
+            "use a dictionary trained at this site (its normalisation and layer), or refit one",
         )
 
 

@@ -63,7 +63,7 @@ def test_sparse_backward_matches_dense_autograd(activation: str) -> None:
     for p in params:
         p.requires_grad_(True)
     x = H[256:] * sae.scale_
-    sparse = torch.autograd.grad(sae._loss(x, torch.zeros(64, dtype=torch.bool))[0], params)
+    sparse = torch.autograd.grad(sae._loss(x, x, torch.zeros(64, dtype=torch.bool))[0], params)
     dense = torch.autograd.grad(reference_loss(sae, x), params)
     for a, b in zip(sparse, dense, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -159,6 +159,12 @@ def _sparse_latents_transcoder(seed: int) -> Testbed:
     return sparse_latents(seed, TRANSCODER)
 
 
+def _toy_lm_latents(seed: int) -> Testbed:
+    from featurecontrols.testbeds.toy_lm_latents import toy_lm_latents
+
+    return toy_lm_latents(seed)
+
+
 def _used_trap(name: str) -> Callable[[int], Testbed]:
     def build(seed: int) -> Testbed:
         from featurecontrols.testbeds import used_traps
@@ -191,6 +197,7 @@ def testbeds() -> dict[str, BenchTestbed]:
         "sparse_latents": BenchTestbed(_sparse_latents),
         "sparse_latents_jumprelu": BenchTestbed(_sparse_latents_jumprelu),
         "sparse_latents_transcoder": BenchTestbed(_sparse_latents_transcoder),
+        "toy_lm_latents": BenchTestbed(_toy_lm_latents),
         **{trap: BenchTestbed(_used_trap(trap)) for trap in ("pass_through", "overlapping", "dormant")},
     }
 
@@ -248,7 +255,12 @@ def run_testbeds(
             )
             cells = None if spec.cells is None else spec.cells(testbed)
             runs[seed] = battery.run(
-                testbed.model, testbed.inputs, testbed.site, testbed.candidates(), cells=cells
+                testbed.model,
+                testbed.inputs,
+                testbed.sites(),
+                testbed.candidates(),
+                cells=cells,
+                contexts=testbed.contexts or None,
             )
             checks[seed] = testbed.checks
             axis_truth[seed] = testbed.axis_truth

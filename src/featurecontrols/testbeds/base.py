@@ -52,6 +52,8 @@ class Testbed:
     axis_truth : candidate result name -> axis -> whether that axis should be yes, for candidates
         whose truth decides an axis on its own (a latent of a variable the model computes: learned;
         of one it reads: used); the bench measures each control's AUROC on them.
+    contexts : one short text per example of ``inputs`` (a token in its sentence), shown beside
+        each latent's top-activating inputs in the report.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -68,6 +70,7 @@ class Testbed:
     extra: tuple[Direction | Latents, ...] = ()
     checkpoints: tuple[Checkpoint, ...] = ()
     axis_truth: dict[str, dict[AxisName, bool]] = field(default_factory=dict)
+    contexts: tuple[str, ...] = ()
 
     def candidates(self) -> list[Labelled | Direction | Latents]:
         """Every candidate: each labelled feature (with its truth and counterfactuals), then ``extra``."""
@@ -76,6 +79,12 @@ class Testbed:
             for n, y in self.features.items()
         ]
         return [*labelled, *self.extra]
+
+    def sites(self) -> list[str]:
+        """``site``, then the other sites of ``extra``'s candidates (each once): every labelled
+        feature is judged at each of them, every other candidate at its own."""
+        extra = [c.site for c in self.extra]
+        return list(dict.fromkeys([self.site, *extra]))
 
     def __post_init__(self) -> None:
         if set(self.features) != set(self.ground_truth):

@@ -1,0 +1,53 @@
+"""Dictionary latents of the toy causal LM (``testbeds/toy_lm_latents.py``): their ground truth, checked
+without any control, and the battery on them end to end (slow)."""
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from featurecontrols import Battery, Latents
+from featurecontrols.testbeds import Testbed
+from featurecontrols.testbeds.toy_lm_latents import N_SEQUENCES, SITES, toy_lm_latents
+
+
+@pytest.fixture(scope="module")
+def bed() -> Testbed:
+    return toy_lm_latents(0)
+
+
+def test_latents_match_the_generators_variables(bed: Testbed) -> None:
+    """The LM predicts the answer cell and ignores the filler; at the residual stream the SAE's latents
+    match topic, negated and cells (never the filler), at the embedding the filler only."""
+    checks = bed.checks
+    assert checks["answer_cell_accuracy"] >= 0.95 and checks["counterfactual_kl_filler_um"] < 1e-3
+    assert checks["resid_match_topic"] >= 0.9 and checks["resid_match_negated"] >= 0.9
+    assert checks["resid_match_filler_um"] < 0.2
+    assert checks["embed_match_filler_um"] >= 0.99 and checks["embed_match_topic"] < 0.2
+    resid, embed = bed.extra
+    assert isinstance(resid, Latents) and isinstance(embed, Latents)
+    assert (resid.site, embed.site) == (SITES["resid"], SITES["embed"]) and bed.sites() == list(
+        SITES.values()
+    )
+    assert resid.ground_truth and set(resid.ground_truth.values()) == {"model feature"}
+    assert embed.ground_truth and set(embed.ground_truth.values()) == {"dataset feature"}
+    assert len(bed.axis_truth) == len(resid.ground_truth) + len(embed.ground_truth)
+    assert bed.inputs.shape == (N_SEQUENCES, 11) and len(bed.contexts) == N_SEQUENCES
+    assert all(c.endswith(("[uh]", "[um]")) and len(c.split()) == 11 for c in bed.contexts)
+
+
+@pytest.mark.slow
+def test_battery_tells_the_residual_latents_from_the_filler_latents(bed: Testbed) -> None:
+    """Seed 0 end to end, one copy per weight control: the residual stream's latents are learned
+    (no redrawn copy computes topic or negated), the filler's latents are not and are called dataset
+    features or inconclusive, never model features; top-activating inputs carry their contexts."""
+    result = Battery(seed=0, n_weight_seeds=1, progress=False).run(
+        bed.model, bed.inputs, bed.sites(), bed.candidates(), contexts=list(bed.contexts)
+    )
+    judged = {c.name: c for c in result.candidates if c.ground_truth is not None}
+    assert set(judged) == set(bed.axis_truth)
+    for name, c in judged.items():
+        assert (c.axes["learned"].status == "yes") == bed.axis_truth[name]["learned"], name
+        if c.ground_truth == "dataset feature":
+            assert c.verdict != "model feature", name
+    top = result.top_inputs[f"{SITES['embed']}/embed"]
+    assert all(t.context == bed.contexts[t.row] for inputs in top.values() for t in inputs)

@@ -6,6 +6,7 @@ import pytest
 pytest.importorskip("transformers")
 
 from featurecontrols import Battery, Latents
+from featurecontrols.pipeline.results import RunResult
 from featurecontrols.testbeds import Testbed
 from featurecontrols.testbeds.toy_lm_latents import N_SEQUENCES, SITES, toy_lm_latents
 
@@ -35,19 +36,34 @@ def test_latents_match_the_generators_variables(bed: Testbed) -> None:
     assert all(c.endswith(("[uh]", "[um]")) and len(c.split()) == 11 for c in bed.contexts)
 
 
-@pytest.mark.slow
-def test_battery_tells_the_residual_latents_from_the_filler_latents(bed: Testbed) -> None:
-    """Seed 0 end to end, one copy per weight control: the residual stream's latents are learned
-    (no redrawn copy computes topic or negated), the filler's latents are not and are called dataset
-    features or inconclusive, never model features; top-activating inputs carry their contexts."""
-    result = Battery(seed=0, n_weight_seeds=1, progress=False).run(
+@pytest.fixture(scope="module")
+def result(bed: Testbed) -> RunResult:
+    """Seed 0 end to end at the battery's defaults, one copy per weight control (27 min on 2 cores)."""
+    return Battery(seed=0, n_weight_seeds=1, progress=False).run(
         bed.model, bed.inputs, bed.sites(), bed.candidates(), contexts=list(bed.contexts)
     )
+
+
+@pytest.mark.slow
+def test_the_learned_axis_tells_the_residual_latents_from_the_filler_latents(
+    bed: Testbed, result: RunResult
+) -> None:
+    """No redrawn copy computes topic or negated, every copy carries the filler; top-activating
+    inputs carry their contexts."""
     judged = {c.name: c for c in result.candidates if c.ground_truth is not None}
     assert set(judged) == set(bed.axis_truth)
     for name, c in judged.items():
         assert (c.axes["learned"].status == "yes") == bed.axis_truth[name]["learned"], name
-        if c.ground_truth == "dataset feature":
-            assert c.verdict != "model feature", name
     top = result.top_inputs[f"{SITES['embed']}/embed"]
     assert all(t.context == bed.contexts[t.row] for inputs in top.values() for t in inputs)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured failure (README, toy LM latents): latent ablation calls the filler's embedding "
+    "latents used (5/5 on seed 0), so their verdict is model feature",
+)
+def test_no_filler_latent_is_called_a_model_feature(result: RunResult) -> None:
+    filler = [c for c in result.candidates if c.ground_truth == "dataset feature"]
+    assert filler and all(c.verdict != "model feature" for c in filler)

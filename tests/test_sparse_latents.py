@@ -124,7 +124,8 @@ class _Linear(nn.Module):
 
 def test_latent_ablation_removes_the_code_times_its_direction() -> None:
     """On a linear readout R, removing z_i d changes output i by ||R d||^2 z_i^2 (relative to the
-    outputs' spread), rows with z_i = 0 not at all; a direction R ignores changes nothing."""
+    outputs' spread); only the rows where it fires (z_i != 0) are scored; a direction R ignores
+    changes nothing."""
     g = torch.Generator().manual_seed(0)
     d = 8
     X = torch.randn(512, d, generator=g)
@@ -143,7 +144,7 @@ def test_latent_ablation_removes_the_code_times_its_direction() -> None:
     scores = LatentAblation().scores(at, targets)
     out = X @ R.T
     spread = float((out - out.mean(0)).square().sum(1).mean())
-    expected = (code.double() * 1.0).square() / spread  # ||R (0.5 e_1)||^2 = 1
+    expected = (code[code != 0].double() * 1.0).square() / spread  # ||R (0.5 e_1)||^2 = 1
     assert torch.allclose(scores["read"].real, expected, atol=1e-5)
     assert float(scores["ignored"].real.abs().max()) < 1e-10
     p_read = permutation_p_value(scores["read"].real.mean().reshape(1), scores["read"].null[None])
@@ -231,7 +232,7 @@ def test_a_latent_that_never_fires_changes_nothing() -> None:
         "dead", torch.ones(4, dtype=torch.float64), code=torch.zeros(64), kind="dictionary latent"
     )
     raw = LatentAblation().scores(AtSite(adapter, [X], site, X, n_null=20, seed=0), [target])["dead"]
-    assert float(raw.real.abs().max()) == 0.0
+    assert float(raw.real.abs().max()) == 0.0 and float(raw.null.abs().max()) == 0.0
     assert float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])[0]) == 1.0
 
 

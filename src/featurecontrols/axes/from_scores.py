@@ -1,12 +1,12 @@
 """One test per kind of raw score: each turns a record of ``axes/scores.py`` into Evidence.
 
-    NullScores       p = (1 + #{b : null_b >= real}) / (1 + B)   (Phipson & Smyth 2010; <= for a cost)
-                     effect = mean(real) - mean(null), or mean(real - control) when paired
+    NullScores       p = (1 + #{b : null_b >= real - delta}) / (1 + B)   (Phipson & Smyth 2010; <= for
+                     a cost); effect = mean(real) - mean(null), or mean(real - control) when paired
                      interval: percentile bootstrap of mean(real) over examples (clusters resampled whole)
     CopyScores       p = max_s McNemar(trained, copy_s)   (exact, one-sided; intersection-union over S)
                      effect = accuracy(trained) - max_s accuracy(copy_s), bootstrap of the paired
                      difference against the strongest copy
-    PairedScores     p = sign test of d_i = real_i - control_i > 0 (exact, one-sided)
+    PairedScores     p = sign test of d_i = real_i - control_i > delta (exact, one-sided)
                      effect = mean(d), bootstrap interval
     MatchScores      p = (1 + #{null >= r}) / (1 + N);  effect = r - mean(null);  interval from
                      Fisher's z, tanh(atanh(r) -/+ z_a / sqrt(n - 3)), minus mean(null)
@@ -17,6 +17,9 @@
                      at level z* equal to delta; effect = r_real - max_s r_s, Zou's interval at the
                      strongest control
 
+delta is the effect the test is against: 0 (H0: the real result is no better than its control), or
+the margin for a minimum-effect test (H0: it beats the control by at most the margin, Lakens 2018):
+the used axis tests against its margin, so a change too small to matter is never called "used".
 The axis modules (decodable, learned, used) say which of these each of their controls uses.
 """
 
@@ -39,8 +42,11 @@ from featurecontrols.stats import (
 )
 
 
-def from_null(axis: AxisName, control: str, s: NullScores, key: tuple[str, ...], b: Bootstrap) -> Evidence:
-    """Evidence from a statistic against its permutation null (module docstring)."""
+def from_null(
+    axis: AxisName, control: str, s: NullScores, key: tuple[str, ...], b: Bootstrap, delta: float = 0.0
+) -> Evidence:
+    """Evidence from a statistic against its permutation null, tested against ``delta`` (module
+    docstring)."""
     sign = -1.0 if s.lower_is_better else 1.0
     real = s.real.double()
     score = float(real.mean())
@@ -55,7 +61,9 @@ def from_null(axis: AxisName, control: str, s: NullScores, key: tuple[str, ...],
     else:
         low, high = cluster_bootstrap_mean_ci(values[:, None], s.clusters, b.n, b.confidence, draw)
     effect = float(values.mean()) - offset
-    p = permutation_p_value(torch.tensor([sign * score], dtype=torch.float64), sign * s.null.double()[None])
+    p = permutation_p_value(
+        torch.tensor([sign * score - delta], dtype=torch.float64), sign * s.null.double()[None]
+    )
     return Evidence(
         axis=axis,
         control=control,
@@ -96,8 +104,11 @@ def from_copies(axis: AxisName, control: str, s: CopyScores, key: tuple[str, ...
     )
 
 
-def from_pairs(axis: AxisName, control: str, s: PairedScores, key: tuple[str, ...], b: Bootstrap) -> Evidence:
-    """Evidence that the real values exceed the control's on more examples than not (module docstring)."""
+def from_pairs(
+    axis: AxisName, control: str, s: PairedScores, key: tuple[str, ...], b: Bootstrap, delta: float = 0.0
+) -> Evidence:
+    """Evidence that the real values exceed the control's by more than ``delta`` on more examples than
+    not (module docstring)."""
     d = (s.real - s.control).double()
     draw = generator(b.seed, "bootstrap", axis, control, *key)
     low, high = bootstrap_mean_ci(d[:, None], b.n, b.confidence, draw)
@@ -110,7 +121,7 @@ def from_pairs(axis: AxisName, control: str, s: PairedScores, key: tuple[str, ..
         effect=float(d.mean()),
         ci_low=float(low[0]),
         ci_high=float(high[0]),
-        p_value=paired_sign_test(d > 0, d < 0),
+        p_value=paired_sign_test(d > delta, d < delta),
         margin=b.margins.of(s.unit),
         detail=Detail(
             real=tuple(round(float(v), 6) for v in s.real),

@@ -4,7 +4,9 @@ Every p-value of a run (all sites, candidates and controls) is corrected togethe
 
     yes           decodable and learned: each piece of its evidence has a corrected p below alpha and a
                   positive effect (the real result beats every control). used: any piece does (each
-                  used test is a test of the same question, corrected with every test of the run);
+                  used test is a test of the same question, corrected with every test of the run),
+                  and there the p-value is that of a minimum-effect test (H0: effect <= margin,
+                  ``axes/used.py``) and the effect must exceed the margin;
     no            decodable: otherwise. learned: the trained model is shown equivalent to some control
                   (the effect's interval lies wholly below the margin, ``Margins``), so it cannot beat
                   every control. used: every test's interval lies below its margin;
@@ -51,8 +53,9 @@ def make_axis(name: AxisName, evidence: Sequence[Evidence], alpha: float) -> Axi
 
 
 def significant(e: Evidence, alpha: float) -> bool:
-    """The real result beats its control: corrected p below alpha and a positive effect."""
-    return e.p_adjusted < alpha and e.effect > 0
+    """The real result beats its control: corrected p below alpha and a positive effect (on the used
+    axis, an effect above the margin its test is against)."""
+    return e.p_adjusted < alpha and e.effect > (e.margin if e.axis == "used" else 0.0)
 
 
 def equivalent(e: Evidence) -> bool:
@@ -82,10 +85,14 @@ def reason(axes: dict[AxisName, Axis], alpha: float) -> str:
         elif axis.status == "inconclusive":
             open_ = [e for e in axis.evidence if not significant(e, alpha) and not equivalent(e)]
             e = max(open_, key=lambda t: t.ci_high - t.ci_low)
+            p, m = f"corrected p {e.p_adjusted:.2g}", f"the margin {e.margin:g}"
+            shown = (
+                f"shown neither above nor below {m} ({p})"
+                if axis.name == "used"
+                else f"neither significant ({p}) nor within {m}"
+            )
             parts.append(
                 f"{axis.name}: {e.control} effect {e.effect:.3g} [{e.ci_low:.3g}, {e.ci_high:.3g}] is "
-                "neither "
-                f"significant (corrected p {e.p_adjusted:.2g}) nor within the margin {e.margin:g}: the test "
-                f"lacks power to decide"
+                f"{shown}: the test lacks power to decide"
             )
     return "; ".join(parts)

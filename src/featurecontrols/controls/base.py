@@ -106,7 +106,9 @@ class CausalTarget:
 class AtSite:
     """Where a causal control intervenes: the model, the ``batches`` it runs on, the ``site``, the
     site's activations ``X`` on the whole dataset (for means, covariances and null directions), the
-    null's size ``n_null`` where the control draws one, the run seed and whether to show progress."""
+    null's size ``n_null`` where the control draws one, the run seed, whether to show progress, and
+    the ``margin`` the used axis tests the control's effect against (in its unit: a null drawn in
+    order may stop once enough draws reach the real change less the margin)."""
 
     adapter: ModelAdapter
     batches: Sequence[Any]
@@ -115,6 +117,7 @@ class AtSite:
     n_null: int = 0
     seed: int = 0
     progress: bool = False
+    margin: float = 0.0
 
 
 @runtime_checkable

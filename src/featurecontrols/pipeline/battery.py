@@ -400,6 +400,7 @@ class Battery(Params):
             input_controls={c.name: c for c in controls.inputs},
             dictionary_baselines={c.name: c for c in controls.baselines}, causal_controls=causal,
             codelength_probe=self.codelength_probe, dictionaries={}, seed=self.seed,
+            margins=self.margins or Margins(),
             run_key=run_key(parts), data_key=run_key({k: parts[k] for k in ("model", "data")}),
             store_root=store_root, progress=self.progress,
         )  # fmt: skip

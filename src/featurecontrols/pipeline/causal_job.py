@@ -61,6 +61,7 @@ class CausalRun(Job):
             ctx.plan.nulls.random,
             ctx.seed,
             ctx.progress,
+            ctx.margins.of(control.unit),
         )
         raw = control.scores(at, targets)
         tensors = {}

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.sites import Site
+from featurecontrols.axes.evidence import Margins
 from featurecontrols.controls.base import (
     CausalControl,
     DictionaryBaseline,
@@ -59,6 +60,7 @@ class RunContext:
     codelength_probe: ProbabilisticProbe | None
     dictionaries: dict[str, Dictionary]
     seed: int
+    margins: Margins
     run_key: str
     data_key: str
     store_root: Path | None = None

@@ -75,7 +75,7 @@ class DualInterchange(Params):
         for target in track(targets, "dual interchange", len(targets), at.progress):
             real_move, real_write, null_moves, null_writes = plans.of(target)
             real = outputs.under_stacked([patches(clean, real_move, real_write)])[0]
-            null = null_changes(outputs, clean, null_moves, null_writes, float(real.mean()))
+            null = null_changes(outputs, clean, null_moves, null_writes, float(real.mean()) - at.margin)
             out[target.name] = NullScores(self.metric, self.unit, real, null)
         return out
 

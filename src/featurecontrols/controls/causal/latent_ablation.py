@@ -5,13 +5,16 @@ d_j = decode(e_j) - decode(0)). Ablating it removes exactly that from each examp
 
     h'_i = h_i - z_j(h_i) d_j,
 
-so rows where the latent does not fire are untouched (and run no forward pass: only the examples
-where it fires are measured, the others' change is 0), and the statistic is the mean relative
-output change over examples (``measures/output_change.py``). The null removes the same codes along B random
-directions of the data's span with d_j's Euclidean norm, h'_i = h_i - z_j(h_i) ||d_j|| u_b, u_b
-uniform on the unit sphere of the span the data visits (a direction outside it carries no input,
-Makelov et al. 2023): a latent that carries nothing, firing on the same examples just as strongly.
-p = (1 + #{b : null_b >= real}) / (1 + B), drawn until STOP null draws reach the real change.
+so rows where the latent does not fire are untouched, and the statistic is the mean relative output
+change (``measures/output_change.py``) over the examples where it fires (only those run a forward
+pass): how much the model's outputs rest on the latent when it is there, whatever its frequency
+(a mean over every example would put a latent that fires on 0.1% of them below any margin however
+much the outputs rest on it there). The null removes the same codes along B random directions of the
+data's span with d_j's Euclidean norm, h'_i = h_i - z_j(h_i) ||d_j|| u_b, u_b uniform on the unit
+sphere of the span the data visits (a direction outside it carries no input, Makelov et al. 2023): a
+latent that carries nothing, firing on the same examples just as strongly. The used axis tests
+against its margin, p = (1 + #{b : null_b >= real - margin}) / (1 + B), the null drawn until STOP
+draws reach the real change less the margin.
 
 The size is matched in the site's Euclidean norm, the units the latent itself writes in: matching
 it in standard deviations of the data along d_j (as dual interchange does for labelled features)
@@ -50,7 +53,8 @@ class LatentAblation(Params):
     unit: ClassVar[Unit] = "output change"
 
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
-        """Per latent, the per-example output change (n,) against the null's mean changes."""
+        """Per latent, the output change of each example where it fires (k,) against the null's mean
+        changes over the same examples."""
         outputs = OutputChange(at.adapter, at.batches, at.site)
         clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
         span = MatchedShifts(at.X, "covariance", "mahalanobis").basis  # (d, r) the data's span
@@ -61,20 +65,18 @@ class LatentAblation(Params):
         for target in track(targets, "latent ablation", len(targets), at.progress):
             code, write = _code_and_write(target, n_rows, span)
             examples, fired, moves = _firing(clean, owners, sizes, code)
-            real = torch.zeros(outputs.n, dtype=torch.float64)
             if not examples.numel():  # a latent that never fires here changes nothing
-                out[target.name] = NullScores(
-                    self.metric, self.unit, real, torch.zeros(1, dtype=torch.float64)
-                )
+                nothing = torch.zeros(1, dtype=torch.float64)
+                out[target.name] = NullScores(self.metric, self.unit, nothing, nothing)
                 continue
             sub = outputs.restricted(examples)
-            real[examples] = sub.under_stacked([patches(fired, moves, write)])[0]
+            real = sub.under_stacked([patches(fired, moves, write)])[0]
             draw = generator(at.seed, "latent ablation null", target.name)
             u = torch.randn(at.n_null, span.shape[1], generator=draw, dtype=torch.float64)
             writes = torch.nn.functional.normalize(u, dim=1) @ span.T * write.norm()
-            mean = float(real[examples].mean())
-            null = null_changes(sub, fired, moves.expand(at.n_null, -1), writes, mean)
-            out[target.name] = NullScores(self.metric, self.unit, real, null * examples.numel() / outputs.n)
+            stop = float(real.mean()) - at.margin
+            null = null_changes(sub, fired, moves.expand(at.n_null, -1), writes, stop)
+            out[target.name] = NullScores(self.metric, self.unit, real, null)
         return out
 
 

@@ -22,8 +22,9 @@ def null_changes(
     outputs: OutputChange, clean: list[Tensor], moves: Tensor, writes: Tensor, real: float
 ) -> Tensor:
     """The mean output change of each null shift, STACK of them per forward pass, drawn in order
-    until STOP of them reach the real change (Besag & Clifford 1991: the p-value is then large, and
-    (1 + #{null >= real}) / (1 + drawn) stays valid, and conservative, when drawing stops there)."""
+    until STOP of them reach ``real`` (Besag & Clifford 1991: the p-value is then large, and
+    (1 + #{null >= real}) / (1 + drawn) stays valid, and conservative, when drawing stops there).
+    ``real`` is the real change less the margin the used axis tests against (``axes/used.py``)."""
     means: list[Tensor] = []
     for i in range(0, moves.shape[0], STACK):
         chunk = [patches(clean, moves[b], writes[b]) for b in range(i, min(i + STACK, moves.shape[0]))]

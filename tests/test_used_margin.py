@@ -1,15 +1,16 @@
 """The used axis tests against its margin (a minimum-effect test): p-values of H0 "effect <= margin",
 and a change that beats its null but is too small to matter is shown unused, not called used."""
 
+import pytest
 import torch
 from torch import nn
 
 from featurecontrols.adapters import TorchModel
 from featurecontrols.axes import used
-from featurecontrols.axes.evidence import Bootstrap, Margins
+from featurecontrols.axes.evidence import Axis, Bootstrap, Margins
 from featurecontrols.axes.from_scores import from_null, from_pairs
 from featurecontrols.axes.scores import NullScores, PairedScores
-from featurecontrols.axes.verdict import corrected, make_axis
+from featurecontrols.axes.verdict import corrected, make_axis, reason
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.stats import binomial_upper_tail
@@ -97,3 +98,51 @@ def test_a_large_change_is_used_against_the_margin() -> None:
     evidence = corrected([used.assess("c", raw, ("k",), BOOT)], "holm")
     assert evidence[0].effect > 1.0 and evidence[0].p_value == 1 / 200
     assert make_axis("used", evidence, 0.05).status == "yes"
+
+
+class _Isotropic(nn.Module):
+    """The output is the site itself (2 dims): every direction of the site is read alike."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.site = nn.Identity()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.site(x) * self.scale
+
+
+def test_a_change_no_larger_than_a_null_that_is_read_as_much_is_inconclusive_not_unused() -> None:
+    """At a site whose every direction is read, removing a latent moves the outputs as far as its
+    null does (effect 0, a point interval) while the change itself is far above the margin: that
+    shows nothing about use, so the axis stays inconclusive (the old rule, the effect's interval
+    below the margin, called it unused), and the reason says why."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(300, 2, generator=g)
+    adapter = TorchModel(_Isotropic())
+    site = adapter.resolve("site")
+    code = (torch.rand(300, generator=g) < 0.5).float()
+    target = CausalTarget(
+        "latent", torch.tensor([0.5, 0.0], dtype=torch.float64), code=code, kind="dictionary latent"
+    )
+    at = AtSite(adapter, [x], site, x.double(), n_null=99, seed=0, margin=0.01)
+    raw = LatentAblation().scores(at, [target])["latent"]
+    (e,) = corrected([used.assess("c", raw, ("latent",), BOOT)], "holm")
+    assert abs(e.effect) < 1e-6 and e.ci_high < e.margin < e.score <= e.score_high
+    axis = make_axis("used", [e], 0.05)
+    assert axis.status == "inconclusive"
+    axes = {"decodable": Axis("decodable", "yes", ()), "learned": Axis("learned", "no", ()), "used": axis}
+    assert "the null moves the outputs as much" in reason(axes, 0.05)  # type: ignore[arg-type]
+
+
+def test_the_real_statistic_interval_comes_from_the_same_resamples() -> None:
+    """score_high is the bootstrap upper end of mean(real), from the resamples of the effect's own."""
+    real = torch.tensor([0.1, 0.5, 0.2, 0.9, 0.4], dtype=torch.float64)
+    null = torch.full((50,), 0.25, dtype=torch.float64)
+    e = from_null("used", "c", NullScores("m", "output change", real, null), ("k",), BOOT)
+    assert e.score_high == pytest.approx(e.ci_high + 0.25)
+    d = PairedScores("m", "output change", real, torch.zeros(5, dtype=torch.float64))
+    assert (
+        from_pairs("used", "c", d, ("k",), BOOT).score_high
+        == from_pairs("used", "c", d, ("k",), BOOT).ci_high
+    )

@@ -12,8 +12,8 @@ battery runs every control on every candidate; the features of all seeds are the
   - AUROC of its score at separating model features (positives) from dataset features (negatives),
     for two scores, the effect (real minus control) and -log10 p (raw one-sided p), with DeLong's
     interval (``stats.auroc_delong``). Shuffled labels should sit near 1/2: both kinds are decodable.
-  - its pass rate (corrected p < alpha and effect > 0, the rule of ``verdict.make_axis``) for each
-    ground truth, with Wilson intervals.
+  - its pass rate (corrected p < alpha and effect > 0, on the used axis a p against the margin and
+    an effect above it: the rule of ``verdict.make_axis``) for each ground truth, with Wilson intervals.
 - per axis, the rate of ``yes`` for each ground truth (decodable should be yes for model and dataset
   features and no for absent ones; learned and used yes for model features only);
 - the verdict: the confusion matrix (ground truth x verdict) and the false-positive rate
@@ -487,7 +487,8 @@ def table(summaries: Sequence[TestbedSummary], settings: BenchSettings) -> str:
         lines.append("")
     lines.append(
         f"AUROC: model features (positive) vs dataset features, DeLong {pct}% interval; passes: corrected "
-        f"p < {settings.alpha} and effect > 0, Wilson {pct}% interval; a seed's features are not independent."
+        f"p < {settings.alpha} and effect > 0 (used: p against the margin, effect above it), Wilson {pct}% "
+        "interval; a seed's features are not independent."
     )
     return "\n".join(lines)
 

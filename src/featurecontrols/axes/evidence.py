@@ -83,9 +83,11 @@ class Evidence:
     difference that the test is about, ``ci_low``/``ci_high`` its confidence interval, ``p_value``
     the one-sided p-value that the real result does NOT beat the control, and ``p_adjusted`` the
     same after the run's correction across every test. ``margin`` is the effect too small to matter
-    (``Margins``): an interval wholly below it shows the result equivalent to its control. ``null``
-    summarises the null distribution when there is one (``stats.summarise_null``), ``detail`` holds
-    what a plot needs.
+    (``Margins``): an interval wholly below it shows the result equivalent to its control.
+    ``score_high`` is the upper end of the real statistic's own interval (the used axis: "not used"
+    needs the intervention's change itself below the margin, not only its excess over the null).
+    ``null`` summarises the null distribution when there is one (``stats.summarise_null``),
+    ``detail`` holds what a plot needs.
     """
 
     axis: AxisName
@@ -99,6 +101,7 @@ class Evidence:
     p_value: float
     p_adjusted: float = float("nan")
     margin: float = float("nan")
+    score_high: float = float("nan")
     detail: Detail = field(default_factory=Detail)
     null: NullSummary | None = None
 

@@ -2,12 +2,13 @@
 
     NullScores       p = (1 + #{b : null_b >= real - delta}) / (1 + B)   (Phipson & Smyth 2010; <= for
                      a cost); effect = mean(real) - mean(null), or mean(real - control) when paired
-                     interval: percentile bootstrap of mean(real) over examples (clusters resampled whole)
+                     interval: percentile bootstrap of mean(real) over examples (clusters resampled
+                     whole); the same resamples give the interval of mean(real) itself
     CopyScores       p = max_s McNemar(trained, copy_s)   (exact, one-sided; intersection-union over S)
                      effect = accuracy(trained) - max_s accuracy(copy_s), bootstrap of the paired
                      difference against the strongest copy
     PairedScores     p = sign test of d_i = real_i - control_i > delta (exact, one-sided)
-                     effect = mean(d), bootstrap interval
+                     effect = mean(d), bootstrap interval (and of mean(real) itself)
     MatchScores      p = (1 + #{null >= r}) / (1 + N);  effect = r - mean(null);  interval from
                      Fisher's z, tanh(atanh(r) -/+ z_a / sqrt(n - 3)), minus mean(null)
     MatchPairScores  H0: rho_real - rho_s <= delta (the margin) against every control dictionary s
@@ -56,10 +57,11 @@ def from_null(
     else:
         values, offset = sign * (real - s.control.double()), 0.0
     draw = generator(b.seed, "bootstrap", axis, control, *key)
+    columns = torch.stack([values, real], dim=1)  # the effect's interval and the real statistic's
     if s.clusters is None:
-        low, high = bootstrap_mean_ci(values[:, None], b.n, b.confidence, draw)
+        low, high = bootstrap_mean_ci(columns, b.n, b.confidence, draw)
     else:
-        low, high = cluster_bootstrap_mean_ci(values[:, None], s.clusters, b.n, b.confidence, draw)
+        low, high = cluster_bootstrap_mean_ci(columns, s.clusters, b.n, b.confidence, draw)
     effect = float(values.mean()) - offset
     p = permutation_p_value(
         torch.tensor([sign * score - delta], dtype=torch.float64), sign * s.null.double()[None]
@@ -75,6 +77,7 @@ def from_null(
         ci_high=float(high[0]) - offset,
         p_value=float(p[0]),
         margin=b.margins.of(s.unit),
+        score_high=float(high[1]),
         null=summarise_null(s.null),
     )
 
@@ -111,7 +114,7 @@ def from_pairs(
     not (module docstring)."""
     d = (s.real - s.control).double()
     draw = generator(b.seed, "bootstrap", axis, control, *key)
-    low, high = bootstrap_mean_ci(d[:, None], b.n, b.confidence, draw)
+    low, high = bootstrap_mean_ci(torch.stack([d, s.real.double()], dim=1), b.n, b.confidence, draw)
     return Evidence(
         axis=axis,
         control=control,
@@ -123,6 +126,7 @@ def from_pairs(
         ci_high=float(high[0]),
         p_value=paired_sign_test(d > delta, d < delta),
         margin=b.margins.of(s.unit),
+        score_high=float(high[1]),
         detail=Detail(
             real=tuple(round(float(v), 6) for v in s.real),
             control=tuple(round(float(v), 6) for v in s.control),

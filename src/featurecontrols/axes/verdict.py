@@ -9,7 +9,10 @@ Every p-value of a run (all sites, candidates and controls) is corrected togethe
                   ``axes/used.py``) and the effect must exceed the margin;
     no            decodable: otherwise. learned: the trained model is shown equivalent to some control
                   (the effect's interval lies wholly below the margin, ``Margins``), so it cannot beat
-                  every control. used: every test's interval lies below its margin;
+                  every control. used: every test shows the intervention barely moves the outputs:
+                  the intervals of its effect and of the change itself lie below the margin (a
+                  change no larger than a null that itself moves the outputs shows nothing: the
+                  null may be read as much as the feature, as at a site whose every direction is);
     inconclusive  neither was shown: the test lacks the power to decide;
     not run       no evidence.
 
@@ -59,8 +62,9 @@ def significant(e: Evidence, alpha: float) -> bool:
 
 
 def equivalent(e: Evidence) -> bool:
-    """The real result is shown no better than its control: the whole interval below the margin."""
-    return e.ci_high < e.margin
+    """The real result is shown no better than its control: the whole interval below the margin (on
+    the used axis, the interval of the intervention's change itself too)."""
+    return e.ci_high < e.margin and (e.axis != "used" or e.score_high < e.margin)
 
 
 def decide(decodable: AxisStatus, learned: AxisStatus, used: AxisStatus) -> Verdict:
@@ -85,14 +89,20 @@ def reason(axes: dict[AxisName, Axis], alpha: float) -> str:
         elif axis.status == "inconclusive":
             open_ = [e for e in axis.evidence if not significant(e, alpha) and not equivalent(e)]
             e = max(open_, key=lambda t: t.ci_high - t.ci_low)
-            p, m = f"corrected p {e.p_adjusted:.2g}", f"the margin {e.margin:g}"
-            shown = (
-                f"shown neither above nor below {m} ({p})"
-                if axis.name == "used"
-                else f"neither significant ({p}) nor within {m}"
-            )
-            parts.append(
-                f"{axis.name}: {e.control} effect {e.effect:.3g} [{e.ci_low:.3g}, {e.ci_high:.3g}] is "
-                f"{shown}: the test lacks power to decide"
-            )
+            parts.append(_open_reason(axis.name, e))
     return "; ".join(parts)
+
+
+def _open_reason(axis: AxisName, e: Evidence) -> str:
+    """Why one test decided nothing."""
+    p, m = f"corrected p {e.p_adjusted:.2g}", f"the margin {e.margin:g}"
+    head = f"{axis}: {e.control} effect {e.effect:.3g} [{e.ci_low:.3g}, {e.ci_high:.3g}]"
+    if axis != "used":
+        return f"{head} is neither significant ({p}) nor within {m}: the test lacks power to decide"
+    if e.ci_high < e.margin:
+        return (
+            f"{head}: the change itself, {e.score:.3g} (upper bound {e.score_high:.3g}), is not below "
+            f"{m}, and no larger than its null's: the null moves the outputs as much, so the test "
+            "cannot tell"
+        )
+    return f"{head} is shown neither above nor below {m} ({p}): the test lacks power to decide"

@@ -47,9 +47,10 @@ figure { margin: 0; width: 320px; } figcaption { font-size: 12px; color: #555; }
 LEGEND = (
     "Each axis cell: the axis' status, the real score against the control score of the test with the "
     "largest corrected p-value (for the learned axis the strongest copy, the one the test is against), "
-    "and that p-value. yes: beats every control significantly (used: any one used test does); no: on "
-    "the decodable axis not significant, on the learned axis shown equivalent to a copy, on the used "
-    "axis every test shown within its margin (the effect's interval wholly below it); inconclusive: "
+    "and that p-value. yes: beats every control significantly (used: any one used test does, by more "
+    "than its margin); no: on the decodable axis not significant, on the learned axis shown equivalent "
+    "to a copy, on the used axis every test shown within its margin (the intervals of the effect and of "
+    "the change itself wholly below it); inconclusive: "
     "neither, the reason is in the last column. Verdict colours: green model feature, yellow dataset "
     "feature, grey not found, red inconclusive; a red outline marks "
     "a verdict that disagrees with the ground truth."

@@ -96,7 +96,10 @@ def table(result: RunResult) -> str:
         f"p-values {s.correction}-corrected over {s.n_tests_corrected} tests; alpha {s.alpha}"
     )
     lines.append("cells: status, real score vs control score, corrected p (of the test with the largest p)")
-    lines.append(f"learned/used 'no': shown within the margin of a control ({margins_text(s.margins)})")
+    lines.append(
+        f"learned/used 'no': shown within the margin of a control (used: the change itself too); used "
+        f"'yes': above the margin ({margins_text(s.margins)})"
+    )
     lines += [f"inconclusive {c.site}/{c.name}: {c.reason}" for c in shown if c.reason]
     lines.extend(summary_lines(result.candidates))
     for name, latents in dictionaries(result.candidates).items():

@@ -34,6 +34,10 @@ A config is a flat TOML table (every key optional)::
     batch_size = 64
     out = "runs/minilm"            # report.json and report.html
     resume = true                  # keep activations and finished jobs in OUT/runs: a rerun resumes
+    checkpoints = "runs/train"     # a training history (pipeline/checkpoint_folder.py: checkpoint-<step>/
+                                   # folders of a Trainer, or <name><step>.safetensors files): the
+                                   # battery on ``model`` loaded with each, one site, corrected as one
+                                   # family; writes series.json, series.html and series.svg instead
 
 :func:`load_config` validates it into a :class:`RunConfig` (unknown keys, wrong types and bad
 values, the battery's parameters among them, raise ``FeatureControlsError`` naming the problem and
@@ -77,6 +81,9 @@ from featurecontrols.finders.sparse_autoencoder import Activation, SparseAutoenc
 from featurecontrols.finders.transcoder import Transcoder
 from featurecontrols.pipeline.battery import Battery
 from featurecontrols.pipeline.candidates import Candidate, Labelled, Latents
+from featurecontrols.pipeline.checkpoint_folder import read_checkpoints
+from featurecontrols.pipeline.series import run_series
+from featurecontrols.report.series_html import series_timeline, series_to_html
 from featurecontrols.stats import Correction
 from featurecontrols.testbeds.text_tasks import (
     DATASETS,
@@ -127,6 +134,7 @@ class RunConfig:
     batch_size: int = 64
     out: str = "runs/minilm"
     resume: bool = True
+    checkpoints: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_sentences", "seeds", "used_examples", "batch_size", "d_sae", "k", "sae_epochs"):
@@ -179,6 +187,14 @@ class RunConfig:
                 f"use names of {sorted(WEIGHT_CONTROLS)}",
             )
         self._check_dictionary()
+        if self.checkpoints is not None and (self.dictionary != "none" or isinstance(self.sites, str)
+                                             or len(self.sites) != 1):  # fmt: skip
+            raise FeatureControlsError(
+                f"checkpoints = {self.checkpoints!r} runs labelled features at one site over a training "
+                f"history, but sites = {self.sites!r} and dictionary = {self.dictionary!r}",
+                'name one site (sites = ["blocks.1.hook_resid_post"]) and drop dictionary; run one config '
+                "per site",
+            )
         self.battery()  # the battery checks its own parameters (alpha, correction, null sizes, ...)
 
     def _check_dictionary(self) -> None:
@@ -266,6 +282,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "batch_size": (int,),
     "out": (str,),
     "resume": (bool,),
+    "checkpoints": (str,),
 }
 
 
@@ -361,42 +378,66 @@ def causal_sites(config: RunConfig, model: nn.Module) -> list[str]:
     return list(config.sites)
 
 
-def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Run the battery over every site of ``config``; write ``report.json`` and ``report.html`` to ``out``."""
-    start = time.perf_counter()
+@dataclass
+class Prepared:
+    """What a config runs the battery on: the model's adapter, its batches and sites, the candidates
+    and what goes with them (control-task cells, counterfactuals, row contexts for latents)."""
+
+    task: Any
+    adapter: HuggingFaceEncoder | HuggingFaceCausalLM
+    batches: list[Any]
+    sites: list[str]
+    candidates: dict[str, Tensor] | list[Candidate]
+    cells: Tensor | None = None
+    counterfactuals: dict[str, list[Any]] | None = None
+    contexts: list[str] | None = None
+
+    def run_kwargs(self) -> dict[str, Any]:
+        return {"cells": self.cells, "counterfactuals": self.counterfactuals, "contexts": self.contexts}
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Load the model offline and encode the config's dataset for it (a causal LM gets
+    :class:`HuggingFaceCausalLM` and batches of equal length, so ``[-1]`` is every last token)."""
     model, tokenizer, causal = load_model(config.model)
     task = make_task(config.dataset, config.n_sentences, config.seed)
-    adapter: HuggingFaceEncoder | HuggingFaceCausalLM
-    cells = counterfactuals = None
     if causal:
-        sites = causal_sites(config, model)
         batches, features, counterfactuals = encode_causal(
             task, tokenizer, config.batch_size, config.counterfactuals
         )
-        adapter = HuggingFaceCausalLM(model, last_token=True)
+        bed = Prepared(task, HuggingFaceCausalLM(model, last_token=True), batches,
+                       causal_sites(config, model), features, counterfactuals=counterfactuals)  # fmt: skip
     else:
-        sites = layer_sites(model) if config.sites == ALL_LAYERS else list(config.sites)
         batches, features = encode(task, tokenizer, config.batch_size)
+        sites = layer_sites(model) if config.sites == ALL_LAYERS else list(config.sites)
+        bed = Prepared(task, HuggingFaceEncoder(model, config.level), batches, sites, features)
         if config.control_task and config.level == "token":
-            cells = token_cells(batches, READOUT_MASK)
+            bed.cells = token_cells(batches, READOUT_MASK)
         if config.counterfactuals:
-            counterfactuals = encode_counterfactuals(task, tokenizer, config.batch_size)
-        adapter = HuggingFaceEncoder(model, config.level)
-    candidates: dict[str, Tensor] | list[Candidate] = features
-    contexts = None  # the rows' texts, shown beside the latents' top-activating inputs
+            bed.counterfactuals = encode_counterfactuals(task, tokenizer, config.batch_size)
     if config.dictionary != "none":
         labelled: list[Candidate] = [Labelled(name, y) for name, y in features.items()]
         name = "sae" if config.writes is None else "transcoder"
-        latents = [Latents(name, site, finder=config.sae(), writes=config.writes) for site in sites]
-        candidates = [*labelled, *latents]
-        contexts = row_contexts(batches, tokenizer, "last token" if causal else config.level)
+        latents = [Latents(name, site, finder=config.sae(), writes=config.writes) for site in bed.sites]
+        bed.candidates = [*labelled, *latents]
+        bed.contexts = row_contexts(batches, tokenizer, "last token" if causal else config.level)
+    return bed
+
+
+def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
+    """Run the battery over every site of ``config``; write ``report.json`` and ``report.html`` to ``out``
+    (with ``checkpoints``, :func:`run_checkpoints`)."""
+    if config.checkpoints is not None:
+        return run_checkpoints(config, progress)
+    start = time.perf_counter()
+    bed = prepare(config)
     result = config.battery(progress).run(
-        adapter, batches, sites, candidates, cells=cells, counterfactuals=counterfactuals, contexts=contexts
+        bed.adapter, bed.batches, bed.sites, bed.candidates, **bed.run_kwargs()
     )
     total = time.perf_counter() - start
     document = {
         "config": asdict(config),
-        "dataset": {"name": task.name, "level": task.level, "examples": task.texts()[:5]},
+        "dataset": {"name": bed.task.name, "level": bed.task.level, "examples": bed.task.texts()[:5]},
         "verdicts": {
             site: {c.name: c.verdict for c in result.at(site) if c.kind != Latents.kind}
             for site in result.sites
@@ -415,6 +456,32 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     return document
 
 
+def run_checkpoints(config: RunConfig, progress: bool = True) -> dict[str, Any]:
+    """The battery over the training history in ``config.checkpoints`` (``pipeline/series.py``: every
+    checkpoint's weights in ``model``, one family of tests); writes ``series.json``, ``series.html`` and
+    ``series.svg`` to ``out``. Every checkpoint is read and checked against the model before any run."""
+    start = time.perf_counter()
+    bed = prepare(config)
+    assert config.checkpoints is not None
+    checkpoints = read_checkpoints(config.checkpoints, bed.adapter.weights)
+    series = run_series(config.battery(progress), bed.adapter, checkpoints, bed.batches, bed.sites,
+                        bed.candidates, **bed.run_kwargs())  # fmt: skip
+    names = list(bed.candidates) if isinstance(bed.candidates, dict) else [c.name for c in bed.candidates]
+    document = {
+        "config": asdict(config),
+        "dataset": {"name": bed.task.name, "level": bed.task.level, "examples": bed.task.texts()[:5]},
+        "site": bed.sites[0],
+        "verdicts": {name: [c.verdict for c in series.trajectory(name)] for name in names},
+        "total_s": time.perf_counter() - start,
+        "series": series.to_dict(),
+    }
+    out, title = Path(config.out), f"{Path(config.checkpoints).name} at {bed.sites[0]}"
+    atomic.write_json(out / "series.json", document)
+    atomic.write_text(out / "series.html", series_to_html(series, names, title))
+    atomic.write_text(out / "series.svg", series_timeline(series, names, title))
+    return document
+
+
 def latent_table(latents: Mapping[str, Mapping[str, int]]) -> list[str]:
     """Rows: per site, how many of its latents got each verdict."""
     verdicts = sorted({v for counts in latents.values() for v in counts})
@@ -423,9 +490,18 @@ def latent_table(latents: Mapping[str, Mapping[str, int]]) -> list[str]:
 
 
 def main(path: str | Path, progress: bool = True) -> int:
-    """``featurecontrols run``: load, validate and run the config; print the per-site verdicts."""
+    """``featurecontrols run``: load, validate and run the config; print the per-site verdicts (with
+    checkpoints, each feature's verdict per step)."""
     config = load_config(path)
     document = run(config, progress=progress)
+    if config.checkpoints is not None:
+        steps = document["series"]["steps"]
+        rows = [[name, *verdicts] for name, verdicts in document["verdicts"].items()]
+        print(f"verdicts at {document['site']} per step")
+        print("\n".join(report.fixed_width([["feature", *map(str, steps)], *rows])))
+        out = Path(config.out)
+        print(f"\nwrote {out / 'series.json'}, series.html, series.svg; total {document['total_s']:.0f} s")
+        return 0
     names = list(next(iter(document["verdicts"].values())))
     rows = [[site.split(" ")[0], *(v[n] for n in names)] for site, v in document["verdicts"].items()]
     print("\n".join(report.fixed_width([["site", *names], *rows])))

@@ -121,6 +121,51 @@ def test_a_folder_saelens_saved_loads_with_saelens_codes(
         torch.testing.assert_close(ours.decode(z), sae.decode(z), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("architecture", ["Transcoder", "JumpReLUTranscoder"])
+def test_a_transcoder_folder_saelens_saved_loads_as_a_transcoder_with_its_codes_and_outputs(
+    tmp_path: Path, architecture: str
+) -> None:
+    """SAELens's transcoders (pre = x W_enc + b_enc, output z W_dec + b_dec in another width) read back
+    as our Transcoder on raw units; a skip transcoder (W_skip) is refused with the fix."""
+    torch.manual_seed(0)
+    config = getattr(sae_lens, f"{architecture}Config")(
+        d_in=12, d_sae=24, d_out=20, device="cpu", apply_b_dec_to_input=False
+    )
+    sae = getattr(sae_lens, architecture)(config)
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.normal_(std=0.1)
+        if architecture == "JumpReLUTranscoder":
+            sae.threshold.uniform_(-0.2, 0.5)
+    sae.save_model(tmp_path / "tc")
+    ours = load_saelens(tmp_path / "tc")
+    assert isinstance(ours, Transcoder) and ours.n_features_out_ == 20
+    assert ours.activation == ("jumprelu" if architecture == "JumpReLUTranscoder" else "relu")
+    X = 2.0 * torch.randn(500, 12)
+    with torch.no_grad():
+        z = sae.encode(X)
+        assert float((z != 0).float().mean()) > 0.05
+        torch.testing.assert_close(ours.encode(X), z, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours.decode(z), sae.decode(z), rtol=1e-4, atol=1e-4)
+    skip = sae_lens.SkipTranscoder(
+        sae_lens.SkipTranscoderConfig(d_in=12, d_sae=24, d_out=20, device="cpu", apply_b_dec_to_input=False)
+    )
+    skip.save_model(tmp_path / "skip")
+    with pytest.raises(FeatureControlsError, match="skip_transcoder"):
+        load_saelens(tmp_path / "skip")
+
+
+def test_our_transcoders_round_trip_through_the_folder(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(1)
+    X = 3.0 * torch.randn(3000, 12, generator=g)
+    Y = torch.relu(X @ torch.randn(12, 16, generator=g)) + 1.0
+    ours = Transcoder(24, "jumprelu", batch_size=256, n_epochs=2).fit(X, Y)
+    back = load_saelens(save_saelens(ours, tmp_path / "tc"))
+    assert isinstance(back, Transcoder) and (back.d_sae, back.activation) == (24, "jumprelu")
+    torch.testing.assert_close(back.encode(X), ours.encode(X), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(back.decode(back.encode(X)), ours.decode(ours.encode(X)), rtol=1e-4, atol=1e-4)
+
+
 def test_folders_this_loader_cannot_read_exactly_are_refused(tmp_path: Path) -> None:
     with pytest.raises(FeatureControlsError, match=r"no cfg\.json"):
         load_saelens(tmp_path)

@@ -25,7 +25,10 @@ input scale s_x, output scale s_y and input mean mu,
     pre = (s_x x - mu) W_enc^T + b_enc = x (s_x W_enc)^T + (b_enc - mu W_enc^T)
     y_hat = (z W_dec + b_dec) / s_y
 
-SAELens has no TopK transcoder, so ours are refused; reading transcoder folders is not built.
+SAELens has no TopK transcoder, so ours are refused. :func:`load_saelens` reads a ``transcoder`` or
+``jumprelu_transcoder`` folder into a fitted :class:`~featurecontrols.finders.Transcoder` on raw
+units (s_x = s_y = 1, mu = 0: pre = x W_enc + b_enc, y_hat = z W_dec + b_dec, as SAELens computes
+them); skip transcoders (``W_skip``, a dense path beside the latents) are refused.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ ARCHITECTURES: dict[Activation, str] = {
     "topk": "topk", "relu": "standard", "batchtopk": "jumprelu", "jumprelu": "jumprelu"
 }  # fmt: skip
 TRANSCODER_ARCHITECTURES: dict[Activation, str] = {"relu": "transcoder", "jumprelu": "jumprelu_transcoder"}
+THRESHOLDED = ("jumprelu", "jumprelu_transcoder")  # folders with one threshold per latent
 WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
 
 
@@ -110,21 +114,26 @@ def _saelens_tensors(sae: SparseAutoencoder | Transcoder) -> dict[str, Tensor]:
     return tensors
 
 
-def load_saelens(folder: str | os.PathLike[str]) -> SparseAutoencoder:
-    """A fitted :class:`SparseAutoencoder` from a folder in SAELens's format (module docstring): the
-    same codes and reconstructions as SAELens's ``SAE.load_from_disk``, on raw inputs (``scale_`` 1).
-    Its parameters (``d_sae``, ``activation``, ``k``) are the recipe a control refits."""
+def load_saelens(folder: str | os.PathLike[str]) -> SparseAutoencoder | Transcoder:
+    """A fitted :class:`SparseAutoencoder` (or :class:`Transcoder`, from a transcoder folder) from a
+    folder in SAELens's format (module docstring): the same codes and outputs as SAELens's
+    ``SAE.load_from_disk``, on raw inputs (``scale_`` 1). Its parameters (``d_sae``, ``activation``,
+    ``k``) are the recipe a control refits."""
     folder = Path(folder)
     cfg = _config(folder)
     tensors = _weights(folder, cfg)
     activation, k = _recipe(cfg)
-    sae = SparseAutoencoder(d_sae=cfg["d_sae"], activation=activation, k=k, normalise_input=False)
+    transcoder = cfg["architecture"] in TRANSCODER_ARCHITECTURES.values()
+    kind = Transcoder if transcoder else SparseAutoencoder
+    sae = kind(d_sae=cfg["d_sae"], activation=activation, k=k, normalise_input=False)
     b_enc = tensors["b_enc"]
-    if not cfg.get("apply_b_dec_to_input", True):
+    if not transcoder and not cfg.get("apply_b_dec_to_input", True):
         b_enc = b_enc + tensors["b_dec"] @ tensors["W_enc"]
     sae.n_features_in_, sae.scale_ = cfg["d_in"], 1.0
     sae.encoder_, sae.decoder_ = tensors["W_enc"].T.contiguous(), tensors["W_dec"].contiguous()
     sae.b_enc_, sae.b_dec_ = b_enc, tensors["b_dec"]
+    if isinstance(sae, Transcoder):
+        sae.n_features_out_, sae.target_scale_, sae.b_in_ = cfg["d_out"], 1.0, torch.zeros(cfg["d_in"])
     threshold = tensors.get("threshold", torch.zeros(cfg["d_sae"]))
     sae.threshold_ = threshold.clamp(min=0.0)
     sae.aux_k_, sae.n_tokens_, sae.loss_history_ = 0, 0, []
@@ -138,6 +147,8 @@ def _recipe(cfg: dict[str, Any]) -> tuple[Activation, int]:
     metadata = cfg.get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
     k = metadata.get("featurecontrols_k")
+    if cfg["architecture"] in TRANSCODER_ARCHITECTURES.values():
+        return next(a for a, theirs in TRANSCODER_ARCHITECTURES.items() if theirs == cfg["architecture"]), 32
     if cfg["architecture"] == "jumprelu":
         if metadata.get("featurecontrols_activation") == "batchtopk" and isinstance(k, int) and k >= 1:
             return "batchtopk", k
@@ -157,14 +168,15 @@ def _config(folder: Path) -> dict[str, Any]:
         ) from None
     except json.JSONDecodeError as err:
         raise FeatureControlsError(f"{path} is not valid JSON: {err}", "save the SAE again") from None
-    known = sorted(set(ARCHITECTURES.values()))
+    known = sorted({*ARCHITECTURES.values(), *TRANSCODER_ARCHITECTURES.values()})
     if not isinstance(cfg, dict) or cfg.get("architecture", "standard") not in known:
         got = cfg.get("architecture") if isinstance(cfg, dict) else cfg
         raise FeatureControlsError(
             f"{path}: architecture {got!r} is not one this loader reads", f"use one of {known}, or sae_lens"
         )
     cfg.setdefault("architecture", "standard")
-    for key in ("d_in", "d_sae", *(("k",) if cfg["architecture"] == "topk" else ())):
+    sizes = {"topk": ("k",), **dict.fromkeys(TRANSCODER_ARCHITECTURES.values(), ("d_out",))}
+    for key in ("d_in", "d_sae", *sizes.get(cfg["architecture"], ())):
         if not isinstance(cfg.get(key), int) or isinstance(cfg.get(key), bool) or cfg[key] < 1:
             raise FeatureControlsError(
                 f"{path}: {key} must be a positive integer, got {cfg.get(key)!r}", "fix cfg.json"
@@ -184,9 +196,15 @@ def _weights(folder: Path, cfg: dict[str, Any]) -> dict[str, Tensor]:
     if not path.is_file():
         raise FeatureControlsError(f"no {WEIGHTS} in {folder}", "save the SAE with SAELens 6 (safetensors)")
     tensors = {k: v.float() for k, v in load(path.read_bytes()).items()}
-    d, m = cfg["d_in"], cfg["d_sae"]
-    shapes = {"W_enc": (d, m), "b_enc": (m,), "W_dec": (m, d), "b_dec": (d,)}
-    if cfg["architecture"] == "jumprelu":
+    if "W_skip" in tensors:
+        raise FeatureControlsError(
+            f"{path} is a skip transcoder (W_skip: a dense path beside its latents), which this loader "
+            "does not read",
+            "load it with sae_lens.SAE.load_from_disk, or train a transcoder without a skip connection",
+        )
+    d, m, out = cfg["d_in"], cfg["d_sae"], cfg.get("d_out", cfg["d_in"])
+    shapes = {"W_enc": (d, m), "b_enc": (m,), "W_dec": (m, out), "b_dec": (out,)}
+    if cfg["architecture"] in THRESHOLDED:
         shapes["threshold"] = (m,)
     for name, shape in shapes.items():
         got = tuple(tensors[name].shape) if name in tensors else None

@@ -38,8 +38,8 @@ def test_latents_match_the_generators_variables(bed: Testbed) -> None:
 
 @pytest.fixture(scope="module")
 def result(bed: Testbed) -> RunResult:
-    """Seed 0 end to end, the settings of ``featurecontrols bench --fast --n-null 1000`` (27 min on 2
-    cores)."""
+    """Seed 0 end to end, the settings of ``featurecontrols bench --fast --n-null 1000`` (about 7 min on
+    2 cores)."""
     battery = Battery(
         seed=0, n_weight_seeds=1, n_shuffles=1000, n_random_directions=1000, n_bootstrap=100, progress=False
     )
@@ -61,11 +61,10 @@ def test_the_learned_axis_tells_the_residual_latents_from_the_filler_latents(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured failure (README, toy LM latents): latent ablation calls the filler's embedding "
-    "latents used (5/5 on seed 0), so their verdict is model feature",
-)
-def test_no_filler_latent_is_called_a_model_feature(result: RunResult) -> None:
+def test_the_filler_latents_are_shown_dataset_features(result: RunResult) -> None:
+    """Their removal changes the next-word distribution by about 1e-5 nats: it beats the span null
+    (tested against 0 it was called used, 5/5), but the used axis tests against its margin and
+    bounds the change below it; with learned no, every filler latent is a dataset feature."""
     filler = [c for c in result.candidates if c.ground_truth == "dataset feature"]
-    assert filler and all(c.verdict != "model feature" for c in filler)
+    assert filler and all(c.verdict == "dataset feature" for c in filler)
+    assert all(c.axes["used"].evidence[0].score_high < c.axes["used"].evidence[0].margin for c in filler)

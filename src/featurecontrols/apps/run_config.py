@@ -395,6 +395,10 @@ class Prepared:
     def run_kwargs(self) -> dict[str, Any]:
         return {"cells": self.cells, "counterfactuals": self.counterfactuals, "contexts": self.contexts}
 
+    def dataset(self) -> dict[str, Any]:
+        """The dataset as the report names it: its name, level and first five texts."""
+        return {"name": self.task.name, "level": self.task.level, "examples": self.task.texts()[:5]}
+
 
 def prepare(config: RunConfig) -> Prepared:
     """Load the model offline and encode the config's dataset for it (a causal LM gets
@@ -437,7 +441,7 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     total = time.perf_counter() - start
     document = {
         "config": asdict(config),
-        "dataset": {"name": bed.task.name, "level": bed.task.level, "examples": bed.task.texts()[:5]},
+        "dataset": bed.dataset(),
         "verdicts": {
             site: {c.name: c.verdict for c in result.at(site) if c.kind != Latents.kind}
             for site in result.sites
@@ -469,7 +473,7 @@ def run_checkpoints(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     names = list(bed.candidates) if isinstance(bed.candidates, dict) else [c.name for c in bed.candidates]
     document = {
         "config": asdict(config),
-        "dataset": {"name": bed.task.name, "level": bed.task.level, "examples": bed.task.texts()[:5]},
+        "dataset": bed.dataset(),
         "site": bed.sites[0],
         "verdicts": {name: [c.verdict for c in series.trajectory(name)] for name in names},
         "total_s": time.perf_counter() - start,

@@ -147,13 +147,16 @@ def _recipe(cfg: dict[str, Any]) -> tuple[Activation, int]:
     metadata = cfg.get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
     k = metadata.get("featurecontrols_k")
-    if cfg["architecture"] in TRANSCODER_ARCHITECTURES.values():
-        return next(a for a, theirs in TRANSCODER_ARCHITECTURES.items() if theirs == cfg["architecture"]), 32
     if cfg["architecture"] == "jumprelu":
         if metadata.get("featurecontrols_activation") == "batchtopk" and isinstance(k, int) and k >= 1:
             return "batchtopk", k
         return "jumprelu", 32
-    ours = next(a for a, theirs in ARCHITECTURES.items() if theirs == cfg["architecture"])
+    names = (
+        TRANSCODER_ARCHITECTURES
+        if cfg["architecture"] in TRANSCODER_ARCHITECTURES.values()
+        else ARCHITECTURES
+    )
+    ours = next(a for a, theirs in names.items() if theirs == cfg["architecture"])
     return ours, int(cfg.get("k", 32))
 
 

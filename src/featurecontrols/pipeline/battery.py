@@ -203,7 +203,7 @@ class Battery(Params):
             check_at_least(name, getattr(self, name), 1)
         for name in ("n_shuffles", "n_random_directions", "n_latent_null"):
             check_at_least(name, getattr(self, name), 1, optional=True)
-        margins = self.margins if self.margins is not None else Margins()
+        margins = self._margins()
         if not isinstance(margins, Margins) or any(not 0 <= v < float("inf") for v in astuple(margins)):
             raise FeatureControlsError(
                 f"margins must be a Margins of finite values >= 0, got {self.margins!r}",
@@ -220,6 +220,10 @@ class Battery(Params):
                 "use a probabilistic probe, e.g. codelength_probe=LogisticProbe()",
             )
         self._controls()
+
+    def _margins(self) -> Margins:
+        """The margins of equivalence: the given ones, else the defaults."""
+        return self.margins if self.margins is not None else Margins()
 
     def correction_for(self, candidates: Sequence[Candidate]) -> Correction:
         """The correction a run over ``candidates`` makes: ``correction``, "auto" resolved."""
@@ -326,7 +330,7 @@ class Battery(Params):
         outputs = execute(ctx, jobs, executor, results_dir, self.progress, given)
         if carried is not None:
             carried.keep(ctx, outputs)
-        bootstrap = Bootstrap(self.seed, self.n_bootstrap, self.confidence, self.margins or Margins())
+        bootstrap = Bootstrap(self.seed, self.n_bootstrap, self.confidence, self._margins())
         judged, n_tests = judge(ctx, outputs, bootstrap, self.alpha, choices.correction)
         settings = self._settings(ctx, choices, controls, outputs, n_tests, type(executor).__name__)
         timings = {**_timings(outputs), "total": time.perf_counter() - start}
@@ -400,7 +404,7 @@ class Battery(Params):
             input_controls={c.name: c for c in controls.inputs},
             dictionary_baselines={c.name: c for c in controls.baselines}, causal_controls=causal,
             codelength_probe=self.codelength_probe, dictionaries={}, seed=self.seed,
-            margins=self.margins or Margins(),
+            margins=self._margins(),
             run_key=run_key(parts), data_key=run_key({k: parts[k] for k in ("model", "data")}),
             store_root=store_root, progress=self.progress,
         )  # fmt: skip
@@ -471,7 +475,7 @@ class Battery(Params):
         n_cells = None if ctx.cells is None else int(torch.unique(ctx.cells).numel())
         return RunSettings(
             seed=self.seed, alpha=self.alpha, correction=choices.correction, confidence=self.confidence,
-            margins=self.margins or Margins(),
+            margins=self._margins(),
             n_bootstrap=self.n_bootstrap, probe=repr(controls.probe), label_control=controls.label.name,
             weight_controls=tuple(weights), input_controls=tuple(c.name for c in controls.inputs),
             dictionary_baselines=tuple(c.name for c in controls.baselines),

@@ -58,11 +58,11 @@ def read_checkpoints(folder: str | Path, model: nn.Module) -> list[Checkpoint]:
     own, twins = model.state_dict(), _tied(model)
     checkpoints, kept = [], set()
     for step in sorted(entries):
-        state = _complete(_state(entries[step]), twins)
-        inner = _complete(_inner(state, list(own)), twins)
-        if inner is not state:  # cut out of a larger model: what it lacks stays the model's own
-            kept |= {n for n in own if n not in inner}
-            state = {**inner, **{n: own[n].clone() for n in own if n not in inner}}
+        saved = _state(entries[step])
+        state = _complete(_inner(saved, list(own)), twins)
+        if state is not saved:  # cut out of a larger model: what it lacks stays the model's own
+            kept |= {n for n in own if n not in state}
+            state |= {n: own[n].clone() for n in own if n not in state}
         checkpoints.append(Checkpoint(step, state, _measures(entries[step], step)))
     if kept:
         warnings.warn(

@@ -9,27 +9,27 @@ from featurecontrols.controls.dictionary.frozen_baselines import FrozenDecoder
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import SparseAutoencoder, Transcoder
 from featurecontrols.measures.latent_matching import best_matches, decoder_directions
-from featurecontrols.measures.sae_metrics import evaluate_dictionary
+from featurecontrols.measures.sae_metrics import evaluate_dictionary, loss_recovered
 from featurecontrols.testbeds import Testbed
 from featurecontrols.testbeds.sparse_latents import TRANSCODER, sparse_latents
 
 
 def component(
     rows: int = 20000, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A ReLU layer of 6 neurons on sparse inputs: x (rows, 16) in, y = ReLU(A x - 0.5) U (rows, 24) out;
-    returns x, y, the neurons' values and U's unit rows (what each neuron writes)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A ReLU layer of 6 neurons on sparse inputs: x (rows, 16) in, y = ReLU(x E - 0.5) U (rows, 24) out;
+    returns x, y, the neurons' values, E (what each neuron reads) and U's unit rows (what it writes)."""
     g = torch.Generator().manual_seed(seed)
     s = (torch.rand(rows, 6, generator=g) < 0.1).float() * (1 + torch.rand(rows, 6, generator=g))
     E = torch.linalg.qr(torch.randn(16, 6, generator=g))[0]  # (16, 6) orthonormal input directions
     U = torch.linalg.qr(torch.randn(24, 6, generator=g))[0].T  # (6, 24) orthonormal written directions
     x = s @ E.T + 0.01 * torch.randn(rows, 16, generator=g)
     neurons = torch.relu(x @ E - 0.5)
-    return x, neurons @ U, neurons, U
+    return x, neurons @ U, neurons, E, U
 
 
 def test_a_transcoder_recovers_the_neurons_of_a_relu_layer_and_what_they_write() -> None:
-    x, y, neurons, U = component()
+    x, y, neurons, _, U = component()
     tc = Transcoder(d_sae=12, activation="topk", k=2, n_epochs=10, batch_size=256,
                     normalise_input=False, aux_k=0).fit(x[:15000], y[:15000])  # fmt: skip
     codes = tc.encode(x[15000:])
@@ -43,7 +43,7 @@ def test_a_transcoder_recovers_the_neurons_of_a_relu_layer_and_what_they_write()
 
 def test_encode_and_decode_are_the_formulas() -> None:
     """pre = (s_x x - mu) W_enc^T + b_enc, z = ReLU(pre); y_hat = (z W_dec + b_dec) / s_y."""
-    x, y, _, _ = component(4000)
+    x, y, *_ = component(4000)
     tc = Transcoder(d_sae=8, activation="relu", n_epochs=1, batch_size=512).fit(x, y)
     pre = (tc.scale_ * x - tc.b_in_) @ tc.encoder_.T + tc.b_enc_
     torch.testing.assert_close(tc.encode(x), torch.relu(pre))
@@ -55,6 +55,43 @@ def test_encode_and_decode_are_the_formulas() -> None:
     torch.testing.assert_close(frozen.fit(x, y).decoder_, untrained)
 
 
+class ReluLayer(torch.nn.Module):
+    """The layer of :func:`component` as a module: y = write(ReLU(pre(x)))."""
+
+    def __init__(self, E: torch.Tensor, U: torch.Tensor) -> None:
+        super().__init__()
+        self.pre, self.write = torch.nn.Linear(16, 6), torch.nn.Linear(6, 24, bias=False)
+        with torch.no_grad():
+            self.pre.weight.copy_(E.T)
+            self.pre.bias.fill_(-0.5)
+            self.write.weight.copy_(U.T)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.write(torch.relu(self.pre(x)))
+
+
+def test_loss_recovered_splices_the_transcoder_in_where_it_writes() -> None:
+    """With the loss ||f(x) - y||^2 against the clean output y, L_clean = 0 and L_ablated is y's spread
+    around its mean, so the fraction recovered is the transcoder's explained variance of y."""
+    x, y, _, E, U = component()
+    model = ReluLayer(E, U)
+    torch.testing.assert_close(model(x), y)
+    tc = Transcoder(d_sae=12, activation="topk", k=2, n_epochs=10, batch_size=256,
+                    normalise_input=False, aux_k=0).fit(x[:15000], y[:15000])  # fmt: skip
+    held, target = x[15000:], y[15000:]
+
+    def loss(m: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return (m(batch) - target).pow(2).sum(1).mean()
+
+    out = loss_recovered(model, [held], "pre:input", tc, loss, writes="write")
+    explained = evaluate_dictionary(tc, held, target=target).summary["explained_variance"]
+    assert out["loss_clean"] == pytest.approx(0.0, abs=1e-10)
+    assert out["loss_recovered"] == pytest.approx(explained, abs=1e-5)
+    assert 0.9 < out["loss_recovered"] < 1.0
+    with pytest.raises(FeatureControlsError, match="before the read site"):
+        loss_recovered(model, [held], "write", tc, loss, writes="pre:input")
+
+
 def _init_rng() -> torch.Generator:
     from featurecontrols.seeding import generator
 
@@ -62,7 +99,7 @@ def _init_rng() -> torch.Generator:
 
 
 def test_bad_transcoder_input_is_refused() -> None:
-    x, y, _, _ = component(500)
+    x, y, *_ = component(500)
     with pytest.raises(FeatureControlsError, match="500 input rows and 499 target rows"):
         Transcoder(d_sae=4).fit(x, y[:-1])
     bad = y.clone()
@@ -135,9 +172,6 @@ def test_a_transcoder_needs_its_written_site_and_only_a_transcoder_has_one(bed: 
         battery.run(
             bed.model, bed.inputs, "neurons:input", [Latents("s", "neurons:input", sae, writes="write")]
         )
-    with pytest.raises(FeatureControlsError, match="loss recovered"):
-        latents = Latents("tc", "neurons:input", TRANSCODER, writes="write", loss=lambda m, b: m(b).sum())
-        battery.run(bed.model, bed.inputs, "neurons:input", [latents])
     with pytest.raises(FeatureControlsError, match="wirte"):
         battery.run(
             bed.model,

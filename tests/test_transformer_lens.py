@@ -123,3 +123,45 @@ def test_a_transformer_bridge_is_read_through_the_model_it_wraps(tmp_path: Path)
     bridge.compatibility_mode = True
     with pytest.raises(FeatureControlsError, match="compatibility mode"):
         adapt(bridge)
+
+
+def test_a_transcoders_loss_recovered_splices_it_in_at_the_mlp_output() -> None:
+    """A transcoder from ``ln2.hook_normalized`` to ``hook_mlp_out`` with the LM loss: the battery's
+    loss recovered is (L_ablated - L_spliced) / (L_ablated - L_clean), each recomputed here with the
+    library's own ``run_with_hooks`` (the MLP's output replaced by the transcoder's, or by its mean)."""
+    from featurecontrols import Latents
+    from featurecontrols.finders import Transcoder
+
+    m = model()
+    tokens = torch.randint(0, 50, (128, 8), generator=torch.Generator().manual_seed(1))
+    read, write = "blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out"
+    _, cache = m.run_with_cache(tokens, names_filter=[read, write])
+    finder = Transcoder(d_sae=16, activation="topk", k=4, n_epochs=5, batch_size=128)
+    tc = finder.fit(cache[read].reshape(-1, 32), cache[write].reshape(-1, 32))
+    latents = Latents("tc", read, finder=finder, dictionary=tc, writes=write,
+                      loss=lambda model, batch: model(batch, return_type="loss"))  # fmt: skip
+    battery = Battery(weight_controls=[ReinitialisedWeights()], n_weight_seeds=1, run_used=False,
+                      n_bootstrap=50, progress=False)  # fmt: skip
+    batches = list(tokens.split(64))
+    metrics = battery.run(m, batches, read, [latents]).dictionaries[f"{read}/tc"]["trained"]
+
+    def loss(hook_fn: object = None) -> float:
+        hooks = [] if hook_fn is None else [(write, hook_fn)]
+        return sum(float(m.run_with_hooks(b, return_type="loss", fwd_hooks=hooks)) for b in batches) / 2
+
+    with torch.no_grad():
+        seen: dict[str, torch.Tensor] = {}
+        spliced = sum(
+            float(m.run_with_hooks(b, return_type="loss", fwd_hooks=[
+                (read, lambda h, hook: seen.update(h=h)),
+                (write, lambda h, hook: tc.decode(tc.encode(seen["h"].reshape(-1, 32))).reshape(h.shape)),
+            ]))
+            for b in batches
+        ) / 2  # fmt: skip
+        mean = cache[write].reshape(-1, 32).mean(0)
+        clean, ablated = loss(), loss(lambda h, hook: mean.expand_as(h))
+    assert spliced != pytest.approx(clean, rel=1e-3)  # the splice changes the forward pass
+    assert metrics["loss_clean"] == pytest.approx(clean, rel=1e-5)
+    assert metrics["loss_spliced"] == pytest.approx(spliced, rel=1e-5)
+    assert metrics["loss_ablated"] == pytest.approx(ablated, rel=1e-5)
+    assert metrics["loss_recovered"] == pytest.approx((ablated - spliced) / (ablated - clean), rel=1e-4)

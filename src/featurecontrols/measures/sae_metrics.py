@@ -7,7 +7,8 @@ trained ones; these are the metrics to put side by side. With codes Z = encode(X
 - ``l0``: mean number of non-zero codes per example.
 - ``dead_fraction`` / ``dense_fraction``: latents active on no example / on more than ``dense_above``.
 - ``loss_recovered``: (L_ablated - L_spliced) / (L_ablated - L_clean), the model's loss with the
-  reconstruction spliced in at the site, against the clean loss and the mean-ablated site.
+  reconstruction spliced in at the site (a transcoder's output at the site it writes), against the
+  clean loss and the mean-ablated site.
 - ``mmcs``: mean max cosine similarity (Sharkey et al. 2022) between ground-truth directions and the
   dictionary's directions d_j = decode(e_j) - decode(0).
 - ``token_concentration``: per latent, the largest share of its total activation that falls on one
@@ -23,6 +24,7 @@ per-latent verdicts are the axes' business.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,36 +112,52 @@ def _average_ranks(Z: Tensor) -> Tensor:
 
 
 def loss_recovered(
-    model: nn.Module, batches: Iterable[Any], site: str | Site, dictionary: Dictionary, loss_fn: LossFn
+    model: nn.Module,
+    batches: Iterable[Any],
+    site: str | Site,
+    dictionary: Dictionary,
+    loss_fn: LossFn,
+    writes: str | Site | None = None,
 ) -> dict[str, float]:
     """Clean, spliced and mean-ablated losses, and the fraction of loss recovered by the reconstruction.
 
     The reconstruction (or the site's mean, over all batches) replaces the site's tensor at every
-    position. The fraction means something only where the model beats the ablation (L_ablated > L_clean).
+    position. For a transcoder, ``writes`` is the site it writes (the component's output): in each
+    forward pass its output from ``site``'s tensor replaces the tensor at ``writes``, and the ablation
+    is of ``writes`` (Dunefsky et al. 2024, "Transcoders find interpretable LLM feature circuits").
+    The fraction means something only where the model beats the ablation (L_ablated > L_clean).
     """
     batches = list(batches)
-    parsed = Site.parse(site)
+    read = Site.parse(site)
+    written = read if writes is None else Site.parse(writes)
+    seen: list[Tensor] = []  # the read site's tensor of the forward pass under way (transcoders)
+    means: list[Tensor] = []
 
-    def average(fn: Callable[[Tensor], Tensor] | None) -> float:
+    def record(h: Tensor) -> Tensor:
+        seen[:] = [h]
+        return h
+
+    def splice(h: Tensor) -> Tensor:
+        source = h if writes is None else _read_before(seen, read, written, h)
+        means.append(h.reshape(-1, h.shape[-1]).mean(0))
+        reconstruction = dictionary.decode(dictionary.encode(source.reshape(-1, source.shape[-1])))
+        return reconstruction.to(h.dtype).reshape(h.shape)
+
+    def average(fn: Callable[[Tensor], Tensor] | None, recorded: bool = False) -> float:
         total = 0.0
         with torch.no_grad():
             for batch in batches:
-                if fn is None:
+                with ExitStack() as stack:
+                    if recorded:
+                        stack.enter_context(intervene(model, read, record))
+                    if fn is not None:
+                        stack.enter_context(intervene(model, written, fn))
                     total += float(loss_fn(model, batch))
-                else:
-                    with intervene(model, parsed, fn):
-                        total += float(loss_fn(model, batch))
+                seen.clear()
         return total / len(batches)
 
-    means: list[Tensor] = []
-
-    def splice(h: Tensor) -> Tensor:
-        flat = h.reshape(-1, h.shape[-1])
-        means.append(flat.mean(0))
-        return dictionary.decode(dictionary.encode(flat)).to(h.dtype).reshape(h.shape)
-
     clean = average(None)
-    spliced = average(splice)
+    spliced = average(splice, recorded=writes is not None)
     mean = torch.stack(means).mean(0)
     ablated = average(lambda h: mean.to(h.dtype).expand_as(h).clone())
     gap = ablated - clean
@@ -150,6 +168,25 @@ def loss_recovered(
         "loss_ablated": ablated,
         "loss_recovered": recovered,
     }
+
+
+def _read_before(seen: list[Tensor], read: Site, written: Site, h: Tensor) -> Tensor:
+    """The read site's tensor of this forward pass, checked to line up with the written one ``h``."""
+    if not seen:
+        raise FeatureControlsError(
+            f"the forward pass reached the written site {written} before the read site {read}",
+            "give the transcoder's input site as site= and its output site as writes= (a transcoder "
+            "reads a component's input and writes its output)",
+        )
+    source = seen.pop()
+    if source.shape[:-1] != h.shape[:-1]:
+        raise FeatureControlsError(
+            f"the read site {read} has shape {tuple(source.shape)} but the written site {written} has "
+            f"{tuple(h.shape)}: their positions do not line up",
+            "pick sites with one row per position at both (e.g. blocks.0.ln2.hook_normalized and "
+            "blocks.0.hook_mlp_out)",
+        )
+    return source
 
 
 def evaluate_dictionary(

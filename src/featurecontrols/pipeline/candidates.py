@@ -64,9 +64,10 @@ class Latents:
     featurecontrols dictionary refits itself). ``ground_truth`` maps latent indices to their truth;
     ``n_latents`` is needed only for a dictionary that does not say how many latents it has;
     ``loss(model, batch)``, the model's scalar loss on a batch, adds the loss-recovered metric to the
-    report's table of dictionary metrics. A :class:`~featurecontrols.finders.Transcoder` reads
-    ``site`` and writes ``writes`` (the component's output site): it is fitted on both sites' rows,
-    its latents are matched by their codes at ``site`` and removed from ``writes``."""
+    report's table of dictionary metrics (a transcoder's output spliced in at ``writes``). A
+    :class:`~featurecontrols.finders.Transcoder` reads ``site`` and writes ``writes`` (the component's
+    output site): it is fitted on both sites' rows, its latents are matched by their codes at ``site``
+    and removed from ``writes``."""
 
     name: str
     site: str
@@ -125,11 +126,6 @@ def check_writes(latents: Latents, source: Finder) -> None:
             f"{type(source).__name__} writes back the site it reads",
             "use finder=Transcoder(...) for a dictionary that reads one site and writes another, "
             "or drop writes",
-        )
-    if latents.writes is not None and latents.loss is not None:
-        raise FeatureControlsError(
-            f"loss recovered is not measured for the transcoder latents {latents.name!r}",
-            "drop loss= for a transcoder (its other metrics and per-latent verdicts are measured)",
         )
 
 

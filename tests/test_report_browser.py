@@ -203,7 +203,7 @@ def test_series_page_renders_its_curves_in_headless_chromium(tmp_path: Path) -> 
     first = _result()
     later = replace(first, candidates=(replace(first.candidates[0], verdict="dataset feature"),))
     checkpoints = (Checkpoint(0, {}, {"loss": 1.0}), Checkpoint(100, {}, {"loss": 0.2}))
-    page = series_to_html(SeriesResult(checkpoints, (first, later), 4), ["x_0"], "toy")
+    page = series_to_html(SeriesResult(checkpoints, (first, later), 4), "toy")
     assert page.count("<svg") == 4  # the timeline, the loss, and x_0's decodable and learned effects
     path = tmp_path / "series.html"
     path.write_text(page, encoding="utf-8")
@@ -261,3 +261,25 @@ def test_latents_get_counts_and_a_scatter_and_only_the_top_ones_a_row(tmp_path: 
     assert not [line for line in log.splitlines() if "Uncaught" in line]
     shot = read_png(tmp_path / "latents.png")
     assert _pixels_of(shot, (0x18, 0x80, 0x38), tolerance=40) > 20  # the model features' green dots
+
+
+def test_series_page_counts_a_dictionarys_latents_per_step_in_headless_chromium(tmp_path: Path) -> None:
+    """Latents refitted at every checkpoint are counted per verdict: a table and one curve, rendered."""
+    from featurecontrols.pipeline.checkpoint import Checkpoint
+    from featurecontrols.pipeline.series import SeriesResult
+    from featurecontrols.report.series_html import series_to_html
+
+    browser = _browser()
+    early, late = _latents_result(8), _latents_result(40)
+    checkpoints = (Checkpoint(0, {}, {"loss": 1.0}), Checkpoint(100, {}, {"loss": 0.2}))
+    series = SeriesResult(checkpoints, (early, late), 96)
+    assert series.followed() == [] and list(series.latent_counts().values()) == [
+        [{"model feature": 2, "dataset feature": 6}, {"model feature": 10, "dataset feature": 30}]
+    ]
+    page = series_to_html(series, "toy")
+    assert "latents per verdict" in page and "<td>30</td>" in page
+    path = tmp_path / "series.html"
+    path.write_text(page, encoding="utf-8")
+    log = _screenshot(browser, path, tmp_path / "series.png")
+    assert not [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert _pixels_of(read_png(tmp_path / "series.png"), HISTOGRAM_BLUE) > 20  # the curve's points

@@ -157,7 +157,7 @@ def test_the_series_figure_bands_every_verdict(parity: Testbed) -> None:
         parity.site,
         {"x_0": parity.features["x_0"]},
     )
-    svg = series_timeline(series, ["x_0"], "parity")
+    svg = series_timeline(series, "parity")
     assert svg.startswith("<svg xmlns=") and svg.count("<rect") == 1 + 2  # background, one cell per step
     assert svg.count("<polyline") == len(parity.checkpoints[0].measures)
     assert all(

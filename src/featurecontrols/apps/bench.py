@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 
 from featurecontrols import atomic
-from featurecontrols.axes.evidence import AxisName, CandidateResult, Evidence, Verdict
+from featurecontrols.axes.evidence import AXES, VERDICTS, AxisName, CandidateResult, Evidence, Verdict
 from featurecontrols.axes.verdict import make_axis
 from featurecontrols.controls.label.control_task import input_type_cells
 from featurecontrols.controls.registry import CAUSAL_CONTROLS, DICTIONARY_BASELINES
@@ -66,9 +66,7 @@ from featurecontrols.stats import auroc_delong, wilson_interval
 from featurecontrols.testbeds.base import GroundTruth, Testbed
 from featurecontrols.validation import check_at_least
 
-AXES: tuple[AxisName, ...] = get_args(AxisName)
 TRUTHS: tuple[GroundTruth, ...] = get_args(GroundTruth)
-VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 POSITIVE: GroundTruth = "model feature"
 NEGATIVE: GroundTruth = "dataset feature"
 CALLED_MODEL: Verdict = "model feature"

@@ -36,7 +36,8 @@ A config is a flat TOML table (every key optional)::
     resume = true                  # keep activations and finished jobs in OUT/runs: a rerun resumes
     checkpoints = "runs/train"     # a training history (pipeline/checkpoint_folder.py: checkpoint-<step>/
                                    # folders of a Trainer, or <name><step>.safetensors files): the
-                                   # battery on ``model`` loaded with each, one site, corrected as one
+                                   # battery on ``model`` loaded with each (every site, dictionary
+                                   # latents counted per verdict at each step), corrected as one
                                    # family; writes series.json, series.html and series.svg instead
 
 :func:`load_config` validates it into a :class:`RunConfig` (unknown keys, wrong types and bad
@@ -72,6 +73,7 @@ from featurecontrols.adapters.huggingface import (
     resid_aliases,
 )
 from featurecontrols.adapters.sites import Site
+from featurecontrols.axes.evidence import VERDICTS
 from featurecontrols.controls.label.control_task import token_cells
 from featurecontrols.controls.registry import DICTIONARY_BASELINES, WEIGHT_CONTROLS
 from featurecontrols.controls.weight._copy import KEEP_PRESETS
@@ -82,7 +84,7 @@ from featurecontrols.finders.transcoder import Transcoder
 from featurecontrols.pipeline.battery import Battery
 from featurecontrols.pipeline.candidates import Candidate, Labelled, Latents
 from featurecontrols.pipeline.checkpoint_folder import read_checkpoints
-from featurecontrols.pipeline.series import run_series
+from featurecontrols.pipeline.series import SeriesResult, run_series
 from featurecontrols.report.series_html import series_timeline, series_to_html
 from featurecontrols.stats import Correction
 from featurecontrols.testbeds.text_tasks import (
@@ -187,14 +189,6 @@ class RunConfig:
                 f"use names of {sorted(WEIGHT_CONTROLS)}",
             )
         self._check_dictionary()
-        if self.checkpoints is not None and (self.dictionary != "none" or isinstance(self.sites, str)
-                                             or len(self.sites) != 1):  # fmt: skip
-            raise FeatureControlsError(
-                f"checkpoints = {self.checkpoints!r} runs labelled features at one site over a training "
-                f"history, but sites = {self.sites!r} and dictionary = {self.dictionary!r}",
-                'name one site (sites = ["blocks.1.hook_resid_post"]) and drop dictionary; run one config '
-                "per site",
-            )
         self.battery()  # the battery checks its own parameters (alpha, correction, null sizes, ...)
 
     def _check_dictionary(self) -> None:
@@ -470,20 +464,28 @@ def run_checkpoints(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     checkpoints = read_checkpoints(config.checkpoints, bed.adapter.weights)
     series = run_series(config.battery(progress), bed.adapter, checkpoints, bed.batches, bed.sites,
                         bed.candidates, **bed.run_kwargs())  # fmt: skip
-    names = list(bed.candidates) if isinstance(bed.candidates, dict) else [c.name for c in bed.candidates]
     document = {
         "config": asdict(config),
         "dataset": bed.dataset(),
-        "site": bed.sites[0],
-        "verdicts": {name: [c.verdict for c in series.trajectory(name)] for name in names},
+        "sites": list(bed.sites),
+        "verdicts": _trajectories(series),
+        "latents": series.latent_counts(),
         "total_s": time.perf_counter() - start,
         "series": series.to_dict(),
     }
-    out, title = Path(config.out), f"{Path(config.checkpoints).name} at {bed.sites[0]}"
+    out, title = Path(config.out), Path(config.checkpoints).name
     atomic.write_json(out / "series.json", document)
-    atomic.write_text(out / "series.html", series_to_html(series, names, title))
-    atomic.write_text(out / "series.svg", series_timeline(series, names, title))
+    atomic.write_text(out / "series.html", series_to_html(series, title))
+    atomic.write_text(out / "series.svg", series_timeline(series, title))
     return document
+
+
+def _trajectories(series: SeriesResult) -> dict[str, dict[str, list[str]]]:
+    """Per site, each followed candidate's verdict at every step."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for site, name in series.followed():
+        out.setdefault(site, {})[name] = [c.verdict for c in series.trajectory(name, site)]
+    return out
 
 
 def latent_table(latents: Mapping[str, Mapping[str, int]]) -> list[str]:
@@ -499,10 +501,18 @@ def main(path: str | Path, progress: bool = True) -> int:
     config = load_config(path)
     document = run(config, progress=progress)
     if config.checkpoints is not None:
-        steps = document["series"]["steps"]
-        rows = [[name, *verdicts] for name, verdicts in document["verdicts"].items()]
-        print(f"verdicts at {document['site']} per step")
-        print("\n".join(report.fixed_width([["feature", *map(str, steps)], *rows])))
+        steps = [str(step) for step in document["series"]["steps"]]
+        for site, verdicts in document["verdicts"].items():
+            rows = [[name, *v] for name, v in verdicts.items()]
+            print(
+                f"verdicts at {site} per step\n" + "\n".join(report.fixed_width([["feature", *steps], *rows]))
+            )
+        for key, counts in document["latents"].items():
+            rows = [[v, *(str(c.get(v, 0)) for c in counts)] for v in VERDICTS if any(v in c for c in counts)]
+            print(
+                f"latents of {key} per verdict and step\n"
+                + "\n".join(report.fixed_width([["verdict", *steps], *rows]))
+            )
         out = Path(config.out)
         print(f"\nwrote {out / 'series.json'}, series.html, series.svg; total {document['total_s']:.0f} s")
         return 0

@@ -105,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
     print("cells: verdict, then the effects of the first learned and the first used test")
     print(f"battery over {len(series.runs)} checkpoints: {seconds:.1f} s, {sum(series.reused)} jobs reused")
     out = atomic.write_json(Path(args.out) / "series.json", {"testbed": tb.name, **series.to_dict()})
-    page = atomic.write_text(Path(args.out) / "series.html", series_to_html(series, names, tb.name))
-    figure = atomic.write_text(Path(args.out) / "series.svg", series_timeline(series, names, tb.name))
+    page = atomic.write_text(Path(args.out) / "series.html", series_to_html(series, tb.name))
+    figure = atomic.write_text(Path(args.out) / "series.svg", series_timeline(series, tb.name))
     print(f"\n{series.n_tests} tests corrected together ({args.correction}); wrote {out}, {page}, {figure}")
     return 0

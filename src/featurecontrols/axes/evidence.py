@@ -10,7 +10,7 @@ All are frozen dataclasses: a run builds them once and nothing rewrites them aft
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from featurecontrols.stats import NullSummary
 
@@ -21,6 +21,7 @@ Verdict = Literal["model feature", "dataset feature", "not found", "inconclusive
 GroundTruth = Literal["model feature", "dataset feature", "absent"]
 """What a testbed's candidate is, by construction: the verdict it should get (absent: not found)."""
 AXES: tuple[AxisName, ...] = ("decodable", "learned", "used")
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 
 @dataclass(frozen=True)

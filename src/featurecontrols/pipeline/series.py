@@ -34,7 +34,7 @@ from featurecontrols.axes.verdict import corrected, decide, make_axis, reason
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.params import clone
 from featurecontrols.pipeline.battery import Battery
-from featurecontrols.pipeline.candidates import Candidate, from_features
+from featurecontrols.pipeline.candidates import Candidate, Latents, from_features
 from featurecontrols.pipeline.carried import CarriedWork
 from featurecontrols.pipeline.checkpoint import Checkpoint
 from featurecontrols.pipeline.plan import null_size
@@ -68,6 +68,22 @@ class SeriesResult:
                 )
             out.append(found[0])
         return out
+
+    def followed(self) -> list[tuple[str, str]]:
+        """(site, name) of every candidate followed step by step: all but dictionary latents, whose
+        refit at each checkpoint numbers them afresh (:meth:`latent_counts` counts them instead)."""
+        return [(c.site, c.name) for c in self.runs[0].candidates if c.kind != Latents.kind]
+
+    def latent_counts(self) -> dict[str, list[dict[str, int]]]:
+        """Per dictionary (``site/name``, as in ``RunResult.dictionaries``), its latents per verdict at
+        each step."""
+        counts: dict[str, list[dict[str, int]]] = {}
+        for i, run in enumerate(self.runs):
+            for c in run.candidates:
+                if c.kind == Latents.kind:
+                    steps = counts.setdefault(f"{c.site}/{c.name.rsplit('/', 1)[0]}", [{} for _ in self.runs])
+                    steps[i][c.verdict] = steps[i].get(c.verdict, 0) + 1
+        return counts
 
     def first_step(self, name: str, verdict: str = "model feature", site: str | None = None) -> int | None:
         """The first step from which on ``name``'s verdict is ``verdict`` at every later checkpoint."""

@@ -238,9 +238,14 @@ VERDICT_COLOURS = {
 
 
 def series_plot(
-    steps: Sequence[int], values: Sequence[float], verdicts: Sequence[str] | None, title: str
+    steps: Sequence[int],
+    values: Sequence[float],
+    verdicts: Sequence[str] | None,
+    title: str,
+    caption: str = "the training's own measure against the step",
 ) -> str:
-    """SVG line over training steps; each point coloured by that step's verdict (blue without one)."""
+    """SVG line over training steps; each point coloured by that step's verdict (blue without one,
+    then ``caption`` says what the curve is)."""
     w, h, pad = 320, 180, 30
     lo, hi = min(values), max(values)
     span, width = (hi - lo) or 1.0, (steps[-1] - steps[0]) or 1
@@ -269,7 +274,7 @@ def series_plot(
         "against the training step; points coloured by that step's verdict (green model feature, orange "
         "dataset feature, grey not found, red inconclusive)"
         if verdicts
-        else "the training's own measure against the step"
+        else caption
     )
     return _figure(svg, caption)
 

@@ -13,7 +13,8 @@ from featurecontrols.axes.scores import NullScores, PairedScores
 from featurecontrols.axes.verdict import corrected, make_axis, reason
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
-from featurecontrols.stats import binomial_upper_tail
+from featurecontrols.seeding import generator
+from featurecontrols.stats import binomial_upper_tail, bootstrap_means, percentile_interval
 
 BOOT = Bootstrap(seed=0, n=200, confidence=0.95)
 
@@ -35,6 +36,28 @@ def test_paired_p_value_is_the_sign_test_of_differences_above_the_margin() -> No
     s = PairedScores("m", "output change", d, torch.zeros(6, dtype=torch.float64))
     assert from_pairs("used", "c", s, ("k",), BOOT).p_value == binomial_upper_tail(5, 6)
     assert from_pairs("used", "c", s, ("k",), BOOT, 0.1).p_value == binomial_upper_tail(2, 6)
+
+
+def test_the_used_interval_carries_the_nulls_spread_across_directions() -> None:
+    """MiniLM's plural_subject in miniature: the real change (0.035 +- 0.002 over examples) is 0.022
+    above the null's mean, but a fifth of the random directions move the outputs as much. Over examples
+    alone the interval lies above the margin while p is 0.2; with each resample less a random null draw
+    it reaches below the margin, and equals that computation done by hand."""
+    g = torch.Generator().manual_seed(0)
+    real = 0.035 + 0.002 * torch.randn(400, generator=g, dtype=torch.float64)
+    null = torch.cat([torch.full((51,), 0.008), torch.full((13,), 0.04)]).double()
+    s = NullScores("m", "output change", real, null)
+    margin = BOOT.margins.of("output change")
+    narrow = from_null("used", "c", s, ("k",), BOOT, margin)
+    wide = used.assess("c", s, ("k",), BOOT)
+    assert narrow.p_value == wide.p_value == pytest.approx(14 / 65)
+    assert narrow.ci_low > margin and wide.ci_low < margin < wide.effect == narrow.effect
+    draw = generator(BOOT.seed, "bootstrap", "used", "c", "k")
+    means = bootstrap_means(torch.stack([real, real], dim=1), BOOT.n, BOOT.confidence, draw)
+    picked = null[torch.randint(0, 64, (BOOT.n,), generator=draw)]
+    low, high = percentile_interval(means[:, :1] - picked[:, None], BOOT.confidence)
+    assert (wide.ci_low, wide.ci_high) == pytest.approx((float(low[0]), float(high[0])))
+    assert wide.score_high == narrow.score_high  # the change itself: over examples, as before
 
 
 class _Reader(nn.Module):

@@ -71,16 +71,25 @@ def bootstrap_mean_ci(
 
     Resamples the n rows with replacement ``n_boot`` times; returns (low, high), each (k,).
     """
+    return percentile_interval(bootstrap_means(values, n_boot, level, generator), level)
+
+
+def bootstrap_means(values: Tensor, n_boot: int, level: float, generator: torch.Generator) -> Tensor:
+    """The column means of ``n_boot`` resamples of the n rows of ``values`` (n, k), shape (n_boot, k)
+    (``level`` is only checked, for the interval the caller takes of them)."""
     _check_bootstrap(values, n_boot, level)
     n = values.shape[0]
     idx = torch.randint(0, n, (n_boot, n), generator=generator)
     counts = torch.zeros(n_boot, n, dtype=torch.float64).scatter_add_(
         1, idx, torch.ones(n_boot, n, dtype=torch.float64)
     )
-    means = counts @ values.double() / n  # (n_boot, k): memory O(n_boot * n), not O(n_boot * n * k)
+    return counts @ values.double() / n  # memory O(n_boot * n), not O(n_boot * n * k)
+
+
+def percentile_interval(means: Tensor, level: float) -> tuple[Tensor, Tensor]:
+    """The central ``level`` interval of the resampled ``means`` (n_boot, k): (low, high), each (k,)."""
     tail = (1.0 - level) / 2.0
-    q = torch.tensor([tail, 1.0 - tail], dtype=torch.float64)
-    low, high = torch.quantile(means, q, dim=0)
+    low, high = torch.quantile(means, torch.tensor([tail, 1.0 - tail], dtype=torch.float64), dim=0)
     return low, high
 
 
@@ -151,15 +160,15 @@ def summarise_null(null: Tensor, bins: int = 40) -> NullSummary:
     )
 
 
-def cluster_bootstrap_mean_ci(
+def cluster_bootstrap_means(
     values: Tensor, clusters: Tensor, n_boot: int, level: float, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """Percentile cluster-bootstrap interval of the column means of ``values`` (n, k).
+) -> Tensor:
+    """The column means of ``n_boot`` cluster resamples of ``values`` (n, k), shape (n_boot, k).
 
-    Rows in the same cluster (``clusters`` (n,), any integer keys) are resampled together: each of
-    the ``n_boot`` resamples draws C of the C clusters with replacement, and its mean is the sum of
-    their rows over their number of rows. Use it when rows within a cluster are dependent (the
-    examples of one token type, one document). Returns (low, high), each (k,).
+    Rows in the same cluster (``clusters`` (n,), any integer keys) are resampled together: each
+    resample draws C of the C clusters with replacement, and its mean is the sum of their rows over
+    their number of rows. Use it when rows within a cluster are dependent (the examples of one token
+    type, one document); take the interval with :func:`percentile_interval`.
     """
     _check_bootstrap(values, n_boot, level)
     if clusters.shape != (values.shape[0],):
@@ -177,10 +186,7 @@ def cluster_bootstrap_mean_ci(
     counts = torch.zeros(n_boot, n_clusters, dtype=torch.float64).scatter_add_(
         1, draws, torch.ones(n_boot, n_clusters, dtype=torch.float64)
     )
-    means = (counts @ sums) / (counts @ sizes)[:, None]  # (n_boot, k)
-    tail = (1.0 - level) / 2.0
-    low, high = torch.quantile(means, torch.tensor([tail, 1.0 - tail], dtype=torch.float64), dim=0)
-    return low, high
+    return (counts @ sums) / (counts @ sizes)[:, None]
 
 
 def auroc_delong(positive: Tensor, negative: Tensor, level: float) -> tuple[float, float, float]:

@@ -3,7 +3,12 @@
     NullScores       p = (1 + #{b : null_b >= real - delta}) / (1 + B)   (Phipson & Smyth 2010; <= for
                      a cost); effect = mean(real) - mean(null), or mean(real - control) when paired
                      interval: percentile bootstrap of mean(real) over examples (clusters resampled
-                     whole); the same resamples give the interval of mean(real) itself
+                     whole) minus mean(null); the same resamples give the interval of mean(real)
+                     itself. On the used axis each resample subtracts a null draw picked at random
+                     instead (``spread``): there each draw is another direction or latent, whose
+                     changes differ by what the model reads, not by sampling alone, and the
+                     p-value ranks the real change among them, so the interval carries their
+                     spread too (one that lies above the margin then agrees with a small p)
     CopyScores       p = max_s McNemar(trained, copy_s)   (exact, one-sided; intersection-union over S)
                      effect = accuracy(trained) - max_s accuracy(copy_s), bootstrap of the paired
                      difference against the strongest copy
@@ -36,43 +41,53 @@ from featurecontrols.axes.scores import CopyScores, MatchPairScores, MatchScores
 from featurecontrols.seeding import generator
 from featurecontrols.stats import (
     bootstrap_mean_ci,
-    cluster_bootstrap_mean_ci,
+    bootstrap_means,
+    cluster_bootstrap_means,
     paired_sign_test,
+    percentile_interval,
     permutation_p_value,
     summarise_null,
 )
 
 
 def from_null(
-    axis: AxisName, control: str, s: NullScores, key: tuple[str, ...], b: Bootstrap, delta: float = 0.0
+    axis: AxisName,
+    control: str,
+    s: NullScores,
+    key: tuple[str, ...],
+    b: Bootstrap,
+    delta: float = 0.0,
+    spread: bool = False,
 ) -> Evidence:
     """Evidence from a statistic against its permutation null, tested against ``delta`` (module
-    docstring)."""
+    docstring). With ``spread`` (and no paired control), each resample's effect subtracts one null draw
+    picked at random instead of the null's mean, so the interval carries the null's spread too."""
     sign = -1.0 if s.lower_is_better else 1.0
     real = s.real.double()
     score = float(real.mean())
-    null_mean = float(s.null.double().mean())
+    null = s.null.double()
     if s.control is None:
-        values, offset = sign * real, sign * null_mean
+        values, offset = sign * real, sign * float(null.mean())
     else:
         values, offset = sign * (real - s.control.double()), 0.0
     draw = generator(b.seed, "bootstrap", axis, control, *key)
     columns = torch.stack([values, real], dim=1)  # the effect's interval and the real statistic's
     if s.clusters is None:
-        low, high = bootstrap_mean_ci(columns, b.n, b.confidence, draw)
+        means = bootstrap_means(columns, b.n, b.confidence, draw)
     else:
-        low, high = cluster_bootstrap_mean_ci(columns, s.clusters, b.n, b.confidence, draw)
-    effect = float(values.mean()) - offset
-    p = permutation_p_value(
-        torch.tensor([sign * score - delta], dtype=torch.float64), sign * s.null.double()[None]
-    )
+        means = cluster_bootstrap_means(columns, s.clusters, b.n, b.confidence, draw)
+    if spread and s.control is None:
+        picked = null[torch.randint(0, null.numel(), (b.n,), generator=draw)]
+        means = torch.stack([means[:, 0] - sign * picked + offset, means[:, 1]], dim=1)
+    low, high = percentile_interval(means, b.confidence)
+    p = permutation_p_value(torch.tensor([sign * score - delta], dtype=torch.float64), sign * null[None])
     return Evidence(
         axis=axis,
         control=control,
         metric=s.metric,
         score=score,
-        control_score=null_mean,
-        effect=effect,
+        control_score=float(null.mean()),
+        effect=float(values.mean()) - offset,
         ci_low=float(low[0]) - offset,
         ci_high=float(high[0]) - offset,
         p_value=float(p[0]),

@@ -27,7 +27,9 @@ def assess(control: str, scores: RawScores, key: tuple[str, ...], bootstrap: Boo
     """The used axis' evidence from one control's raw scores for one candidate, tested against the
     margin of the scores' unit."""
     if isinstance(scores, NullScores):
-        return from_null("used", control, scores, key, bootstrap, bootstrap.margins.of(scores.unit))
+        return from_null(
+            "used", control, scores, key, bootstrap, bootstrap.margins.of(scores.unit), spread=True
+        )
     if isinstance(scores, PairedScores):
         return from_pairs("used", control, scores, key, bootstrap, bootstrap.margins.of(scores.unit))
     raise TypeError(f"the used axis takes NullScores or PairedScores, got {type(scores).__name__}")

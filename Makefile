@@ -26,8 +26,10 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
+# The suite, then the slow checks that fit in CI: modular addition retrained, and its grokking series.
 pytest: $(BIN)/.installed
 	$(BIN)/pytest
+	$(BIN)/pytest -m slow tests/test_modular_addition.py
 
 test: lint typecheck pytest
 

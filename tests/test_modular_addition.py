@@ -213,3 +213,30 @@ def test_retraining_groks() -> None:
     last = fresh.history[-1]
     assert last.test_accuracy > 0.99 and len(last.key_frequencies) >= 2
     assert last.restricted_loss < 0.1 < 3.0 < last.excluded_loss
+
+
+@pytest.mark.slow
+def test_key_frequencies_become_model_features_before_the_test_loss_drops() -> None:
+    """Issue 16's grokking result, pinned: retrained p = 53 with checkpoints every 1,000 steps, the
+    learned axis over steps 0, 1,000, 2,000 and the end (one family, BH) calls every key frequency's
+    cos/sin (a + b) at the neurons a model feature from a step at which the test accuracy is still
+    below 1/2 (during circuit formation: the restricted loss already below its value at step 0), and
+    at step 0, where nothing is learned by construction, none of them."""
+    from featurecontrols.apps.series import default_features
+    from featurecontrols.pipeline.battery import Battery
+    from featurecontrols.pipeline.series import run_series
+
+    fresh = train_modular_addition(ModularAdditionConfig(), progress=False, checkpoint_every=1000)
+    tb = modular_addition_testbed(fresh)
+    checkpoints = [c for c in tb.checkpoints if c.step in (0, 1000, 2000) or c is tb.checkpoints[-1]]
+    keys = [n for n in default_features(tb) if tb.ground_truth[n] == "model feature"]
+    battery = Battery(run_used=False, correction="bh", seed=0, progress=False)
+    candidates = [c for c in tb.candidates() if c.name in keys]
+    series = run_series(battery, tb.model, checkpoints, tb.inputs, tb.site, candidates)
+    accuracy = {c.step: c.measures["test accuracy"] for c in checkpoints}
+    restricted = {c.step: c.measures["log10 restricted loss"] for c in checkpoints}
+    assert keys and accuracy[checkpoints[-1].step] > 0.99
+    for name in keys:
+        assert series.trajectory(name)[0].verdict != "model feature"
+        first = series.first_step(name)
+        assert first is not None and accuracy[first] < 0.5 and restricted[first] < restricted[0], name

@@ -488,6 +488,20 @@ def _trajectories(series: SeriesResult) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+def print_series(document: Mapping[str, Any]) -> None:
+    """Per site, each followed feature's verdict per step; per dictionary, its latents per verdict."""
+    steps = [str(step) for step in document["series"]["steps"]]
+    for site, verdicts in document["verdicts"].items():
+        rows = [[name, *v] for name, v in verdicts.items()]
+        print(f"verdicts at {site} per step\n" + "\n".join(report.fixed_width([["feature", *steps], *rows])))
+    for key, counts in document["latents"].items():
+        rows = [[v, *(str(c.get(v, 0)) for c in counts)] for v in VERDICTS if any(v in c for c in counts)]
+        print(
+            f"latents of {key} per verdict and step\n"
+            + "\n".join(report.fixed_width([["verdict", *steps], *rows]))
+        )
+
+
 def latent_table(latents: Mapping[str, Mapping[str, int]]) -> list[str]:
     """Rows: per site, how many of its latents got each verdict."""
     verdicts = sorted({v for counts in latents.values() for v in counts})
@@ -501,18 +515,7 @@ def main(path: str | Path, progress: bool = True) -> int:
     config = load_config(path)
     document = run(config, progress=progress)
     if config.checkpoints is not None:
-        steps = [str(step) for step in document["series"]["steps"]]
-        for site, verdicts in document["verdicts"].items():
-            rows = [[name, *v] for name, v in verdicts.items()]
-            print(
-                f"verdicts at {site} per step\n" + "\n".join(report.fixed_width([["feature", *steps], *rows]))
-            )
-        for key, counts in document["latents"].items():
-            rows = [[v, *(str(c.get(v, 0)) for c in counts)] for v in VERDICTS if any(v in c for c in counts)]
-            print(
-                f"latents of {key} per verdict and step\n"
-                + "\n".join(report.fixed_width([["verdict", *steps], *rows]))
-            )
+        print_series(document)
         out = Path(config.out)
         print(f"\nwrote {out / 'series.json'}, series.html, series.svg; total {document['total_s']:.0f} s")
         return 0

@@ -83,3 +83,38 @@ def test_dual_interchange_p_values_are_uniform_for_features_that_carry_nothing()
         below = sum(p <= level for p in p_values)
         sd = math.sqrt(200 * level * (1 - level))
         assert abs(below - 200 * level) < 3 * sd, f"{below}/200 p-values at or below {level}"
+
+
+def test_labels_that_are_one_variable_move_together() -> None:
+    """Modular addition's sin(w_1 a) and a < p/2 in miniature: an unread variable x_4 of the
+    pass-through trap and a copy of it with 2% of its labels flipped (r ~ 0.96) are one variable, so
+    neither's write vector holds the other's read-off fixed (which would separate them along the few
+    rows where they differ, a change no input makes): both are shown unused, the read x_0 used; and
+    each write vector is the surgical one of the targets it holds, R_S w = e_j, the twin left free."""
+    from featurecontrols.controls.causal.dual_interchange import _Interchanges
+    from featurecontrols.measures.matched_shifts import MatchedShifts
+    from featurecontrols.pipeline.candidates import Labelled
+
+    bed = pass_through(0)
+    flip = torch.zeros(len(bed.inputs), dtype=torch.bool)
+    flip[::50] = True
+    twin = torch.where(flip, 1 - bed.features["x_4"], bed.features["x_4"])
+    candidates = [*bed.candidates(), Labelled("x_4 twin", twin, "dataset feature")]
+    battery = Battery(weight_controls=[], used_controls=[DualInterchange()], counterfactual_control=None,
+                      correction="bh", n_bootstrap=100, progress=False)  # fmt: skip
+    result = battery.run(bed.model, bed.inputs, bed.site, candidates)
+    status = {c.name: c.axes["used"].status for c in result.candidates}
+    assert status["x_4"] == status["x_4 twin"] == "no" and status["x_0"] == "yes", status
+    adapter = TorchModel(bed.model)
+    site = adapter.resolve(bed.site)
+    X = adapter.activations(list(bed.inputs.split(1024)), [site])[str(site)]
+    targets = [CausalTarget(c.name, labels=c.labels) for c in candidates if isinstance(c, Labelled)]
+    plans = _Interchanges(AtSite(adapter, [bed.inputs], site, X, n_null=9, seed=0), targets,
+                          MatchedShifts(X, "covariance", "mahalanobis"), len(bed.inputs))  # fmt: skip
+    j, twin_j = 4, len(targets) - 1
+    w = plans.write_vector(j)
+    others = [i for i in range(len(targets)) if i not in (j, twin_j)]
+    torch.testing.assert_close(plans.R[j] @ w, torch.tensor(1.0, dtype=torch.float64))
+    torch.testing.assert_close(plans.R[others] @ w, torch.zeros(len(others), dtype=torch.float64))
+    assert abs(float(plans.R[twin_j] @ w)) > 0.5  # the twin moves with it
+    torch.testing.assert_close(plans.write_vector(0), plans.writes[:, 0])  # no twin: every target held

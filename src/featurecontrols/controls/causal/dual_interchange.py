@@ -16,7 +16,12 @@ interchange moves each example to the other class's value of the feature:
 
 a move that stays in the span the data visits (Sigma w lies there: a direction the data never visits
 carries no change of any input, Makelov et al. 2023), and the statistic is the mean relative output
-change over examples.
+change over examples. Targets whose labels correlate with j's at |r| >= SAME_VARIABLE are one
+variable with it (the level at which the testbeds match a latent's codes to a variable) and are not
+held fixed: no input moves one without the other, and a write vector that tries separates them along
+the few rows where they differ (modular addition's sin(w_1 a) and a < p/2 differ at a = 0 alone,
+r = 0.96; holding either fixed, the other's interchange moved the output by 0.07-0.12 against a
+margin of 0.01, and by -0.002 without).
 
 The null makes the same moves along B random directions of the data: each moves the data along a
 direction uniform in its whitened coordinates (``measures/matched_shifts.MatchedShifts.one_std``:
@@ -50,6 +55,8 @@ from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.params import Params
 from featurecontrols.progress import track
 from featurecontrols.seeding import generator
+
+SAME_VARIABLE = 0.9  # |r| between two targets' labels at which they are one variable (module docstring)
 
 
 class DualInterchange(Params):
@@ -89,12 +96,28 @@ class _Interchanges:
         self.cov = metric.covariance  # the data's covariance, computed once with its metric
         self.labelled = [t for t in targets if t.labels is not None and t.kind == "labelled feature"]
         if self.labelled:
-            self.Y = torch.stack([t.labels for t in self.labelled if t.labels is not None], dim=1)
-            M = class_mean_directions(self.X, self.Y).T  # (d, k) class-mean differences
+            Y = torch.stack([t.labels for t in self.labelled if t.labels is not None], dim=1)
+            M = class_mean_directions(self.X, Y).T  # (d, k) class-mean differences
             self.R = (torch.linalg.pinv(self.cov, hermitian=True) @ M).T  # (k, d) Fisher read-offs
-            # The surgical write vectors in the data's metric: R W = I at the least change in standard
-            # deviations of the data, W = Sigma R^T (R Sigma R^T)^+ = M (M^T Sigma^+ M)^+.
-            self.writes = self.cov @ self.R.T @ torch.linalg.pinv(self.R @ self.cov @ self.R.T)
+            k = len(self.labelled)
+            r = torch.corrcoef(Y.T.double()).reshape(k, k).nan_to_num(0.0)
+            self.same = (r.abs() >= SAME_VARIABLE) & ~torch.eye(k, dtype=torch.bool)  # (k, k)
+            self.writes = self.surgical(torch.arange(k))  # every target held: the usual case
+
+    def surgical(self, held: Tensor) -> Tensor:
+        """The write vectors (d, |held|) of the targets ``held``, each holding the others' read-offs
+        fixed: R W = I at the least change in standard deviations of the data,
+        W = Sigma R^T (R Sigma R^T)^+ = M (M^T Sigma^+ M)^+."""
+        R = self.R[held]
+        W: Tensor = self.cov @ R.T @ torch.linalg.pinv(R @ self.cov @ R.T)
+        return W
+
+    def write_vector(self, j: int) -> Tensor:
+        """Labelled target j's write vector, holding fixed every target but those one variable with it."""
+        if not bool(self.same[j].any()):
+            return self.writes[:, j]
+        held = torch.nonzero(~self.same[j]).flatten()  # j itself among them
+        return self.surgical(held)[:, int(torch.nonzero(held == j))]
 
     def of(self, target: CausalTarget) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The real interchange of ``target`` as per-row moves (n,) along a write vector (d,), and the B
@@ -102,7 +125,7 @@ class _Interchanges:
         standard deviations along them as the feature's coordinate moves in its own."""
         if target.kind == "labelled feature" and target.labels is not None:
             j = next(i for i, t in enumerate(self.labelled) if t.name == target.name)
-            read, write = self.R[j], self.writes[:, j]
+            read, write = self.R[j], self.write_vector(j)
         else:
             if target.direction is None:
                 raise FeatureControlsError(

@@ -55,3 +55,20 @@ def test_no_needs_equivalence_and_learned_needs_every_control() -> None:
     assert decide(*(axes[a].status for a in ("decodable", "learned", "used"))) == "inconclusive"  # type: ignore[arg-type]
     text = reason(axes, 0.05)  # type: ignore[arg-type]
     assert text.startswith("used: c effect 0.01 [-0.09, 0.05]") and "lacks power" in text
+
+
+def test_an_interval_above_the_margin_without_a_corrected_p_says_so() -> None:
+    """MiniLM's plural_subject: the used interval (of this test alone) lies above the margin at p 0.013,
+    but Holm over the run's 24 tests leaves p 0.2: the reason names both, not "neither above nor below"."""
+    e = Evidence("used", "c", "m", 0.035, 0.013, 0.022, 0.0117, 0.0289, 0.013, margin=0.01)
+    object.__setattr__(e, "p_adjusted", 0.2)
+    beaten = _ev(1e-4, 0.3, 0.4)
+    object.__setattr__(beaten, "p_adjusted", 1e-4)
+    axes = {
+        "decodable": make_axis("decodable", [beaten], 0.05),
+        "learned": make_axis("learned", [_ev(0.9, 0.0, 0.01)], 0.05),
+        "used": make_axis("used", [e], 0.05),
+    }
+    assert axes["used"].status == "inconclusive"
+    text = reason(axes, 0.05)  # type: ignore[arg-type]
+    assert "lies above the margin 0.01 for this test alone (p 0.013)" in text and "corrected p 0.2" in text

@@ -8,7 +8,8 @@
                      instead (``spread``): there each draw is another direction or latent, whose
                      changes differ by what the model reads, not by sampling alone, and the
                      p-value ranks the real change among them, so the interval carries their
-                     spread too (one that lies above the margin then agrees with a small p)
+                     spread too (one that lies above the margin then agrees with a small p,
+                     before the correction over the run)
     CopyScores       p = max_s McNemar(trained, copy_s)   (exact, one-sided; intersection-union over S)
                      effect = accuracy(trained) - max_s accuracy(copy_s), bootstrap of the paired
                      difference against the strongest copy

@@ -97,6 +97,12 @@ def _open_reason(axis: AxisName, e: Evidence) -> str:
     """Why one test decided nothing."""
     p, m = f"corrected p {e.p_adjusted:.2g}", f"the margin {e.margin:g}"
     head = f"{axis}: {e.control} effect {e.effect:.3g} [{e.ci_low:.3g}, {e.ci_high:.3g}]"
+    if e.ci_low > (e.margin if axis == "used" else 0.0):  # the interval is of this test alone
+        above = m if axis == "used" else "0"
+        return (
+            f"{head} lies above {above} for this test alone (p {e.p_value:.2g}), but not after the "
+            f"correction over the run's tests ({p})"
+        )
     if axis != "used":
         return f"{head} is neither significant ({p}) nor within {m}: the test lacks power to decide"
     if e.ci_high < e.margin:

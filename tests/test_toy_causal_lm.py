@@ -143,3 +143,25 @@ def test_training_shows_every_step_to_a_callback() -> None:
     seen: list[int] = []
     train_toy_lm(ToyLMConfig(steps=3, batch_size=4, n_check=8), on_step=lambda step, _: seen.append(step))
     assert seen == [0, 1, 2, 3]  # before each of the 3 updates, and after the last
+
+
+def test_a_config_dictionary_on_a_causal_lm_reports_the_loss_it_recovers(
+    toy_lm: Path, tmp_path: Path
+) -> None:
+    """``dictionary`` on a causal LM: every fit's metrics carry the next-token loss recovered, with the
+    clean loss the model's own (``labels=input_ids``) averaged over the run's batches."""
+    from featurecontrols.apps.run_config import prepare
+
+    config = RunConfig(model=str(toy_lm), dataset="toy_language", n_sentences=120,
+                       sites=("blocks.1.hook_resid_post[-1]",), controls=("reinitialised",), seeds=1,
+                       used=False, dictionary="topk", d_sae=8, k=2, sae_epochs=2, batch_size=40,
+                       control_task=False, out=str(tmp_path))  # fmt: skip
+    document = run(config, progress=False)
+    (fits,) = document["run"]["dictionaries"].values()
+    trained = fits["trained"]
+    bed = prepare(config)  # the run's own model and batches
+    with torch.no_grad():
+        losses = [float(bed.adapter.module(**b, labels=b["input_ids"]).loss) for b in bed.batches]
+    clean = sum(losses) / len(losses)
+    assert trained["loss_clean"] == pytest.approx(clean, rel=1e-5)
+    assert trained["loss_ablated"] > trained["loss_clean"] and "loss_recovered" in fits["reinitialised #0"]

@@ -81,6 +81,7 @@ from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe
 from featurecontrols.finders.sparse_autoencoder import Activation, SparseAutoencoder
 from featurecontrols.finders.transcoder import Transcoder
+from featurecontrols.measures.sae_metrics import causal_lm_loss
 from featurecontrols.pipeline.battery import Battery
 from featurecontrols.pipeline.candidates import Candidate, Labelled, Latents
 from featurecontrols.pipeline.checkpoint_folder import read_checkpoints
@@ -416,7 +417,10 @@ def prepare(config: RunConfig) -> Prepared:
     if config.dictionary != "none":
         labelled: list[Candidate] = [Labelled(name, y) for name, y in features.items()]
         name = "sae" if config.writes is None else "transcoder"
-        latents = [Latents(name, site, finder=config.sae(), writes=config.writes) for site in bed.sites]
+        loss = causal_lm_loss if causal else None  # an encoder's config names no loss to recover
+        latents = [
+            Latents(name, site, finder=config.sae(), writes=config.writes, loss=loss) for site in bed.sites
+        ]
         bed.candidates = [*labelled, *latents]
         bed.contexts = row_contexts(batches, tokenizer, "last token" if causal else config.level)
     return bed

@@ -247,6 +247,16 @@ def evaluate_dictionary(
     return DictionaryMetrics(summary, per_latent)
 
 
+def causal_lm_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+    """A Hugging Face causal LM's next-token cross-entropy on a tokenizer batch (``input_ids`` and
+    ``attention_mask``), padded positions left out (label -100)."""
+    ids = batch["input_ids"]
+    mask = batch.get("attention_mask")
+    labels = ids if mask is None else ids.masked_fill(mask == 0, -100)
+    loss: Tensor = call_model(model, {**batch, "labels": labels}).loss
+    return loss
+
+
 def default_loss(model: nn.Module, batch: Any) -> Tensor:
     """Next-token cross-entropy for a language model: batch (B, T) token ids, output (B, T, vocab)."""
     logits = call_model(model, batch)

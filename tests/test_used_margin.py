@@ -53,7 +53,7 @@ def test_the_used_interval_carries_the_nulls_spread_across_directions() -> None:
     assert narrow.p_value == wide.p_value == pytest.approx(14 / 65)
     assert narrow.ci_low > margin and wide.ci_low < margin < wide.effect == narrow.effect
     draw = generator(BOOT.seed, "bootstrap", "used", "c", "k")
-    means = bootstrap_means(torch.stack([real, real], dim=1), BOOT.n, BOOT.confidence, draw)
+    means = bootstrap_means(torch.stack([real, real], dim=1), BOOT.n, draw)
     picked = null[torch.randint(0, 64, (BOOT.n,), generator=draw)]
     low, high = percentile_interval(means[:, :1] - picked[:, None], BOOT.confidence)
     assert (wide.ci_low, wide.ci_high) == pytest.approx((float(low[0]), float(high[0])))

@@ -71,13 +71,12 @@ def bootstrap_mean_ci(
 
     Resamples the n rows with replacement ``n_boot`` times; returns (low, high), each (k,).
     """
-    return percentile_interval(bootstrap_means(values, n_boot, level, generator), level)
+    return percentile_interval(bootstrap_means(values, n_boot, generator), level)
 
 
-def bootstrap_means(values: Tensor, n_boot: int, level: float, generator: torch.Generator) -> Tensor:
-    """The column means of ``n_boot`` resamples of the n rows of ``values`` (n, k), shape (n_boot, k)
-    (``level`` is only checked, for the interval the caller takes of them)."""
-    _check_bootstrap(values, n_boot, level)
+def bootstrap_means(values: Tensor, n_boot: int, generator: torch.Generator) -> Tensor:
+    """The column means of ``n_boot`` resamples of the n rows of ``values`` (n, k), shape (n_boot, k)."""
+    _check_bootstrap(values, n_boot)
     n = values.shape[0]
     idx = torch.randint(0, n, (n_boot, n), generator=generator)
     counts = torch.zeros(n_boot, n, dtype=torch.float64).scatter_add_(
@@ -88,14 +87,14 @@ def bootstrap_means(values: Tensor, n_boot: int, level: float, generator: torch.
 
 def percentile_interval(means: Tensor, level: float) -> tuple[Tensor, Tensor]:
     """The central ``level`` interval of the resampled ``means`` (n_boot, k): (low, high), each (k,)."""
+    check_in_open_unit("level", level, "0.95")
     tail = (1.0 - level) / 2.0
     low, high = torch.quantile(means, torch.tensor([tail, 1.0 - tail], dtype=torch.float64), dim=0)
     return low, high
 
 
-def _check_bootstrap(values: Tensor, n_boot: int, level: float) -> None:
+def _check_bootstrap(values: Tensor, n_boot: int) -> None:
     check_at_least("n_boot", n_boot, 1)
-    check_in_open_unit("level", level, "0.95")
     if values.ndim != 2 or values.shape[0] == 0:
         raise FeatureControlsError(
             f"a bootstrap takes values (n >= 1, k), got shape {tuple(values.shape)}",
@@ -161,7 +160,7 @@ def summarise_null(null: Tensor, bins: int = 40) -> NullSummary:
 
 
 def cluster_bootstrap_means(
-    values: Tensor, clusters: Tensor, n_boot: int, level: float, generator: torch.Generator
+    values: Tensor, clusters: Tensor, n_boot: int, generator: torch.Generator
 ) -> Tensor:
     """The column means of ``n_boot`` cluster resamples of ``values`` (n, k), shape (n_boot, k).
 
@@ -170,7 +169,7 @@ def cluster_bootstrap_means(
     their number of rows. Use it when rows within a cluster are dependent (the examples of one token
     type, one document); take the interval with :func:`percentile_interval`.
     """
-    _check_bootstrap(values, n_boot, level)
+    _check_bootstrap(values, n_boot)
     if clusters.shape != (values.shape[0],):
         raise FeatureControlsError(
             f"clusters of shape {tuple(clusters.shape)} do not match {values.shape[0]} rows",

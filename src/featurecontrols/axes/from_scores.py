@@ -74,9 +74,9 @@ def from_null(
     draw = generator(b.seed, "bootstrap", axis, control, *key)
     columns = torch.stack([values, real], dim=1)  # the effect's interval and the real statistic's
     if s.clusters is None:
-        means = bootstrap_means(columns, b.n, b.confidence, draw)
+        means = bootstrap_means(columns, b.n, draw)
     else:
-        means = cluster_bootstrap_means(columns, s.clusters, b.n, b.confidence, draw)
+        means = cluster_bootstrap_means(columns, s.clusters, b.n, draw)
     if spread and s.control is None:
         picked = null[torch.randint(0, null.numel(), (b.n,), generator=draw)]
         means = torch.stack([means[:, 0] - sign * picked + offset, means[:, 1]], dim=1)

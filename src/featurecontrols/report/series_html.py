@@ -21,18 +21,19 @@ def series_to_html(series: SeriesResult, title: str) -> str:
     """The page of ``series``: every followed candidate, and every dictionary's counts per step."""
     e = html.escape
     head = "".join(f"<th>{s}</th>" for s in series.steps)
+    shown = labels(series)
     rows = ""
-    for site, name in series.followed():
+    for (site, name), text in shown.items():
         cells = "".join(
             f"<td class='{c.verdict.replace(' ', '-')}'>{e(c.verdict)}</td>"
             for c in series.trajectory(name, site)
         )
-        rows += f"<tr><td>{e(label(series, site, name))}</td>{cells}</tr>"
+        rows += f"<tr><td>{e(text)}</td>{cells}</tr>"
     measures = "".join(
         plots.series_plot(series.steps, [c.measures[m] for c in series.checkpoints], None, m)
         for m in series.checkpoints[0].measures
     )
-    sections = "".join(_feature(series, site, name) for site, name in series.followed())
+    sections = "".join(_feature(series, site, name, text) for (site, name), text in shown.items())
     latents = "".join(_latents(series, key, counts) for key, counts in series.latent_counts().items())
     followed = f"<table id='series'><tr><th>feature</th>{head}</tr>{rows}</table>" if rows else ""
     return f"""<!doctype html>
@@ -48,24 +49,25 @@ def series_to_html(series: SeriesResult, title: str) -> str:
 """
 
 
-def label(series: SeriesResult, site: str, name: str) -> str:
-    """A followed candidate's name, with its site where the series reads several."""
-    several = len({s for s, _ in series.followed()}) > 1 or bool(series.latent_counts())
-    return f"{name} @ {site}" if several else name
+def labels(series: SeriesResult) -> dict[tuple[str, str], str]:
+    """Each followed (site, name) as shown: the name, with its site where the series reads several."""
+    followed = series.followed()
+    several = len({site for site, _ in followed}) > 1 or bool(series.latent_counts())
+    return {(site, name): f"{name} @ {site}" if several else name for site, name in followed}
 
 
 def series_timeline(series: SeriesResult, title: str) -> str:
     """The training's measures above one verdict band per followed candidate (a standalone SVG)."""
     curves = {m: [c.measures[m] for c in series.checkpoints] for m in series.checkpoints[0].measures}
     rows = {
-        label(series, site, name): [c.verdict for c in series.trajectory(name, site)]
-        for site, name in series.followed()
+        text: [c.verdict for c in series.trajectory(name, site)]
+        for (site, name), text in labels(series).items()
     }
     return plots.timeline(series.steps, curves, rows, f"{title}: the verdicts over training")
 
 
-def _feature(series: SeriesResult, site: str, name: str) -> str:
-    """One candidate: each test's effect against the step, points coloured by verdict."""
+def _feature(series: SeriesResult, site: str, name: str, text: str) -> str:
+    """One candidate, shown as ``text``: each test's effect against the step, points coloured by verdict."""
     trajectory = series.trajectory(name, site)
     verdicts = [c.verdict for c in trajectory]
     figures = []
@@ -73,8 +75,7 @@ def _feature(series: SeriesResult, site: str, name: str) -> str:
         for control in [e.control for e in trajectory[-1].axes[axis].evidence]:
             values = series.effect(name, axis, control, site)
             figures.append(plots.series_plot(series.steps, values, verdicts, f"{axis}: {control}"))
-    title = html.escape(label(series, site, name))
-    return f"<section><h2>{title}</h2><div class='plots'>{''.join(figures)}</div></section>"
+    return f"<section><h2>{html.escape(text)}</h2><div class='plots'>{''.join(figures)}</div></section>"
 
 
 def _latents(series: SeriesResult, key: str, counts: list[dict[str, int]]) -> str:

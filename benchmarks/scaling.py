@@ -13,13 +13,18 @@ the process's memory before the run. The fitted slope of log(time) and log(memor
 log(factor) says how cost grows (1.0: linearly); where the time goes is the battery's own
 ``timings``. Prints the tables and, last, ``max_slope=<the largest time slope>``.
 
-    python benchmarks/scaling.py [--quick]
+A used test stops drawing its null once STOP draws reach the real change less the margin
+(``controls/causal/moves.py``), so on this random model, where most candidates are not used, most
+nulls stop early. ``--full-nulls`` draws every null in full: the cost when every candidate is used.
+
+    python benchmarks/scaling.py [--quick] [--full-nulls]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -46,15 +51,19 @@ class Point:
     latents: int
 
 
-def _run(point: Point) -> tuple[float, float, dict[str, float]]:
-    """(seconds of Battery.run, peak MiB above the start, the battery's timings), in a fresh process."""
+def _run(point: Point, full_nulls: bool) -> tuple[float, float, dict[str, float]]:
+    """(seconds of Battery.run, peak MiB above the start, the battery's timings), in a fresh process;
+    ``full_nulls``: no null stops early."""
     import torch
     from torch import nn
 
     from featurecontrols import Battery
+    from featurecontrols.controls.causal import moves
     from featurecontrols.finders import SparseAutoencoder
     from featurecontrols.pipeline.candidates import Labelled, Latents
 
+    if full_nulls:
+        moves.STOP = sys.maxsize  # never stop a null early: the cost when every candidate is used
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     layers: list[nn.Module] = [nn.Linear(INPUT, WIDTH)]
@@ -76,8 +85,8 @@ def _run(point: Point) -> tuple[float, float, dict[str, float]]:
     return seconds, rss_mib("VmHWM") - before, dict(result.timings)
 
 
-def measured(point: Point) -> tuple[float, float, dict[str, float]]:
-    return in_fresh_process(_run, point)
+def measured(point: Point, full_nulls: bool) -> tuple[float, float, dict[str, float]]:
+    return in_fresh_process(_run, point, full_nulls)
 
 
 def slope(xs: list[int], ys: list[float]) -> float:
@@ -90,6 +99,7 @@ def slope(xs: list[int], ys: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the smallest and largest value of each factor")
+    parser.add_argument("--full-nulls", action="store_true", help="draw every null in full (no early stop)")
     args = parser.parse_args()
     base = Point(**DEFAULT)
     cache: dict[Point, tuple[float, float, dict[str, float]]] = {}
@@ -100,7 +110,7 @@ def main() -> None:
         for value in chosen:
             point = replace(base, **{factor: value})
             if point not in cache:
-                cache[point] = measured(point)
+                cache[point] = measured(point, args.full_nulls)
             seconds, peak, timings = cache[point]
             times.append(seconds)
             peaks.append(peak)

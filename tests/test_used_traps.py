@@ -118,3 +118,69 @@ def test_labels_that_are_one_variable_move_together() -> None:
     torch.testing.assert_close(plans.R[others] @ w, torch.zeros(len(others), dtype=torch.float64))
     assert abs(float(plans.R[twin_j] @ w)) > 0.5  # the twin moves with it
     torch.testing.assert_close(plans.write_vector(0), plans.writes[:, 0])  # no twin: every target held
+
+
+def _whitened_directions(X: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
+    """k directions (k, d) v = Sigma^(-1/2) u, u uniform on the sphere: steered STEER standard
+    deviations along Sigma v, each is a draw of the steered null itself."""
+    centred = X.double() - X.double().mean(0)
+    eigenvalues, V = torch.linalg.eigh(centred.T @ centred / (X.shape[0] - 1))
+    inverse_root = V @ torch.diag(eigenvalues.clamp(min=1e-12).rsqrt()) @ V.T
+    return torch.randn(k, X.shape[1], generator=g, dtype=torch.float64) @ inverse_root
+
+
+def test_steered_directions_share_one_null_and_get_what_each_gets_alone() -> None:
+    """Directions without labels (a latent's decoder direction) are steered two standard deviations
+    along themselves against one shared sequence of null draws, each with its own stop: run together,
+    each gets the real change and null draws it gets alone, its null a prefix of the longest; the read
+    input's direction beats the null and an unread one's steering changes next to nothing."""
+    bed = pass_through(0)
+    adapter = TorchModel(bed.model)
+    site = adapter.resolve("hidden")
+    X = adapter.activations(list(bed.inputs.split(1024)), [site])["hidden"]
+    directions = class_directions(bed, X) + list(_whitened_directions(X, 3, torch.Generator().manual_seed(1)))
+    targets = [CausalTarget(f"d{i}", direction=v, kind="latent") for i, v in enumerate(directions)]
+    at = AtSite(adapter, [bed.inputs[:256]], site, X, n_null=199, seed=0)
+    together = DualInterchange().scores(at, targets)
+    longest = max((s.null for s in together.values()), key=len)
+    for target in targets:
+        alone = DualInterchange().scores(at, [target])[target.name]
+        torch.testing.assert_close(together[target.name].real, alone.real)
+        torch.testing.assert_close(together[target.name].null, alone.null)
+        torch.testing.assert_close(together[target.name].null, longest[: len(alone.null)])
+    read, unread = together["d0"], together["d1"]
+    assert float(permutation_p_value(read.real.mean().reshape(1), read.null[None])) <= 1 / 200
+    assert float(unread.real.mean()) < 0.01  # sampling leakage of x_4's class means into the read inputs
+    assert float(permutation_p_value(unread.real.mean().reshape(1), unread.null[None])) > 0.5
+
+
+def class_directions(bed: Testbed, X: torch.Tensor) -> list[torch.Tensor]:
+    """The Fisher read-offs Sigma^+ (mu_1 - mu_0) of the read input x_0 and the unread input x_4:
+    steered along themselves, each moves along its class-mean difference."""
+    centred = X.double() - X.double().mean(0)
+    inverse = torch.linalg.pinv(centred.T @ centred / (X.shape[0] - 1), hermitian=True)
+    ones = [bed.features[f].bool() for f in ("x_0", "x_4")]
+    return [inverse @ (X[y].double().mean(0) - X[~y].double().mean(0)) for y in ones]
+
+
+def test_steered_p_values_are_uniform_for_directions_that_carry_nothing() -> None:
+    """Calibration of the shared steered null: directions distributed as its own draws get uniform
+    p-values, 40 independent nulls (seeds) of 5 directions each, 99 draws per null."""
+    bed = pass_through(0)
+    adapter = TorchModel(bed.model)
+    site = adapter.resolve("hidden")
+    X = adapter.activations(list(bed.inputs.split(1024)), [site])["hidden"]
+    g = torch.Generator().manual_seed(0)
+    p_values = []
+    for seed in range(40):
+        targets = [
+            CausalTarget(f"r{i}", direction=v, kind="latent")
+            for i, v in enumerate(_whitened_directions(X, 5, g))
+        ]
+        at = AtSite(adapter, [bed.inputs[:256]], site, X, n_null=99, seed=seed)
+        for raw in DualInterchange().scores(at, targets).values():
+            p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
+    for level in (0.05, 0.5):
+        below = sum(p <= level for p in p_values)
+        sd = math.sqrt(200 * level * (1 - level))
+        assert abs(below - 200 * level) < 3 * sd, f"{below}/200 p-values at or below {level}"

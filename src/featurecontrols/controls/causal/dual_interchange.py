@@ -33,7 +33,8 @@ direction, not in Euclidean norm (which lets covariance-shaped nulls pile onto t
 reads most) nor in the size of the estimated write vector (whose estimation noise sits in directions
 of little variance). A direction candidate (or a latent's decoder direction) is moved along
 its own vector: by the class difference of its coordinate when it has labels, else by two standard
-deviations of the data along it.
+deviations of the data along it (steering), and then its null, two standard deviations along a random
+direction, is the same for every such target: they share one sequence of null draws.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from torch import Tensor
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
-from featurecontrols.controls.causal.moves import null_changes, patches
+from featurecontrols.controls.causal.moves import STACK, null_changes, patches
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.mass_mean_probe import class_mean_directions
 from featurecontrols.measures.matched_shifts import MatchedShifts
@@ -57,6 +58,7 @@ from featurecontrols.progress import track
 from featurecontrols.seeding import generator
 
 SAME_VARIABLE = 0.9  # |r| between two targets' labels at which they are one variable (module docstring)
+STEER = 2.0  # standard deviations of the data a target without labels is moved along its vector
 
 
 class DualInterchange(Params):
@@ -79,12 +81,48 @@ class DualInterchange(Params):
         n = sum(c.reshape(-1, c.shape[-1]).shape[0] for c in clean)
         plans = _Interchanges(at, targets, metric, n)
         out = {}
-        for target in track(targets, "dual interchange", len(targets), at.progress):
+        with_labels = [t for t in targets if t.labels is not None]
+        for target in track(with_labels, "dual interchange", len(with_labels), at.progress):
             real_move, real_write, null_moves, null_writes = plans.of(target)
             real = outputs.under_stacked([patches(clean, real_move, real_write)])[0]
-            null = null_changes(outputs, clean, null_moves, null_writes, float(real.mean()) - at.margin)
-            out[target.name] = NullScores(self.metric, self.unit, real, null)
+            null = null_changes(outputs, clean, null_moves, null_writes, [float(real.mean()) - at.margin])
+            out[target.name] = NullScores(self.metric, self.unit, real, null[0])
+        steered = [t for t in targets if t.labels is None]
+        if steered:
+            out |= self._steered(at, outputs, clean, plans, steered)
         return out
+
+    def _steered(
+        self,
+        at: AtSite,
+        outputs: OutputChange,
+        clean: list[Tensor],
+        plans: _Interchanges,
+        targets: Sequence[CausalTarget],
+    ) -> dict[str, NullScores]:
+        """Targets without labels (directions, latents), each steered STEER of the data's standard
+        deviations along its own vector, STACK of them per forward pass. Their null does not depend on
+        the target (a random direction of the data moved STEER standard deviations), so they share one
+        sequence of null draws, each with its own sequential stop: their p-values are then conformal
+        p-values with one calibration set, positively dependent (PRDS), under which Benjamini-Hochberg
+        keeps its false-discovery rate (Bates et al. 2023, "Testing for outliers with conformal
+        p-values"); Holm needs no condition."""
+        shifts = [plans.steer(t) for t in targets]
+        starts = range(0, len(shifts), STACK)
+        reals = torch.cat(
+            [
+                outputs.under_stacked([patches(clean, move, write) for move, write in shifts[i : i + STACK]])
+                for i in track(starts, "dual interchange, steered", len(starts), at.progress)
+            ]
+        )
+        draw = generator(at.seed, "interchange null", "steered")
+        writes = plans.metric.one_std(at.n_null, draw) * STEER
+        moves = torch.ones(plans.n, dtype=torch.float64).expand(at.n_null, -1)
+        nulls = null_changes(outputs, clean, moves, writes, (reals.mean(dim=1) - at.margin).tolist())
+        return {
+            t.name: NullScores(self.metric, self.unit, real, null)
+            for t, real, null in zip(targets, reals, nulls, strict=True)
+        }
 
 
 class _Interchanges:
@@ -120,32 +158,39 @@ class _Interchanges:
         return self.surgical(held)[:, int(torch.nonzero(held == j))]
 
     def of(self, target: CausalTarget) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The real interchange of ``target`` as per-row moves (n,) along a write vector (d,), and the B
-        null ones (B, n) and (B, d): the same moves along random directions of the data, as many of its
-        standard deviations along them as the feature's coordinate moves in its own."""
-        if target.kind == "labelled feature" and target.labels is not None:
+        """The real interchange of a ``target`` with labels as per-row moves (n,) along a write vector
+        (d,), and the B null ones (B, n) and (B, d): the same moves along random directions of the
+        data, as many of its standard deviations along them as the feature's coordinate moves in its
+        own."""
+        assert target.labels is not None
+        if target.kind == "labelled feature":
             j = next(i for i, t in enumerate(self.labelled) if t.name == target.name)
             read, write = self.R[j], self.write_vector(j)
         else:
-            if target.direction is None:
-                raise FeatureControlsError(
-                    f"dual interchange needs the labels or the direction of {target.name!r}",
-                    "give the candidate labels or a direction",
-                )
-            read = target.direction.double()
-            write = self.cov @ read / (read @ self.cov @ read).clamp(min=1e-300)
-        moves = self._moves(read, target.labels)
-        steps = float(moves[0].abs()) / max(float((read @ self.cov @ read).sqrt()), 1e-300)  # its own stds
+            read, write = self._own(target)
+        coords = self.X @ read
+        ones = target.labels.bool()
+        gap = coords[ones].mean() - coords[~ones].mean()
+        moves = torch.where(ones[: self.n], -gap, gap)
+        steps = float(gap.abs()) / max(float((read @ self.cov @ read).sqrt()), 1e-300)  # its own stds
         draw = generator(self.at.seed, "interchange null", target.name)
-        null = self.metric.one_std(self.at.n_null, draw) * steps / moves[:1].abs().clamp(min=1e-300)
+        null = self.metric.one_std(self.at.n_null, draw) * steps / gap.abs().clamp(min=1e-300)
         return moves, write, moves.expand(self.at.n_null, -1), null
 
-    def _moves(self, read: Tensor, labels: Tensor | None) -> Tensor:
-        """Per row (n,), the move of the coordinate read . h: to the other class's mean, or two of its
-        standard deviations without labels."""
-        coords = self.X @ read
-        if labels is None:
-            return torch.full((self.n,), 2.0 * float(coords.std()), dtype=torch.float64)
-        ones = labels.bool()
-        gap = coords[ones].mean() - coords[~ones].mean()
-        return torch.where(ones[: self.n], -gap, gap)
+    def steer(self, target: CausalTarget) -> tuple[Tensor, Tensor]:
+        """A target without labels as per-row moves (n,) of STEER standard deviations of its
+        coordinate, along its write vector (d,)."""
+        read, write = self._own(target)
+        std = float((self.X @ read).std())
+        return torch.full((self.n,), STEER * std, dtype=torch.float64), write
+
+    def _own(self, target: CausalTarget) -> tuple[Tensor, Tensor]:
+        """A direction's (or latent's) read-off v and write vector Sigma v / (v^T Sigma v), in the data's
+        span: adding it moves the coordinate v . h by 1."""
+        if target.direction is None:
+            raise FeatureControlsError(
+                f"dual interchange needs the labels or the direction of {target.name!r}",
+                "give the candidate labels or a direction",
+            )
+        read = target.direction.double()
+        return read, self.cov @ read / (read @ self.cov @ read).clamp(min=1e-300)

@@ -75,7 +75,7 @@ class LatentAblation(Params):
             u = torch.randn(at.n_null, span.shape[1], generator=draw, dtype=torch.float64)
             writes = torch.nn.functional.normalize(u, dim=1) @ span.T * write.norm()
             stop = float(real.mean()) - at.margin
-            null = null_changes(sub, fired, moves.expand(at.n_null, -1), writes, stop)
+            null = null_changes(sub, fired, moves.expand(at.n_null, -1), writes, [stop])[0]
             out[target.name] = NullScores(self.metric, self.unit, real, null)
         return out
 

@@ -31,10 +31,11 @@ p = (1 + #{b : null_b >= real}) / (1 + B): the unit of randomness is the directi
 "Equally large" is measured in the feature's own units, standard deviations of the data along each
 direction, not in Euclidean norm (which lets covariance-shaped nulls pile onto the directions a model
 reads most) nor in the size of the estimated write vector (whose estimation noise sits in directions
-of little variance). A direction candidate (or a latent's decoder direction) is moved along
-its own vector: by the class difference of its coordinate when it has labels, else by two standard
-deviations of the data along it (steering), and then its null, two standard deviations along a random
-direction, is the same for every such target: they share one sequence of null draws.
+of little variance). A direction candidate v (or a latent's decoder direction) has the
+coordinate v . h, moved along Sigma v / (v^T Sigma v) (the least change in the data's metric that
+moves it by one; in the data's span): by the class difference of the coordinate when it has labels,
+else by STEER of its standard deviations (steering). Then its null, STEER standard deviations along a
+random whitened direction, is the same for every such target: they share one sequence of null draws.
 """
 
 from __future__ import annotations

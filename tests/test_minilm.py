@@ -32,6 +32,7 @@ from featurecontrols.apps.run_config import (  # noqa: E402
 )
 from featurecontrols.controls.base import AtSite, CausalTarget  # noqa: E402
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching  # noqa: E402
+from featurecontrols.controls.causal.dual_interchange import DualInterchange  # noqa: E402
 from featurecontrols.controls.causal.latent_ablation import LatentAblation  # noqa: E402
 from featurecontrols.controls.label.control_task import token_cells  # noqa: E402
 from featurecontrols.controls.weight._copy import KEPT  # noqa: E402
@@ -251,6 +252,11 @@ def test_counterfactual_patching_through_the_readout(model: nn.Module, tokenizer
         ({"writes": "blocks.3.hook_mlp_out", "sites": ["blocks.3.hook_resid_mid"]}, "transcoder"),
         ({"writes": "blocks.3.hook_mlp_out", "dictionary": "relu"}, "the one site it reads"),
         ({"writes": 3}, "writes must be str"),
+        ({"used_controls": ["erasure"]}, "unknown used control"),
+        ({"used_controls": []}, "unknown used control"),
+        ({"used_controls": ["dual interchange"], "used": False}, "set used = true"),
+        ({"used_controls": ["latent ablation"], "dictionary": "topk"}, "labelled features need a used test"),
+        ({"used_controls": ["dual interchange", "latent ablation"]}, "dictionary = 'none'"),
     ],
 )
 def test_config_validation(table: dict[str, Any], message: str) -> None:
@@ -266,6 +272,17 @@ def test_config_file(tmp_path: Path) -> None:
     path.write_text("dataset = \n")
     with pytest.raises(FeatureControlsError, match="not valid TOML"):
         load_config(path)
+
+
+def test_a_config_names_the_used_tests_run_side_by_side() -> None:
+    """``used_controls``: the battery runs those used tests (latent ablation on latents only), else its
+    defaults."""
+    config = RunConfig(dictionary="topk", used_controls=("dual interchange", "latent ablation"))
+    assert [c.name for c in config.battery().used_controls or []] == [
+        DualInterchange.name,
+        LatentAblation.name,
+    ]
+    assert RunConfig().battery().used_controls is None
 
 
 def test_run_rejects_unknown_site_before_work(tmp_path: Path) -> None:

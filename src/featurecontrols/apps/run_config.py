@@ -17,7 +17,10 @@ A config is a flat TOML table (every key optional)::
     codelength = false             # with the control task: also online codelength (LogisticProbe)
     seed = 0
     n_shuffles = 1000              # shuffled-label null size (omit: automatic)
-    used = true                    # run the used axis (ablation; one forward pass per null draw)
+    used = true                    # run the used axis (dual interchange; latent ablation for latents)
+    used_controls = ["dual interchange", "latent ablation"]  # omit: those defaults; the used tests
+                                   # side by side (the axis is yes when any is): also "directional
+                                   # ablation", "resample ablation"; latent ablation judges latents only
     counterfactuals = false        # sentence level, with used: the used axis by counterfactual patching
     used_examples = 16
     n_random_directions = 1000     # used-axis null size (omit: automatic)
@@ -56,7 +59,7 @@ import difflib
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -74,8 +77,9 @@ from featurecontrols.adapters.huggingface import (
 )
 from featurecontrols.adapters.sites import Site
 from featurecontrols.axes.evidence import VERDICTS
+from featurecontrols.controls.base import CausalControl
 from featurecontrols.controls.label.control_task import token_cells
-from featurecontrols.controls.registry import DICTIONARY_BASELINES, WEIGHT_CONTROLS
+from featurecontrols.controls.registry import CAUSAL_CONTROLS, DICTIONARY_BASELINES, WEIGHT_CONTROLS
 from featurecontrols.controls.weight._copy import KEEP_PRESETS
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders import LogisticProbe
@@ -106,6 +110,12 @@ MINILM = "all-minilm-l6-v2"
 ALL_LAYERS = "all layers"
 
 
+CONFIG_USED: dict[str, Callable[[], CausalControl]] = {  # those a config can name: no argument needed
+    name: CAUSAL_CONTROLS[name]
+    for name in ("dual interchange", "latent ablation", "directional ablation", "resample ablation")
+}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A validated run: see the module docstring for the meaning of every field."""
@@ -131,6 +141,7 @@ class RunConfig:
     k: int = 16
     sae_epochs: int = 20
     dictionary_baselines: tuple[str, ...] = ()
+    used_controls: tuple[str, ...] | None = None
     writes: str | None = None
     alpha: float = 0.05
     correction: Correction | Literal["auto"] = "auto"
@@ -190,6 +201,7 @@ class RunConfig:
                 f"use names of {sorted(WEIGHT_CONTROLS)}",
             )
         self._check_dictionary()
+        self._check_used()
         self.battery()  # the battery checks its own parameters (alpha, correction, null sizes, ...)
 
     def _check_dictionary(self) -> None:
@@ -222,6 +234,28 @@ class RunConfig:
                 'set dictionary (e.g. "relu") and the one site it reads: sites = ["blocks.3.hook_resid_mid"]',
             )
 
+    def _check_used(self) -> None:
+        if self.used_controls is None:
+            return
+        unknown = [c for c in self.used_controls if c not in CONFIG_USED]
+        if unknown or not self.used_controls:
+            raise FeatureControlsError(
+                f"unknown used control(s) {unknown or list(self.used_controls)}",
+                f"use names of {list(CONFIG_USED)} (counterfactual patching: counterfactuals = true)",
+            )
+        if not self.used:
+            raise FeatureControlsError("used_controls names used tests, but used = false", "set used = true")
+        if set(self.used_controls) == {"latent ablation"}:
+            raise FeatureControlsError(
+                "latent ablation judges dictionary latents only, and the labelled features need a used test",
+                'add one, e.g. used_controls = ["dual interchange", "latent ablation"]',
+            )
+        if "latent ablation" in self.used_controls and self.dictionary == "none":
+            raise FeatureControlsError(
+                "used_controls names latent ablation, but dictionary = 'none'",
+                'set dictionary = "topk" (or another SAE), or drop latent ablation',
+            )
+
     def sae(self) -> SparseAutoencoder | Transcoder:
         """The unfitted SAE this config fits at every site (``dictionary``); with ``writes`` a transcoder."""
         kind = SparseAutoencoder if self.writes is None else Transcoder
@@ -239,6 +273,9 @@ class RunConfig:
             n_random_directions=self.n_random_directions,
             codelength_probe=LogisticProbe() if self.codelength else None,
             dictionary_baselines=[DICTIONARY_BASELINES[name]() for name in self.dictionary_baselines],
+            used_controls=None
+            if self.used_controls is None
+            else [CONFIG_USED[name]() for name in self.used_controls],
             run_used=self.used,
             used_examples=self.used_examples,
             alpha=self.alpha,
@@ -271,6 +308,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "k": (int,),
     "sae_epochs": (int,),
     "dictionary_baselines": (list,),
+    "used_controls": (list,),
     "writes": (str,),
     "alpha": (float, int),
     "correction": (str,),

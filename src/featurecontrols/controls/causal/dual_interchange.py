@@ -108,11 +108,10 @@ class DualInterchange(Params):
         p-values with one calibration set, positively dependent (PRDS), under which Benjamini-Hochberg
         keeps its false-discovery rate (Bates et al. 2023, "Testing for outliers with conformal
         p-values"); Holm needs no condition."""
-        shifts = [plans.steer(t) for t in targets]
-        starts = range(0, len(shifts), STACK)
+        starts = range(0, len(targets), STACK)  # each stack's shifts made when it runs: memory per stack
         reals = torch.cat(
             [
-                outputs.under_stacked([patches(clean, move, write) for move, write in shifts[i : i + STACK]])
+                outputs.under_stacked([patches(clean, *plans.steer(t)) for t in targets[i : i + STACK]])
                 for i in track(starts, "dual interchange, steered", len(starts), at.progress)
             ]
         )
@@ -182,7 +181,7 @@ class _Interchanges:
         """A target without labels as per-row moves (n,) of STEER standard deviations of its
         coordinate, along its write vector (d,)."""
         read, write = self._own(target)
-        std = float((self.X @ read).std())
+        std = float((read @ self.cov @ read).clamp(min=0.0).sqrt())  # of v . h over the data, in d^2
         return torch.full((self.n,), STEER * std, dtype=torch.float64), write
 
     def _own(self, target: CausalTarget) -> tuple[Tensor, Tensor]:

@@ -65,13 +65,8 @@ def test_dual_interchange_p_values_are_uniform_for_features_that_carry_nothing()
     site = adapter.resolve("hidden")
     batches = [bed.inputs[:256]]
     X = adapter.activations(list(bed.inputs.split(1024)), [site])["hidden"]
-    centred = X.double() - X.double().mean(0)
-    eigenvalues, V = torch.linalg.eigh(centred.T @ centred / X.shape[0])
-    inverse_root = V / eigenvalues.clamp(min=1e-12).sqrt()  # whitening: h -> V^T h / sqrt(lambda)
-    g = torch.Generator().manual_seed(0)
     p_values = []
-    for i in range(200):
-        a = inverse_root @ torch.randn(X.shape[1], generator=g, dtype=torch.float64)
+    for i, a in enumerate(_whitened_directions(X, 200, torch.Generator().manual_seed(0))):
         projection = X.double() @ a
         y = (projection > projection.median()).float()
         target = CausalTarget(f"random {i}", labels=y)
@@ -79,10 +74,7 @@ def test_dual_interchange_p_values_are_uniform_for_features_that_carry_nothing()
             target.name
         ]
         p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
-    for level in (0.05, 0.5):
-        below = sum(p <= level for p in p_values)
-        sd = math.sqrt(200 * level * (1 - level))
-        assert abs(below - 200 * level) < 3 * sd, f"{below}/200 p-values at or below {level}"
+    _assert_uniform(p_values)
 
 
 def test_labels_that_are_one_variable_move_together() -> None:
@@ -118,6 +110,15 @@ def test_labels_that_are_one_variable_move_together() -> None:
     torch.testing.assert_close(plans.R[others] @ w, torch.zeros(len(others), dtype=torch.float64))
     assert abs(float(plans.R[twin_j] @ w)) > 0.5  # the twin moves with it
     torch.testing.assert_close(plans.write_vector(0), plans.writes[:, 0])  # no twin: every target held
+
+
+def _assert_uniform(p_values: list[float]) -> None:
+    """The shares of p-values at or below 0.05 and 0.5 within 3 binomial standard deviations."""
+    n = len(p_values)
+    for level in (0.05, 0.5):
+        below = sum(p <= level for p in p_values)
+        sd = math.sqrt(n * level * (1 - level))
+        assert abs(below - n * level) < 3 * sd, f"{below}/{n} p-values at or below {level}"
 
 
 def _whitened_directions(X: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
@@ -180,7 +181,4 @@ def test_steered_p_values_are_uniform_for_directions_that_carry_nothing() -> Non
         at = AtSite(adapter, [bed.inputs[:256]], site, X, n_null=99, seed=seed)
         for raw in DualInterchange().scores(at, targets).values():
             p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
-    for level in (0.05, 0.5):
-        below = sum(p <= level for p in p_values)
-        sd = math.sqrt(200 * level * (1 - level))
-        assert abs(below - 200 * level) < 3 * sd, f"{below}/200 p-values at or below {level}"
+    _assert_uniform(p_values)

@@ -172,7 +172,7 @@ class _Interchanges:
         ones = target.labels.bool()
         gap = coords[ones].mean() - coords[~ones].mean()
         moves = torch.where(ones[: self.n], -gap, gap)
-        steps = float(gap.abs()) / max(float((read @ self.cov @ read).sqrt()), 1e-300)  # its own stds
+        steps = float(gap.abs()) / max(self._std(read), 1e-300)  # its own standard deviations
         draw = generator(self.at.seed, "interchange null", target.name)
         null = self.metric.one_std(self.at.n_null, draw) * steps / gap.abs().clamp(min=1e-300)
         return moves, write, moves.expand(self.at.n_null, -1), null
@@ -181,8 +181,12 @@ class _Interchanges:
         """A target without labels as per-row moves (n,) of STEER standard deviations of its
         coordinate, along its write vector (d,)."""
         read, write = self._own(target)
-        std = float((read @ self.cov @ read).clamp(min=0.0).sqrt())  # of v . h over the data, in d^2
-        return torch.full((self.n,), STEER * std, dtype=torch.float64), write
+        return torch.full((self.n,), STEER * self._std(read), dtype=torch.float64), write
+
+    def _std(self, read: Tensor) -> float:
+        """The standard deviation of the coordinate read . h over the data, sqrt(v^T Sigma v) (d^2
+        operations, not a pass over the data)."""
+        return float((read @ self.cov @ read).clamp(min=0.0).sqrt())
 
     def _own(self, target: CausalTarget) -> tuple[Tensor, Tensor]:
         """A direction's (or latent's) read-off v and write vector Sigma v / (v^T Sigma v), in the data's

@@ -81,7 +81,7 @@ def test_only_the_features_with_counterfactuals_are_patched(parity: Testbed) -> 
         counterfactuals={bit: parity.counterfactuals[bit][:1000]},
     )  # fmt: skip
     controls = {f.name: [e.control for e in f.axes["used"].evidence] for f in result.candidates}
-    dual = DualInterchange.name  # the default used test
+    dual = DualInterchange().name  # the default used test
     assert controls == {bit: [dual, CounterfactualPatching.name], "x_parity": [dual]}
 
 

@@ -279,10 +279,13 @@ def test_a_config_names_the_used_tests_run_side_by_side() -> None:
     defaults."""
     config = RunConfig(dictionary="topk", used_controls=("dual interchange", "latent ablation"))
     assert [c.name for c in config.battery().used_controls or []] == [
-        DualInterchange.name,
+        DualInterchange().name,
         LatentAblation.name,
     ]
     assert RunConfig().battery().used_controls is None
+    matched = RunConfig(used_controls=("dual interchange, matched variance",)).battery().used_controls
+    assert matched is not None and isinstance(matched[0], DualInterchange)
+    assert matched[0].steering_null == "matched variance"
 
 
 def test_run_rejects_unknown_site_before_work(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ from featurecontrols import Battery
 from featurecontrols.adapters import TorchModel
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.directional_ablation import DirectionalAblation
-from featurecontrols.controls.causal.dual_interchange import DualInterchange
+from featurecontrols.controls.causal.dual_interchange import VARIANCE_BIN, DualInterchange
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.measures.matched_shifts import MatchedShifts
 from featurecontrols.pipeline.results import RunResult
 from featurecontrols.stats import permutation_p_value
 from featurecontrols.testbeds import Testbed
@@ -182,3 +184,54 @@ def test_steered_p_values_are_uniform_for_directions_that_carry_nothing() -> Non
         for raw in DualInterchange().scores(at, targets).values():
             p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
     _assert_uniform(p_values)
+
+
+def test_directions_of_a_given_variance_have_it_and_lie_in_the_span() -> None:
+    """MatchedShifts.of_variance: unit directions of the data's span with u^T Sigma u equal to the
+    variance asked for, anywhere in the span's range, and clamped into it outside."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(2000, 6, generator=g, dtype=torch.float64) * torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5, 0.0])
+    shifts = MatchedShifts(X, "covariance", "mahalanobis")
+    eigenvalues = shifts.stds**2
+    for variance in (float(eigenvalues.min()), 0.7, 3.0, 10.0, float(eigenvalues.max()), 1e3, 1e-9):
+        u = shifts.of_variance(variance, 50, g)
+        expected = min(max(variance, float(eigenvalues.min())), float(eigenvalues.max()))
+        torch.testing.assert_close(u.norm(dim=1), torch.ones(50, dtype=torch.float64))
+        variances = ((u @ shifts.covariance) * u).sum(dim=1)
+        torch.testing.assert_close(variances, torch.full((50,), expected, dtype=torch.float64))
+        assert float(u[:, 5].abs().max()) < 1e-12  # never along the direction the data does not visit
+    v = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 7.0], dtype=torch.float64)  # out-of-span part ignored
+    assert shifts.variance_along(v) == pytest.approx(float(shifts.covariance[1, 1]))
+
+
+def test_matched_variance_steered_p_values_are_uniform_for_directions_that_carry_nothing() -> None:
+    """Calibration of the matched-variance steered null: directions drawn as its own draws (unit
+    directions along which the data varies by a bin's variance) get uniform p-values, 40 independent
+    nulls of 5 directions, 99 draws each; one bin, so one null."""
+    bed = pass_through(0)
+    adapter = TorchModel(bed.model)
+    site = adapter.resolve("hidden")
+    X = adapter.activations(list(bed.inputs.split(1024)), [site])["hidden"]
+    shifts = MatchedShifts(X, "covariance", "mahalanobis")
+    variance = VARIANCE_BIN ** round(math.log(float((shifts.stds**2).mean())) / math.log(VARIANCE_BIN))
+    g = torch.Generator().manual_seed(0)
+    control = DualInterchange(steering_null="matched variance")
+    p_values = []
+    for seed in range(40):
+        directions = shifts.of_variance(variance, 5, g)
+        targets = [CausalTarget(f"r{i}", direction=v, kind="latent") for i, v in enumerate(directions)]
+        at = AtSite(adapter, [bed.inputs[:256]], site, X, n_null=99, seed=seed)
+        for raw in control.scores(at, targets).values():
+            p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
+    _assert_uniform(p_values)
+
+
+def test_an_unknown_steering_null_is_refused_before_any_forward_pass() -> None:
+    bed = pass_through(0)
+    adapter = TorchModel(bed.model)
+    site = adapter.resolve("hidden")
+    X = adapter.activations([bed.inputs[:64]], [site])["hidden"]
+    at = AtSite(adapter, [bed.inputs[:64]], site, X, n_null=9, seed=0)
+    target = CausalTarget("d", direction=torch.ones(X.shape[1]), kind="latent")
+    with pytest.raises(FeatureControlsError, match="steering_null"):
+        DualInterchange(steering_null="isotropic").scores(at, [target])  # type: ignore[arg-type]

@@ -20,7 +20,9 @@ A config is a flat TOML table (every key optional)::
     used = true                    # run the used axis (dual interchange; latent ablation for latents)
     used_controls = ["dual interchange", "latent ablation"]  # omit: those defaults; the used tests
                                    # side by side (the axis is yes when any is): also "directional
-                                   # ablation", "resample ablation"; latent ablation judges latents only
+                                   # ablation", "resample ablation", "dual interchange, matched
+                                   # variance" (steering against equal-variance directions, README);
+                                   # latent ablation judges latents only
     counterfactuals = false        # sentence level, with used: the used axis by counterfactual patching
     used_examples = 16
     n_random_directions = 1000     # used-axis null size (omit: automatic)
@@ -112,7 +114,13 @@ ALL_LAYERS = "all layers"
 
 CONFIG_USED: dict[str, Callable[[], CausalControl]] = {  # those a config can name: no argument needed
     name: CAUSAL_CONTROLS[name]
-    for name in ("dual interchange", "latent ablation", "directional ablation", "resample ablation")
+    for name in (
+        "dual interchange",
+        "dual interchange, matched variance",
+        "latent ablation",
+        "directional ablation",
+        "resample ablation",
+    )
 }
 
 

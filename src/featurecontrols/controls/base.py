@@ -135,7 +135,9 @@ class DictionaryBaseline(Protocol):
 class CausalControl(Protocol):
     """Intervenes at a site and returns raw scores per target name."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
+
     requires: ClassVar[Requirement]
     metric: str
     unit: ClassVar[Unit]

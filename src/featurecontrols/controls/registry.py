@@ -6,6 +6,10 @@ A new control is one file in the folder of its contract (``controls/label``, ``i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
+from featurecontrols.controls.base import CausalControl
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
 from featurecontrols.controls.causal.directional_ablation import DirectionalAblation
 from featurecontrols.controls.causal.dual_interchange import DualInterchange
@@ -33,10 +37,11 @@ WEIGHT_CONTROLS = {
     "shuffled": ShuffledWeights,
     "noised": NoisedWeights,
 }
-CAUSAL_CONTROLS = {
+CAUSAL_CONTROLS: dict[str, Callable[..., CausalControl]] = {
     "directional ablation": DirectionalAblation,
     "resample ablation": ResampleAblation,
     "dual interchange": DualInterchange,
+    "dual interchange, matched variance": partial(DualInterchange, steering_null="matched variance"),
     "counterfactual patching": CounterfactualPatching,
     "erasure": Erasure,
     "latent ablation": LatentAblation,

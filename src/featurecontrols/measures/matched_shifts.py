@@ -71,6 +71,31 @@ class MatchedShifts:
         shifts: Tensor = (u * self.stds) @ self.basis.T
         return shifts
 
+    def of_variance(self, variance: float, n: int, generator: torch.Generator) -> Tensor:
+        """n random unit directions (n, d) of the data's span along which the data varies by
+        ``variance``, u^T Sigma u = variance: in the eigenbasis, u = cos(t) a + sin(t) b with a uniform on
+        the unit sphere of the eigen-directions of larger variance and b of the others, and
+        cos^2(t) = (variance - b^T L b) / (a^T L a - b^T L b), L the eigenvalues. A variance outside the
+        span's range is clamped into it (at the top, the draw is the top eigen-direction)."""
+        lam = self.stds**2
+        q = min(max(variance, float(lam.min())), float(lam.max()))
+        z = torch.randn(n, lam.numel(), generator=generator, dtype=torch.float64)
+        high = lam > q
+        if not bool(high.any()):
+            high = lam >= lam.max()
+        a = torch.nn.functional.normalize(z * high, dim=1)
+        b = torch.nn.functional.normalize(z * ~high, dim=1)
+        va, vb = (a**2 * lam).sum(dim=1), (b**2 * lam).sum(dim=1)
+        cos2 = ((q - vb) / (va - vb).clamp(min=1e-300)).clamp(0.0, 1.0)
+        u = cos2.sqrt()[:, None] * a + (1.0 - cos2).sqrt()[:, None] * b
+        directions: Tensor = u @ self.basis.T
+        return directions
+
+    def variance_along(self, v: Tensor) -> float:
+        """The data's variance along v's unit direction within the span, (Pv)^T Sigma (Pv) / |Pv|^2."""
+        coords = v.double() @ self.basis
+        return float((coords**2 * self.stds**2).sum() / (coords**2).sum().clamp(min=1e-300))
+
     def like(self, delta: Tensor, generator: torch.Generator) -> Tensor:
         """Random shifts with the sizes of ``delta`` (..., d) in the matched norm."""
         z = torch.randn((*delta.shape[:-1], self.basis.shape[1]), generator=generator, dtype=torch.float64)

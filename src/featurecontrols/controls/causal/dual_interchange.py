@@ -36,12 +36,24 @@ coordinate v . h, moved along Sigma v / (v^T Sigma v) (the least change in the d
 moves it by one; in the data's span): by the class difference of the coordinate when it has labels,
 else by STEER of its standard deviations (steering). Then its null, STEER standard deviations along a
 random whitened direction, is the same for every such target: they share one sequence of null draws.
+
+A dictionary's latents lie where the data varies most (it is fitted to reconstruct the data), and a
+random whitened direction mostly where it varies least, so a model that reads its high-variance
+directions makes every latent beat that null (all 256 of MiniLM's, README). With
+``steering_null="matched variance"`` a steered target's null is instead STEER standard deviations
+along random unit directions u of the span along which the data varies as much as along v,
+u^T Sigma u = v^T Sigma v / |v|^2 (``MatchedShifts.of_variance``): a latent that carries nothing but
+sits where this one does. Targets share the null of their variance bin (ratio VARIANCE_BIN, the
+bin's geometric centre), one sequence of draws per bin. It has no power where the model reads the
+directions its site varies along most (the toy LM's latents, README): there the equal-variance
+directions are read as much.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -60,6 +72,9 @@ from featurecontrols.seeding import generator
 
 SAME_VARIABLE = 0.9  # |r| between two targets' labels at which they are one variable (module docstring)
 STEER = 2.0  # standard deviations of the data a target without labels is moved along its vector
+VARIANCE_BIN = 1.25  # ratio of the variance bins whose steered targets share one matched null
+SteeringNull = Literal["whitened", "matched variance"]
+STEERING_NULLS: tuple[SteeringNull, ...] = ("whitened", "matched variance")
 
 
 class DualInterchange(Params):
@@ -69,13 +84,25 @@ class DualInterchange(Params):
 
     """
 
-    name = "dual interchange vs matched random directions"
     requires: ClassVar[Requirement] = "labels"
     metric = "relative output change under dual interchange"
     unit: ClassVar[Unit] = "output change"
 
+    def __init__(self, steering_null: SteeringNull = "whitened") -> None:
+        self.steering_null = steering_null
+
+    @property
+    def name(self) -> str:
+        """The control's name in the evidence; the matched-variance steering null says so."""
+        base = "dual interchange vs matched random directions"
+        return base if self.steering_null == "whitened" else f"{base}, steered vs equal-variance ones"
+
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
         """Per target, the per-example output change (n,) against the null's mean changes (n_null,)."""
+        if self.steering_null not in STEERING_NULLS:
+            raise FeatureControlsError(
+                f"unknown steering_null {self.steering_null!r}", f"use one of {STEERING_NULLS}"
+            )
         outputs = OutputChange(at.adapter, at.batches, at.site)
         clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
         metric = MatchedShifts(at.X, "covariance", "mahalanobis")  # the data's span and deviations
@@ -115,14 +142,28 @@ class DualInterchange(Params):
                 for i in track(starts, "dual interchange, steered", len(starts), at.progress)
             ]
         )
-        draw = generator(at.seed, "interchange null", "steered")
-        writes = plans.metric.one_std(at.n_null, draw) * STEER
         moves = torch.ones(plans.n, dtype=torch.float64).expand(at.n_null, -1)
-        nulls = null_changes(outputs, clean, moves, writes, (reals.mean(dim=1) - at.margin).tolist())
-        return {
-            t.name: NullScores(self.metric, self.unit, real, null)
-            for t, real, null in zip(targets, reals, nulls, strict=True)
-        }
+        out = {}
+        for key, variance, members in self._null_groups(plans, targets):
+            draw = generator(at.seed, "interchange null", key)
+            writes = plans.steering_null(variance, at.n_null, draw)
+            stops = (reals[members].mean(dim=1) - at.margin).tolist()
+            for i, null in zip(members, null_changes(outputs, clean, moves, writes, stops), strict=True):
+                out[targets[i].name] = NullScores(self.metric, self.unit, reals[i], null)
+        return out
+
+    def _null_groups(
+        self, plans: _Interchanges, targets: Sequence[CausalTarget]
+    ) -> list[tuple[str, float | None, list[int]]]:
+        """The steered targets (indices) that share one null, with its seed key and its variance (None:
+        the whitened null, one for all)."""
+        if self.steering_null == "whitened":
+            return [("steered", None, list(range(len(targets))))]
+        bins: dict[int, list[int]] = {}
+        for i, target in enumerate(targets):
+            variance = plans.metric.variance_along(plans.own(target)[0])
+            bins.setdefault(round(math.log(max(variance, 1e-300)) / math.log(VARIANCE_BIN)), []).append(i)
+        return [(f"steered, variance bin {b}", VARIANCE_BIN**b, m) for b, m in sorted(bins.items())]
 
 
 class _Interchanges:
@@ -167,7 +208,7 @@ class _Interchanges:
             j = next(i for i, t in enumerate(self.labelled) if t.name == target.name)
             read, write = self.R[j], self.write_vector(j)
         else:
-            read, write = self._own(target)
+            read, write = self.own(target)
         coords = self.X @ read
         ones = target.labels.bool()
         gap = coords[ones].mean() - coords[~ones].mean()
@@ -180,15 +221,26 @@ class _Interchanges:
     def steer(self, target: CausalTarget) -> tuple[Tensor, Tensor]:
         """A target without labels as per-row moves (n,) of STEER standard deviations of its
         coordinate, along its write vector (d,)."""
-        read, write = self._own(target)
+        read, write = self.own(target)
         return torch.full((self.n,), STEER * self._std(read), dtype=torch.float64), write
+
+    def steering_null(self, variance: float | None, n_null: int, draw: torch.Generator) -> Tensor:
+        """The null's shifts (n_null, d): STEER standard deviations along random whitened directions
+        (``variance`` None), or along random unit directions u with u^T Sigma u = ``variance``,
+        by STEER Sigma u / sqrt(u^T Sigma u)."""
+        if variance is None:
+            return self.metric.one_std(n_null, draw) * STEER
+        u = self.metric.of_variance(variance, n_null, draw)
+        writes = u @ self.cov
+        shifts: Tensor = writes * STEER / (writes * u).sum(dim=1, keepdim=True).clamp(min=1e-300).sqrt()
+        return shifts
 
     def _std(self, read: Tensor) -> float:
         """The standard deviation of the coordinate read . h over the data, sqrt(v^T Sigma v) (d^2
         operations, not a pass over the data)."""
         return float((read @ self.cov @ read).clamp(min=0.0).sqrt())
 
-    def _own(self, target: CausalTarget) -> tuple[Tensor, Tensor]:
+    def own(self, target: CausalTarget) -> tuple[Tensor, Tensor]:
         """A direction's (or latent's) read-off v and write vector Sigma v / (v^T Sigma v), in the data's
         span: adding it moves the coordinate v . h by 1."""
         if target.direction is None:

@@ -130,11 +130,12 @@ class DualInterchange(Params):
     ) -> dict[str, NullScores]:
         """Targets without labels (directions, latents), each steered STEER of the data's standard
         deviations along its own vector, STACK of them per forward pass. Their null does not depend on
-        the target (a random direction of the data moved STEER standard deviations), so they share one
-        sequence of null draws, each with its own sequential stop: their p-values are then conformal
-        p-values with one calibration set, positively dependent (PRDS), under which Benjamini-Hochberg
-        keeps its false-discovery rate (Bates et al. 2023, "Testing for outliers with conformal
-        p-values"); Holm needs no condition."""
+        the target (a random whitened direction of the data moved STEER standard deviations), or only
+        through its variance bin (``steering_null="matched variance"``), so the targets of a group share
+        one sequence of null draws, each with its own sequential stop: their p-values are then
+        conformal p-values with one calibration set, positively dependent (PRDS), under which
+        Benjamini-Hochberg keeps its false-discovery rate (Bates et al. 2023, "Testing for outliers with
+        conformal p-values"); Holm needs no condition."""
         starts = range(0, len(targets), STACK)  # each stack's shifts made when it runs: memory per stack
         reals = torch.cat(
             [
@@ -146,7 +147,7 @@ class DualInterchange(Params):
         out = {}
         for key, variance, members in self._null_groups(plans, targets):
             draw = generator(at.seed, "interchange null", key)
-            writes = plans.steering_null(variance, at.n_null, draw)
+            writes = plans.steered_null(variance, at.n_null, draw)
             stops = (reals[members].mean(dim=1) - at.margin).tolist()
             for i, null in zip(members, null_changes(outputs, clean, moves, writes, stops), strict=True):
                 out[targets[i].name] = NullScores(self.metric, self.unit, reals[i], null)
@@ -224,7 +225,7 @@ class _Interchanges:
         read, write = self.own(target)
         return torch.full((self.n,), STEER * self._std(read), dtype=torch.float64), write
 
-    def steering_null(self, variance: float | None, n_null: int, draw: torch.Generator) -> Tensor:
+    def steered_null(self, variance: float | None, n_null: int, draw: torch.Generator) -> Tensor:
         """The null's shifts (n_null, d): STEER standard deviations along random whitened directions
         (``variance`` None), or along random unit directions u with u^T Sigma u = ``variance``,
         by STEER Sigma u / sqrt(u^T Sigma u)."""

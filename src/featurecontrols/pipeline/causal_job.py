@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from featurecontrols.controls.base import AtSite, CausalTarget
-from featurecontrols.finders.base import Dictionary
+from featurecontrols.finders.base import Dictionary, encode_in_chunks
 from featurecontrols.finders.mass_mean_probe import class_mean_directions
 from featurecontrols.measures.latent_matching import decoder_directions
 from featurecontrols.pipeline.candidates import Direction, Labelled, Latents
@@ -103,5 +103,4 @@ class CausalRun(Job):
         site = ctx.sites[self.site]
         with torch.no_grad():
             rows = [ctx.adapter.site_tensor(site, b) for b in ctx.used_batches]
-            H = torch.cat([r.reshape(-1, r.shape[-1]) for r in rows])
-            return torch.cat([dictionary.encode(H[i : i + chunk]).cpu() for i in range(0, H.shape[0], chunk)])
+        return encode_in_chunks(dictionary, torch.cat([r.reshape(-1, r.shape[-1]) for r in rows]), chunk)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor
 
-from featurecontrols.finders.base import Dictionary, fitted_state, restore_state
+from featurecontrols.finders.base import Dictionary, encode_in_chunks, fitted_state, restore_state
 from featurecontrols.measures.latent_matching import best_matches, partner_correlation
 from featurecontrols.measures.sae_metrics import evaluate_dictionary, loss_recovered
 from featurecontrols.measures.top_activations import top_activations
@@ -119,18 +119,14 @@ def fitted(ctx: RunContext, inputs: Mapping[Job, Output], job: FitDictionary) ->
     return ctx.dictionaries[key]
 
 
-def _codes(dictionary: Dictionary, X: Tensor) -> Tensor:
-    return dictionary.encode(X).detach().double().cpu()
-
-
 def _held_out_codes(
     ctx: RunContext, inputs: Mapping[Job, Output], site: str, name: str
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The trained model's held-out activations, and their codes in the trained dictionary and its refit."""
     latents = latents_named(ctx, site, name)
     X = ctx.activations(TRAINED, site)[ctx.split.test]
-    Z = _codes(trained_dictionary(ctx, inputs, latents, site), X)
-    return X, Z, _codes(fitted(ctx, inputs, FitDictionary(TRAINED, site, name, True)), X)
+    Z = encode_in_chunks(trained_dictionary(ctx, inputs, latents, site), X)
+    return X, Z, encode_in_chunks(fitted(ctx, inputs, FitDictionary(TRAINED, site, name, True)), X)
 
 
 @dataclass(frozen=True)
@@ -180,7 +176,8 @@ class LatentControl(Job):
         controls, between = [], []
         for condition in self.conditions(ctx):
             rows = X if condition.kind == "inputs" else ctx.activations(condition, self.site)[ctx.split.test]
-            W = _codes(fitted(ctx, inputs, FitDictionary(condition, self.site, self.latents, False)), rows)
+            control = fitted(ctx, inputs, FitDictionary(condition, self.site, self.latents, False))
+            W = encode_in_chunks(control, rows)
             theirs = best_matches(Z, W)
             controls.append(theirs.value)
             between.append(partner_correlation(refit, own, W, theirs))

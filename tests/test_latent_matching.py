@@ -1,0 +1,63 @@
+"""Matching latents by their codes: cross-product correlations against Pearson's, sparse and dense."""
+
+import pytest
+import torch
+
+from featurecontrols.finders import SparseAutoencoder
+from featurecontrols.finders.base import encode_in_chunks
+from featurecontrols.measures.latent_matching import SPARSE, Matches, best_matches, partner_correlation
+
+
+def pearson(Z: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """corr(Z_:j, W_:k) (m, m') by the two-pass formula; a constant column correlates 0."""
+    A, B = Z.double() - Z.double().mean(dim=0), W.double() - W.double().mean(dim=0)
+    A = A / A.norm(dim=0).where(A.norm(dim=0) > 1e-9, torch.tensor(float("inf"), dtype=torch.float64))
+    B = B / B.norm(dim=0).where(B.norm(dim=0) > 1e-9, torch.tensor(float("inf"), dtype=torch.float64))
+    return A.T @ B
+
+
+def codes(n: int, m: int, density: float, seed: int) -> torch.Tensor:
+    """Non-negative codes with about ``density`` of them nonzero, one dead latent and one that is constant."""
+    g = torch.Generator().manual_seed(seed)
+    Z = torch.rand(n, m, generator=g) * (torch.rand(n, m, generator=g) < density)
+    Z[:, 1] = 0.0
+    Z[:, 2] = 3.0
+    return Z
+
+
+@pytest.mark.parametrize("density", [0.03, 0.5])
+def test_best_matches_are_the_largest_absolute_pearson_correlations(density: float) -> None:
+    Z, W = codes(3000, 37, density, 0), codes(3000, 23, density, 1)
+    W[:, 5] = 2.0 * Z[:, 4] + 0.1 * W[:, 5]  # a partner
+    W[:, 6] = -Z[:, 7]  # a partner of negative sign
+    assert (max(float((Z != 0).float().mean()), float((W != 0).float().mean())) <= SPARSE) == (density < 0.1)
+    C = pearson(Z, W)
+    expected, partner = C.abs().max(dim=1)
+    got = best_matches(Z, W, chunk=10)  # chunks that do not divide m
+    assert torch.allclose(got.value, expected, atol=1e-10)
+    live = expected > 0
+    assert torch.equal(got.partner[live], partner[live])
+    assert torch.equal(got.sign[live], torch.sign(C.gather(1, partner[:, None])[:, 0])[live])
+    assert float(got.value[1]) == 0.0 and float(got.value[2]) == 0.0  # dead and constant latents
+    assert int(got.partner[4]) == 5 and int(got.partner[7]) == 6 and int(got.sign[7]) == -1
+
+
+def test_the_sparse_and_dense_products_agree_when_one_side_is_dense() -> None:
+    Z, W = codes(2000, 20, 0.02, 2), codes(2000, 15, 0.6, 3)  # mixed: the dense path
+    assert torch.allclose(best_matches(Z, W).value, pearson(Z, W).abs().max(dim=1).values, atol=1e-10)
+
+
+def test_partner_correlation_is_the_signed_correlation_of_the_two_partners() -> None:
+    Z, W1, W2 = codes(2000, 12, 0.05, 4), codes(2000, 9, 0.05, 5), codes(2000, 11, 0.05, 6)
+    m1 = Matches(torch.tensor([0, 3, 8, 1] * 3), torch.tensor([0, 3, 8, 1] * 3), torch.ones(12))
+    m2 = Matches(torch.tensor([2, 10, 4, 5] * 3), torch.tensor([2, 10, 4, 5] * 3), -torch.ones(12))
+    C = pearson(W1, W2)
+    expected = -C[m1.partner, m2.partner]
+    assert torch.allclose(partner_correlation(W1, m1, W2, m2, chunk=5), expected, atol=1e-10)
+    del Z
+
+
+def test_codes_encoded_in_chunks_equal_codes_encoded_at_once() -> None:
+    X = torch.randn(1000, 8, generator=torch.Generator().manual_seed(7))
+    sae = SparseAutoencoder(d_sae=16, activation="topk", k=3, n_epochs=1, seed=0).fit(X)
+    assert torch.allclose(encode_in_chunks(sae, X, chunk=333), sae.encode(X).detach(), atol=1e-6)

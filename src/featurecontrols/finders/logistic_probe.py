@@ -188,13 +188,13 @@ class _Solver:
 
         phi'(t) = sum_i (p_i - y_i) u_i + t D^T pen D + B^T pen D and phi''(t) = sum_i p_i (1 - p_i) u_i^2
         + D^T pen D, with u = Z D. Newton steps inside a bracket [lo, hi] around the minimiser (bisection
-        when Newton leaves it) stop once |phi'(t)| <= |phi'(0)| / 10. Returns B + t D.
+        when Newton leaves it) stop once |phi'(t)| <= |phi'(0)| / 10. The first step is tried on every
+        column; the columns it leaves open go on alone (in a permutation null, the real label's). Returns
+        B + t D.
         """
         slope0 = (G * D).sum(dim=0)  # phi'(0) < 0
         dpd = (self.penalty * D * D).sum(dim=0)
         bpd = (self.penalty * B * D).sum(dim=0)
-        lo = torch.zeros_like(slope0)
-        hi = torch.full_like(slope0, float("inf"))
         if curvature_known:  # from zero, the bound is the Hessian: Newton's step is t = 1
             t = torch.ones_like(slope0)
         else:
@@ -202,23 +202,45 @@ class _Solver:
             torch.addcmul(prob, prob, prob, value=-1.0, out=work)
             t = -slope0 / (_column_dot(work, U, U) + dpd).clamp(min=torch.finfo(U.dtype).tiny)
         M.addcmul_(U, t)
-        for step in range(self.max_line_search):
-            torch.sigmoid(M, out=prob)
-            torch.sub(prob, Y, out=work)
-            slope = _column_dot(work, U) + t * dpd + bpd
-            if step == self.max_line_search - 1 or bool((slope.abs() <= 0.1 * slope0.abs()).all()):
+        torch.sigmoid(M, out=prob)
+        slope = _column_dot(torch.sub(prob, Y, out=work), U) + t * dpd + bpd
+        open_ = torch.nonzero(slope.abs() > 0.1 * slope0.abs()).flatten()
+        if open_.numel() and self.max_line_search > 1:
+            search = _Search(M[:, open_], U[:, open_], Y[:, open_], prob[:, open_], slope0[open_], dpd[open_])
+            t[open_] = search.refine(t[open_], slope[open_], bpd[open_], self.max_line_search - 1)
+            M[:, open_], prob[:, open_] = search.M, search.prob
+        return B + t * D
+
+
+class _Search:
+    """The line search of ``_Solver.line_search`` after its first step, on the columns still open."""
+
+    def __init__(self, M: Tensor, U: Tensor, Y: Tensor, prob: Tensor, slope0: Tensor, dpd: Tensor) -> None:
+        self.M, self.U, self.Y, self.prob = M, U, Y, prob  # prob = sigmoid(M) throughout
+        self.slope0, self.dpd = slope0, dpd
+
+    def refine(self, t: Tensor, slope: Tensor, bpd: Tensor, steps: int) -> Tensor:
+        """Up to ``steps`` more safeguarded Newton steps from t, whose slope is ``slope``; M follows t."""
+        lo = torch.zeros_like(t)
+        hi = torch.full_like(t, float("inf"))
+        work = torch.empty_like(self.M)
+        for _ in range(steps):
+            settled = slope.abs() <= 0.1 * self.slope0.abs()
+            if bool(settled.all()):
                 break
             lo = torch.where(slope < 0, t, lo)
             hi = torch.where(slope > 0, t, hi)
-            torch.addcmul(prob, prob, prob, value=-1.0, out=work)
-            newton = t - slope / (_column_dot(work, U, U) + dpd).clamp(min=torch.finfo(U.dtype).tiny)
+            torch.addcmul(self.prob, self.prob, self.prob, value=-1.0, out=work)
+            curvature = (_column_dot(work, self.U, self.U) + self.dpd).clamp(min=torch.finfo(t.dtype).tiny)
+            newton = t - slope / curvature
             inside = (newton > lo) & (newton < hi)
             fallback = torch.where(torch.isinf(hi), 2.0 * t, (lo + hi) / 2.0)
-            settled = slope.abs() <= 0.1 * slope0.abs()
             new_t = torch.where(settled, t, torch.where(inside, newton, fallback))
-            M.addcmul_(U, new_t - t)
+            self.M.addcmul_(self.U, new_t - t)
             t = new_t
-        return B + t * D
+            torch.sigmoid(self.M, out=self.prob)
+            slope = _column_dot(torch.sub(self.prob, self.Y, out=work), self.U) + t * self.dpd + bpd
+        return t
 
 
 def _column_dot(A: Tensor, B: Tensor, C: Tensor | None = None) -> Tensor:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from featurecontrols.finders import SparseAutoencoder
-from featurecontrols.finders.base import encode_in_chunks
+from featurecontrols.finders.sparse_codes import SparseCodes, encode_sparse
 from featurecontrols.measures.latent_matching import SPARSE, Matches, best_matches, partner_correlation
 
 
@@ -60,4 +60,28 @@ def test_partner_correlation_is_the_signed_correlation_of_the_two_partners() -> 
 def test_codes_encoded_in_chunks_equal_codes_encoded_at_once() -> None:
     X = torch.randn(1000, 8, generator=torch.Generator().manual_seed(7))
     sae = SparseAutoencoder(d_sae=16, activation="topk", k=3, n_epochs=1, seed=0).fit(X)
-    assert torch.allclose(encode_in_chunks(sae, X, chunk=333), sae.encode(X).detach(), atol=1e-6)
+    codes = encode_sparse(sae, X, chunk=333)
+    assert codes.values.numel() == 3000 and codes.density == 3 / 16
+    assert torch.allclose(codes.columns(0, 16), sae.encode(X).detach(), atol=1e-6)
+
+
+def test_sparse_codes_columns_gather_and_permuted_rows() -> None:
+    Z = codes(50, 9, 0.3, 8)
+    sparse = SparseCodes.stacked([SparseCodes.of(Z[:20]), SparseCodes.of(Z[20:])])
+    assert torch.equal(sparse.columns(0, 9), Z) and torch.equal(sparse.columns(3, 7), Z[:, 3:7])
+    index = torch.tensor([4, 1, 4, 8, 0])  # repeats and a dead latent
+    assert torch.equal(sparse.gather(index), Z[:, index])
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sparse.permuted(order).columns(0, 9), Z[order])
+    assert torch.equal(sparse.firing_rate(), (Z != 0).float().mean(0))
+
+
+@pytest.mark.parametrize("density", [0.03, 0.5])
+def test_matches_of_sparse_codes_equal_those_of_dense_ones(density: float) -> None:
+    Z, W1, W2 = codes(800, 14, density, 9), codes(800, 11, density, 10), codes(800, 12, density, 11)
+    dense, sparse = best_matches(Z, W1), best_matches(SparseCodes.of(Z), SparseCodes.of(W1))
+    assert torch.equal(dense.partner, sparse.partner) and torch.allclose(dense.value, sparse.value)
+    other = best_matches(Z, W2)
+    expected = partner_correlation(W1, dense, W2, other)
+    got = partner_correlation(SparseCodes.of(W1), dense, SparseCodes.of(W2), other, chunk=4)
+    assert torch.allclose(expected, got, atol=1e-12)

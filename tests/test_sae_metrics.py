@@ -11,6 +11,8 @@ from featurecontrols.controls.weight.spectrum_matched_weights import SpectrumMat
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.pca import PCA
 from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
+from featurecontrols.finders.sparse_codes import SparseCodes
+from featurecontrols.measures import sae_metrics
 from featurecontrols.measures.sae_metrics import (
     evaluate_dictionary,
     explained_variance,
@@ -62,8 +64,35 @@ def test_token_concentration() -> None:
     Z = torch.tensor(
         [[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [3.0, 1.0, 0.0], [0, 1, 0], [0, 1, 0]]
     )
-    conc = token_concentration(Z, tokens)
+    conc = token_concentration(SparseCodes.of(Z), tokens)
     assert conc[0] == pytest.approx(1.0) and conc[1] == pytest.approx(1 / 3) and torch.isnan(conc[2])
+
+
+def test_metrics_in_chunks_equal_the_dense_formulas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encoded 7 rows at a time and ranked 2 latents at a time, every metric equals its formula on
+    the whole dense code matrix: L0, firing rates, explained variance, token concentration (by
+    scatter over tokens), and each latent's AUROC (sklearn's)."""
+    from sklearn.metrics import roc_auc_score
+
+    g = torch.Generator().manual_seed(0)
+    pca = PCA(5).fit(torch.randn(200, 8, generator=g) * torch.arange(1.0, 9.0))
+    X = torch.randn(101, 8, generator=g) * torch.arange(1.0, 9.0)
+    tokens = torch.randint(0, 6, (101,), generator=g)
+    y = (X[:, 7] > 0).long()
+    monkeypatch.setattr(sae_metrics, "COLUMNS", 2)
+    metrics = evaluate_dictionary(pca, X, tokens=tokens, labels={"y": y}, chunk=7)
+    Z = pca.encode(X)
+    assert metrics.summary["l0"] == pytest.approx(float((Z != 0).sum(1).float().mean()))
+    assert torch.equal(metrics.per_latent["firing_rate"], (Z != 0).float().mean(0))
+    assert metrics.summary["explained_variance"] == pytest.approx(explained_variance(X, pca.decode(Z)))
+    mass = torch.zeros(6, 5, dtype=torch.float64).index_add_(0, tokens, Z.abs().double())
+    expected = (mass.max(0).values / mass.sum(0)).float()
+    torch.testing.assert_close(metrics.per_latent["token_concentration"], expected)
+    aurocs = [roc_auc_score(y.numpy(), Z[:, j].numpy()) for j in range(5)]
+    best = torch.tensor([max(a, 1 - a) for a in aurocs])
+    torch.testing.assert_close(metrics.per_latent["best_auroc"], best.float(), atol=1e-5, rtol=0)
+    codes = SparseCodes.stacked([SparseCodes.of(Z[:50]), SparseCodes.of(Z[50:])])
+    assert torch.equal(codes.columns(0, 5), Z)
 
 
 def test_loss_recovered_and_bad_ground_truth() -> None:

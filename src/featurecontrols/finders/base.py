@@ -81,13 +81,6 @@ class Dictionary(Protocol):
     def decode(self, Z: Tensor) -> Tensor: ...
 
 
-def encode_in_chunks(dictionary: Dictionary, X: Tensor, chunk: int = 4096) -> Tensor:
-    """The codes (n, m) of X (n, d) under ``dictionary``, encoded ``chunk`` rows at a time (so no
-    (n, m) pre-activation exists at once), without gradients, on the CPU in the codes' dtype."""
-    with torch.no_grad():
-        return torch.cat([dictionary.encode(X[i : i + chunk]).cpu() for i in range(0, X.shape[0], chunk)])
-
-
 @runtime_checkable
 class UnsupervisedFinder(Dictionary, Protocol):
     """A dictionary that is fitted on activations: ``fit(data)`` takes a tensor (n, d) or an iterable

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from featurecontrols.finders.base import Dictionary
+from featurecontrols.finders.sparse_codes import SparseCodes
 
 SPARSE = 0.1  # at most this fraction of nonzero codes, in both matrices: sparse products
 CONSTANT = 1e-12  # a centred sum of squares below this fraction of the raw one: a constant column
@@ -43,15 +44,17 @@ class Matches:
     sign: Tensor
 
 
-def best_matches(Z: Tensor, W: Tensor, chunk: int = 1024) -> Matches:
+Codes = Tensor | SparseCodes  # (n, m): dense, or as nonzero entries
+
+
+def best_matches(Z: Codes, W: Codes, chunk: int = 1024) -> Matches:
     """For every column of Z (n, m), its best match among the columns of W (n, m') (module docstring)."""
-    sparse = max(_density(Z), _density(W)) <= SPARSE
-    left, right = _Columns.of(Z, sparse), _Columns.of(W, sparse)
+    left, right = _Columns.pair(Z, W)
     operand = right.matrix()
     values, partners, signs = [], [], []
     for start, rows in left.transposed(chunk):
         span = slice(start, start + rows.shape[0])
-        products = _sparse_product(rows, operand) if sparse else rows @ operand
+        products = _sparse_product(rows, operand) if left.sparse else rows @ operand
         C = (products - left.n * left.mean[span, None] * right.mean) * left.inv[span, None] * right.inv
         value, partner = C.abs().max(dim=1)
         values.append(value)
@@ -60,14 +63,13 @@ def best_matches(Z: Tensor, W: Tensor, chunk: int = 1024) -> Matches:
     return Matches(torch.cat(values), torch.cat(partners), torch.cat(signs))
 
 
-def partner_correlation(W1: Tensor, m1: Matches, W2: Tensor, m2: Matches, chunk: int = 1024) -> Tensor:
+def partner_correlation(W1: Codes, m1: Matches, W2: Codes, m2: Matches, chunk: int = 1024) -> Tensor:
     """Per latent j, corr(sign1_j W1_:partner1_j, sign2_j W2_:partner2_j): how alike the two partners are."""
-    sparse = max(_density(W1), _density(W2)) <= SPARSE
-    one, two = _Columns.of(W1, sparse), _Columns.of(W2, sparse)
+    one, two = _Columns.pair(W1, W2)
     out = []
     for start in range(0, m1.partner.numel(), chunk):
         p1, p2 = m1.partner[start : start + chunk], m2.partner[start : start + chunk]
-        products = (W1[:, p1].double() * W2[:, p2].double()).sum(dim=0)
+        products = (one.codes.gather(p1).double() * two.codes.gather(p2).double()).sum(dim=0)
         r = (products - one.n * one.mean[p1] * two.mean[p2]) * one.inv[p1] * two.inv[p2]
         out.append(r * m1.sign[start : start + chunk] * m2.sign[start : start + chunk])
     return torch.cat(out)
@@ -75,63 +77,60 @@ def partner_correlation(W1: Tensor, m1: Matches, W2: Tensor, m2: Matches, chunk:
 
 @dataclass(frozen=True)
 class _Columns:
-    """Codes Z (n, m) ready for cross-products: column means and reciprocal centred norms (float64; the
-    reciprocal is 0 for a constant column, so it correlates 0 with everything), and, when sparse, the
-    nonzero entries (example, latent, value)."""
+    """Codes (n, m) ready for cross-products: column means and reciprocal centred norms (float64; the
+    reciprocal is 0 for a constant column, so it correlates 0 with everything), summed over the
+    nonzero entries, and whether the products are sparse."""
 
-    codes: Tensor
+    codes: SparseCodes
     mean: Tensor
     inv: Tensor
-    entries: tuple[Tensor, Tensor, Tensor] | None
+    sparse: bool
 
     @property
     def n(self) -> int:
-        return self.codes.shape[0]
+        return self.codes.n
 
     @classmethod
-    def of(cls, Z: Tensor, sparse: bool, chunk: int = 4096) -> _Columns:
-        """Z's moments, summed over its nonzero entries when ``sparse``, else ``chunk`` rows at a time."""
-        total = torch.zeros(Z.shape[1], dtype=torch.float64, device=Z.device)
-        squares = torch.zeros_like(total)
-        entries = None
-        if sparse:
-            example, latent = Z.nonzero().T
-            entries = (example, latent, Z[example, latent].double())
-            total.index_add_(0, latent, entries[2])
-            squares.index_add_(0, latent, entries[2].square())
-        else:
-            for start in range(0, Z.shape[0], chunk):
-                rows = Z[start : start + chunk].double()
-                total += rows.sum(dim=0)
-                squares += rows.square().sum(dim=0)
-        mean = total / Z.shape[0]
+    def pair(cls, Z: Codes, W: Codes) -> tuple[_Columns, _Columns]:
+        """Both code matrices, sparse when both have at most SPARSE of their entries nonzero."""
+        left, right = (c if isinstance(c, SparseCodes) else SparseCodes.of(c) for c in (Z, W))
+        sparse = max(left.density, right.density) <= SPARSE
+        return cls.of(left, sparse), cls.of(right, sparse)
+
+    @classmethod
+    def of(cls, codes: SparseCodes, sparse: bool) -> _Columns:
+        value = codes.values.double()
+        total = torch.zeros(codes.m, dtype=torch.float64).index_add_(0, codes.latents, value)
+        squares = torch.zeros(codes.m, dtype=torch.float64).index_add_(0, codes.latents, value.square())
+        mean = total / codes.n
         centred = squares - total * mean
         inv = torch.where(centred <= CONSTANT * squares, 0.0, centred.clamp(min=0.0).rsqrt())
-        return cls(Z, mean, inv, entries)
+        return cls(codes, mean, inv, sparse)
 
     def matrix(self) -> Tensor:
-        """Z (n, m) in float64: sparse (CSR), or dense."""
-        if self.entries is None:
-            return self.codes.double()
-        example, latent, value = self.entries
-        return _csr(torch.stack([example, latent]), value, self.codes.shape)
+        """The codes (n, m) in float64: sparse (CSR), or dense."""
+        c = self.codes
+        if not self.sparse:
+            return c.columns(0, c.m).double()
+        index = torch.stack([c.rows, c.latents])
+        return _csr(index, c.values.double(), (c.n, c.m))
 
     def transposed(self, chunk: int) -> Iterator[tuple[int, Tensor]]:
-        """Z^T a ``chunk`` of latents at a time, (start, (rows, n)) in float64: sparse (CSR), or dense."""
-        n, m = self.codes.shape
-        for start in range(0, m, chunk):
-            if self.entries is None:
-                yield start, self.codes[:, start : start + chunk].double().T
+        """The codes' transpose a ``chunk`` of latents at a time, (start, (rows, n)) in float64: sparse
+        (CSR), or dense."""
+        c = self.codes
+        for start in range(0, c.m, chunk):
+            stop = min(start + chunk, c.m)
+            if not self.sparse:
+                yield start, c.columns(start, stop).double().T
                 continue
-            example, latent, value = self.entries
-            rows = min(chunk, m - start)
-            keep = (latent >= start) & (latent < start + rows)
-            index = torch.stack([latent[keep] - start, example[keep]])
-            yield start, _csr(index, value[keep], (rows, n))
+            lo, hi = torch.searchsorted(c.latents, torch.tensor([start, stop])).tolist()
+            index = torch.stack([c.latents[lo:hi] - start, c.rows[lo:hi]])
+            yield start, _csr(index, c.values[lo:hi].double(), (stop - start, c.n))
 
 
 def _csr(index: Tensor, value: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """A sparse CSR matrix; ``index`` comes from ``nonzero``, so torch's checks are skipped."""
+    """A sparse CSR matrix of distinct in-range entries (``SparseCodes``'), torch's checks skipped."""
     with _quiet():
         return torch.sparse_coo_tensor(index, value, shape, check_invariants=False).to_sparse_csr()
 
@@ -149,10 +148,6 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
         yield
-
-
-def _density(Z: Tensor) -> float:
-    return float(torch.count_nonzero(Z)) / max(Z.numel(), 1)
 
 
 def decoder_directions(dictionary: Dictionary, m: int, chunk: int = 256) -> Tensor:

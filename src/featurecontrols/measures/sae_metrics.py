@@ -34,8 +34,11 @@ from torch import Tensor, nn
 from featurecontrols.adapters.sites import Site, call_model, intervene
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Dictionary, check_dictionary
+from featurecontrols.finders.sparse_codes import CHUNK, SparseCodes, code_chunks
 from featurecontrols.measures.latent_matching import decoder_directions
 from featurecontrols.validation import check_activations
+
+COLUMNS = 256  # latents ranked at a time for sparse probing
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 """``loss_fn(model, batch)``: the model's scalar loss on one batch (it runs the forward pass itself)."""
@@ -51,10 +54,18 @@ class DictionaryMetrics:
 
 def explained_variance(X: Tensor, X_hat: Tensor) -> float:
     """1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2."""
+    return 1.0 - squared_error(X, X_hat) / total_variance(X)
+
+
+def squared_error(X: Tensor, X_hat: Tensor) -> float:
+    """sum ||x - x_hat||^2, in float64."""
+    return float((X.double() - X_hat.double()).pow(2).sum())
+
+
+def total_variance(X: Tensor) -> float:
+    """sum ||x - mean(x)||^2, in float64 (at least the smallest positive float64)."""
     X = X.double()
-    residual = (X - X_hat.double()).pow(2).sum()
-    total = (X - X.mean(0)).pow(2).sum().clamp(min=torch.finfo(torch.float64).tiny)
-    return float(1.0 - residual / total)
+    return max(float((X - X.mean(0)).pow(2).sum()), torch.finfo(torch.float64).tiny)
 
 
 def directions(dictionary: Dictionary, n_latents: int) -> Tensor:
@@ -72,12 +83,18 @@ def best_cosine(found: Tensor, truth: Tensor) -> Tensor:
     return cosines
 
 
-def token_concentration(Z: Tensor, tokens: Tensor) -> Tensor:
-    """Per latent, max_t (activation mass on token t) / (total mass); NaN for a latent never active."""
-    _, ids = torch.unique(tokens, return_inverse=True)
-    mass = torch.zeros(int(ids.max()) + 1, Z.shape[1], dtype=torch.float64)
-    mass.index_add_(0, ids, Z.abs().double())
-    return (mass.max(0).values / mass.sum(0)).float()
+def token_concentration(codes: SparseCodes, tokens: Tensor) -> Tensor:
+    """Per latent, max_t (activation mass on token t) / (total mass); NaN for a latent never active.
+
+    Summed over the nonzero entries only, one (token, latent) pair at a time: never a (vocabulary, m)
+    matrix."""
+    pair = tokens.reshape(-1).cpu().long()[codes.rows] * codes.m + codes.latents
+    keys, ids = torch.unique(pair, return_inverse=True)
+    mass = torch.zeros(keys.numel(), dtype=torch.float64).index_add_(0, ids, codes.values.abs().double())
+    latent = keys % codes.m
+    top = torch.zeros(codes.m, dtype=torch.float64).scatter_reduce_(0, latent, mass, "amax")
+    total = torch.zeros(codes.m, dtype=torch.float64).index_add_(0, latent, mass)
+    return (top / total).float()
 
 
 def latent_auroc(Z: Tensor, labels: Tensor) -> Tensor:
@@ -198,9 +215,11 @@ def evaluate_dictionary(
     true_directions: Tensor | None = None,
     dense_above: float = 0.1,
     target: Tensor | None = None,
+    chunk: int = CHUNK,
 ) -> DictionaryMetrics:
     """Every activation-level metric of the module docstring on activations X (n, d).
 
+    Codes are encoded ``chunk`` rows at a time and kept as their nonzero entries (``SparseCodes``).
     ``target`` (n, d_out): what a transcoder writes for X (the output site's activations); explained
     variance is then of the target.
 
@@ -212,39 +231,55 @@ def evaluate_dictionary(
     X = check_activations(X)
     written = X if target is None else check_activations(target, "the transcoder's targets")
     m = check_dictionary(dictionary, X, written.shape[1])
-    with torch.no_grad():  # a SAELens SAE's parameters require grad
-        codes = dictionary.encode(X)
-        X_hat = dictionary.decode(codes).float().cpu()
-    Z = codes.float().cpu()
-    active = Z != 0
-    rate = active.float().mean(0)
+    if true_directions is not None and (true_directions.ndim != 2 or true_directions.shape[1] != X.shape[1]):
+        raise FeatureControlsError(
+            f"true_directions must be (r, {X.shape[1]}), got {tuple(true_directions.shape)}",
+            "give one ground-truth direction per row, in activation space",
+        )
+    codes, error = _codes_and_error(dictionary, X, written, chunk)
+    rate = codes.firing_rate()
     summary = {
-        "explained_variance": explained_variance(written, X_hat),
-        "l0": float(active.sum(1).float().mean()),
+        "explained_variance": 1.0 - error / total_variance(written),
+        "l0": codes.values.numel() / X.shape[0],
         "dead_fraction": float((rate == 0).float().mean()),
         "dense_fraction": float((rate > dense_above).float().mean()),
     }
     per_latent = {"firing_rate": rate}
     if true_directions is not None:
-        if true_directions.ndim != 2 or true_directions.shape[1] != X.shape[1]:
-            raise FeatureControlsError(
-                f"true_directions must be (r, {X.shape[1]}), got {tuple(true_directions.shape)}",
-                "give one ground-truth direction per row, in activation space",
-            )
         found = directions(dictionary, m)
         summary["mmcs"] = float(best_cosine(found, true_directions).mean())
         per_latent["best_cosine"] = best_cosine(true_directions, found)
     if tokens is not None:
-        concentration = token_concentration(Z, tokens.reshape(-1).cpu())
+        concentration = token_concentration(codes, tokens)
         per_latent["token_concentration"] = concentration
         summary["token_concentration"] = float(concentration[rate > 0].mean())
     if labels:
-        auroc = latent_auroc(Z, torch.stack([y.reshape(-1).cpu() for y in labels.values()], 1))
+        auroc = latent_auroc_in_chunks(codes, labels)
         best = auroc.max(1).values
         summary["sparse_probing"] = float(best.mean())
         summary |= {f"sparse_probing/{name}": float(b) for name, b in zip(labels, best, strict=True)}
         per_latent["best_auroc"] = auroc.max(0).values
     return DictionaryMetrics(summary, per_latent)
+
+
+def _codes_and_error(
+    dictionary: Dictionary, X: Tensor, written: Tensor, chunk: int
+) -> tuple[SparseCodes, float]:
+    """X's codes, encoded ``chunk`` rows at a time, and the reconstruction's squared error against
+    ``written`` (X, or a transcoder's targets), summed."""
+    parts, error = [], 0.0
+    for start, codes in code_chunks(dictionary, X, chunk):
+        with torch.no_grad():
+            error += squared_error(written[start : start + codes.shape[0]], dictionary.decode(codes))
+        parts.append(SparseCodes.of(codes))
+    return SparseCodes.stacked(parts), error
+
+
+def latent_auroc_in_chunks(codes: SparseCodes, labels: Mapping[str, Tensor]) -> Tensor:
+    """``latent_auroc`` of every latent for every label (k, m), COLUMNS latents ranked at a time."""
+    Y = torch.stack([y.reshape(-1).cpu() for y in labels.values()], 1)
+    parts = [latent_auroc(codes.columns(a, min(a + COLUMNS, codes.m)), Y) for a in range(0, codes.m, COLUMNS)]
+    return torch.cat(parts, 1)
 
 
 def causal_lm_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from featurecontrols.controls.base import AtSite, CausalTarget
-from featurecontrols.finders.base import Dictionary, encode_in_chunks
+from featurecontrols.finders.base import Dictionary
 from featurecontrols.finders.mass_mean_probe import class_mean_directions
+from featurecontrols.finders.sparse_codes import SparseCodes, encode_sparse
 from featurecontrols.measures.latent_matching import decoder_directions
 from featurecontrols.pipeline.candidates import Direction, Labelled, Latents
 from featurecontrols.pipeline.context import RunContext
@@ -49,7 +50,7 @@ class CausalRun(Job):
         X = ctx.activations(TRAINED, at_site)
         control = ctx.causal_controls[self.control]
         writes: dict[str, Tensor] = {}
-        codes: dict[str, Tensor] | None = {} if control.requires == "codes" else None
+        codes: dict[str, SparseCodes] | None = {} if control.requires == "codes" else None
         targets = [
             self._target(ctx, inputs, entry, X, writes, codes) for entry in map(ctx.plan.entry, self.entries)
         ]
@@ -79,7 +80,7 @@ class CausalRun(Job):
         entry: Entry,
         X: Tensor,
         writes: dict[str, Tensor],
-        codes: dict[str, Tensor] | None,
+        codes: dict[str, SparseCodes] | None,
     ) -> CausalTarget:
         c = entry.candidate
         if isinstance(c, Labelled):
@@ -95,12 +96,12 @@ class CausalRun(Job):
             writes[c.name] = decoder_directions(dictionary, latent_count(c))
         if codes is not None and c.name not in codes:  # and encoded once on the measured rows
             codes[c.name] = self._codes(ctx, dictionary)
-        code = None if codes is None else codes[c.name][:, entry.latent]
+        code = None if codes is None else codes[c.name].gather(torch.tensor([entry.latent]))[:, 0]
         return CausalTarget(entry.name, writes[c.name][entry.latent], kind=c.kind, code=code)
 
-    def _codes(self, ctx: RunContext, dictionary: Dictionary, chunk: int = 4096) -> Tensor:
+    def _codes(self, ctx: RunContext, dictionary: Dictionary) -> SparseCodes:
         """The dictionary's codes (n, m) of the site's rows over the batches the used axis runs on."""
         site = ctx.sites[self.site]
         with torch.no_grad():
             rows = [ctx.adapter.site_tensor(site, b) for b in ctx.used_batches]
-        return encode_in_chunks(dictionary, torch.cat([r.reshape(-1, r.shape[-1]) for r in rows]), chunk)
+        return encode_sparse(dictionary, torch.cat([r.reshape(-1, r.shape[-1]) for r in rows]))

@@ -31,7 +31,8 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor
 
-from featurecontrols.finders.base import Dictionary, encode_in_chunks, fitted_state, restore_state
+from featurecontrols.finders.base import Dictionary, fitted_state, restore_state
+from featurecontrols.finders.sparse_codes import SparseCodes, encode_sparse
 from featurecontrols.measures.latent_matching import best_matches, partner_correlation
 from featurecontrols.measures.sae_metrics import evaluate_dictionary, loss_recovered
 from featurecontrols.measures.top_activations import top_activations
@@ -121,12 +122,12 @@ def fitted(ctx: RunContext, inputs: Mapping[Job, Output], job: FitDictionary) ->
 
 def _held_out_codes(
     ctx: RunContext, inputs: Mapping[Job, Output], site: str, name: str
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, SparseCodes, SparseCodes]:
     """The trained model's held-out activations, and their codes in the trained dictionary and its refit."""
     latents = latents_named(ctx, site, name)
     X = ctx.activations(TRAINED, site)[ctx.split.test]
-    Z = encode_in_chunks(trained_dictionary(ctx, inputs, latents, site), X)
-    return X, Z, encode_in_chunks(fitted(ctx, inputs, FitDictionary(TRAINED, site, name, True)), X)
+    Z = encode_sparse(trained_dictionary(ctx, inputs, latents, site), X)
+    return X, Z, encode_sparse(fitted(ctx, inputs, FitDictionary(TRAINED, site, name, True)), X)
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,9 @@ class LatentRecurrence(Job):
         X, Z, refit = _held_out_codes(ctx, inputs, self.site, self.latents)
         n_null = ctx.plan.nulls.latent
         chance = []
-        for r in range(math.ceil(n_null / Z.shape[1])):
+        for r in range(math.ceil(n_null / Z.m)):
             rows = torch.randperm(X.shape[0], generator=generator(ctx.seed, "latent chance", self.latents, r))
-            chance.append(best_matches(Z, refit[rows]).value)
+            chance.append(best_matches(Z, refit.permuted(rows)).value)
         return Output({"real": best_matches(Z, refit).value, "null": torch.cat(chance)[:n_null]})
 
 
@@ -177,7 +178,7 @@ class LatentControl(Job):
         for condition in self.conditions(ctx):
             rows = X if condition.kind == "inputs" else ctx.activations(condition, self.site)[ctx.split.test]
             control = fitted(ctx, inputs, FitDictionary(condition, self.site, self.latents, False))
-            W = encode_in_chunks(control, rows)
+            W = encode_sparse(control, rows)
             theirs = best_matches(Z, W)
             controls.append(theirs.value)
             between.append(partner_correlation(refit, own, W, theirs))

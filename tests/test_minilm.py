@@ -257,6 +257,10 @@ def test_counterfactual_patching_through_the_readout(model: nn.Module, tokenizer
         ({"used_controls": ["dual interchange"], "used": False}, "set used = true"),
         ({"used_controls": ["latent ablation"], "dictionary": "topk"}, "labelled features need a used test"),
         ({"used_controls": ["dual interchange", "latent ablation"]}, "dictionary = 'none'"),
+        (
+            {"used_controls": ["latent ablation", "latent insertion"], "dictionary": "topk"},
+            "latent ablation and latent insertion judge",
+        ),
     ],
 )
 def test_config_validation(table: dict[str, Any], message: str) -> None:

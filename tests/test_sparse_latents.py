@@ -149,7 +149,7 @@ def test_latent_ablation_removes_the_code_times_its_direction() -> None:
     assert float(scores["ignored"].real.abs().max()) < 1e-10
     p_read = permutation_p_value(scores["read"].real.mean().reshape(1), scores["read"].null[None])
     assert float(p_read[0]) < 0.05
-    with pytest.raises(FeatureControlsError, match="needs a dictionary latent"):
+    with pytest.raises(FeatureControlsError, match="this test moves dictionary latents"):
         LatentAblation().scores(at, [CausalTarget("labelled", read)])
 
 

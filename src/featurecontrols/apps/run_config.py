@@ -22,7 +22,7 @@ A config is a flat TOML table (every key optional)::
                                    # side by side (the axis is yes when any is): also "directional
                                    # ablation", "resample ablation", "dual interchange, matched
                                    # variance" (steering against equal-variance directions, README);
-                                   # latent ablation judges latents only
+                                   # "latent ablation" and "latent insertion" judge latents only
     counterfactuals = false        # sentence level, with used: the used axis by counterfactual patching
     used_examples = 16
     n_random_directions = 1000     # used-axis null size (omit: automatic)
@@ -118,6 +118,7 @@ CONFIG_USED: dict[str, Callable[[], CausalControl]] = {  # those a config can na
         "dual interchange",
         "dual interchange, matched variance",
         "latent ablation",
+        "latent insertion",
         "directional ablation",
         "resample ablation",
     )
@@ -253,15 +254,17 @@ class RunConfig:
             )
         if not self.used:
             raise FeatureControlsError("used_controls names used tests, but used = false", "set used = true")
-        if set(self.used_controls) == {"latent ablation"}:
+        of_latents = [c for c in self.used_controls if CONFIG_USED[c]().requires == "codes"]
+        if len(of_latents) == len(self.used_controls):
             raise FeatureControlsError(
-                "latent ablation judges dictionary latents only, and the labelled features need a used test",
-                'add one, e.g. used_controls = ["dual interchange", "latent ablation"]',
+                f"{' and '.join(of_latents)} judge(s) dictionary latents only, and the labelled features "
+                "need a used test",
+                f'add one, e.g. used_controls = ["dual interchange", "{of_latents[0]}"]',
             )
-        if "latent ablation" in self.used_controls and self.dictionary == "none":
+        if of_latents and self.dictionary == "none":
             raise FeatureControlsError(
-                "used_controls names latent ablation, but dictionary = 'none'",
-                'set dictionary = "topk" (or another SAE), or drop latent ablation',
+                f"used_controls names {' and '.join(of_latents)}, but dictionary = 'none'",
+                f'set dictionary = "topk" (or another SAE), or drop {" and ".join(of_latents)}',
             )
 
     def sae(self) -> SparseAutoencoder | Transcoder:

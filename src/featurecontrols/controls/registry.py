@@ -15,6 +15,7 @@ from featurecontrols.controls.causal.directional_ablation import DirectionalAbla
 from featurecontrols.controls.causal.dual_interchange import DualInterchange
 from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
+from featurecontrols.controls.causal.latent_insertion import LatentInsertion
 from featurecontrols.controls.causal.resample_ablation import ResampleAblation
 from featurecontrols.controls.dictionary.frozen_baselines import FrozenDecoder, FrozenEncoder
 from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
@@ -45,4 +46,5 @@ CAUSAL_CONTROLS: dict[str, Callable[..., CausalControl]] = {
     "counterfactual patching": CounterfactualPatching,
     "erasure": Erasure,
     "latent ablation": LatentAblation,
+    "latent insertion": LatentInsertion,
 }

@@ -1,0 +1,94 @@
+"""The measured rows of a site for the used tests that move dictionary latents (latent ablation and
+latent insertion): which example each row belongs to, the sub-batches of the examples a latent's test
+runs on, and the shared measurement, h' = h + move_i d_j on those rows against the same moves along
+random directions of the data's span with d_j's Euclidean norm (``moves.py`` stacks and stops them).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from featurecontrols.adapters.sites import batch_rows
+from featurecontrols.axes.scores import NullScores
+from featurecontrols.controls.base import AtSite, CausalControl, CausalTarget
+from featurecontrols.controls.causal.moves import null_changes, patches
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.measures.matched_shifts import MatchedShifts
+from featurecontrols.measures.output_change import OutputChange
+from featurecontrols.seeding import generator
+
+
+class LatentRows:
+    """The measured rows of a site, for tests that move latents along their directions: the clean site
+    tensors, the example each row belongs to, the data's span (where the null's directions lie) and
+    the output change, restricted to the examples a latent's test runs on."""
+
+    def __init__(self, at: AtSite) -> None:
+        self.at = at
+        self.outputs = OutputChange(at.adapter, at.batches, at.site)
+        self.clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
+        self.span = MatchedShifts(at.X, "covariance", "mahalanobis").basis  # (d, r) the data's span
+        owners = [at.adapter.row_examples(b, c) for b, c in zip(at.batches, self.clean, strict=True)]
+        firsts = torch.tensor([0, *(batch_rows(b) for b in at.batches)]).cumsum(0)[:-1]
+        self.owner = torch.cat([o.cpu() + f for o, f in zip(owners, firsts, strict=True)])  # per row
+        self.sizes = [o.numel() for o in owners]  # rows per batch
+        self.n_rows = self.owner.numel()
+        self.n_examples = int(firsts[-1]) + batch_rows(at.batches[-1])
+
+    def firing(self, code: Tensor) -> Tensor:
+        """The examples (sorted) with a row where the latent fires."""
+        examples: Tensor = torch.unique(self.owner[code.ne(0)])
+        return examples
+
+    def of(self, examples: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The clean site tensors of ``examples`` per batch that has any (every row of theirs, as the
+        sub-batch of those examples gives them), and which measured rows those are (n_rows,) bool."""
+        kept = torch.isin(self.owner, examples)
+        clean = []
+        for c, rows, keep in zip(
+            self.clean, torch.split(self.owner, self.sizes), torch.split(kept, self.sizes), strict=True
+        ):
+            if bool(keep.any()):
+                chosen = c.reshape(-1, c.shape[-1])[keep.to(c.device)]
+                k = int(torch.unique(rows[keep]).numel())
+                clean.append(chosen.reshape(k, *c.shape[1:]) if c.ndim > 2 else chosen)
+        return clean, kept
+
+    def scores(
+        self, control: CausalControl, stream: str, name: str, examples: Tensor, clean: list[Tensor],
+        moves: Tensor, write: Tensor,
+    ) -> NullScores:  # fmt: skip
+        """The output change of each of ``examples`` under h' = h + move_i d_j (moves over their rows),
+        against the mean changes of the same moves along random directions of the data's span with
+        d_j's norm (seeded by ``stream`` and the latent), drawn until STOP reach the real change less
+        the margin."""
+        at = self.at
+        if not examples.numel():  # nothing to move: the latent changes nothing here
+            nothing = torch.zeros(1, dtype=torch.float64)
+            return NullScores(control.metric, control.unit, nothing, nothing)
+        sub = self.outputs.restricted(examples)
+        real = sub.under_stacked([patches(clean, moves, write)])[0]
+        draw = generator(at.seed, stream, name)
+        u = torch.randn(at.n_null, self.span.shape[1], generator=draw, dtype=torch.float64)
+        writes = torch.nn.functional.normalize(u, dim=1) @ self.span.T * write.norm()
+        stop = float(real.mean()) - at.margin
+        null = null_changes(sub, clean, moves.expand(at.n_null, -1), writes, [stop])[0]
+        return NullScores(control.metric, control.unit, real, null)
+
+
+def code_and_write(target: CausalTarget, n: int, span: Tensor) -> tuple[Tensor, Tensor]:
+    """The latent's code on the measured rows (n,) and the direction it writes (width,)."""
+    if target.code is None or target.direction is None:
+        raise FeatureControlsError(
+            f"{target.name!r} is a {target.kind}, but this test moves dictionary latents",
+            "use it with Latents candidates (the battery runs it on latents only)",
+        )
+    width = span.shape[0]
+    if target.code.shape != (n,) or target.direction.shape != (width,):
+        raise FeatureControlsError(
+            f"latent {target.name!r} has codes of shape {tuple(target.code.shape)} and a direction of "
+            f"shape {tuple(target.direction.shape)}; expected ({n},) and ({width},)",
+            "give one code per measured row and a direction in the site's activation space",
+        )
+    return target.code.cpu(), target.direction.double()

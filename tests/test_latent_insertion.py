@@ -30,7 +30,7 @@ def _at(X: torch.Tensor, R: torch.Tensor, n_null: int, seed: int = 0) -> AtSite:
 
 def test_insertion_writes_the_mean_code_on_as_many_absent_examples() -> None:
     """On a linear readout R, writing c d changes every output by ||R d||^2 c^2 / spread, c the mean
-    of the nonzero codes; the test runs on as many examples as the latent fires on, none of them
+    size of the nonzero codes; the test runs on as many examples as the latent fires on, none of them
     firing; a direction R ignores changes nothing."""
     g = torch.Generator().manual_seed(0)
     X = torch.randn(512, 8, generator=g)
@@ -46,7 +46,7 @@ def test_insertion_writes_the_mean_code_on_as_many_absent_examples() -> None:
     scores = LatentInsertion().scores(_at(X, R, n_null=50), targets)
     out = X @ R.T
     spread = float((out - out.mean(0)).square().sum(1).mean())
-    typical = float(code[code != 0].double().mean())
+    typical = float(code[code != 0].double().abs().mean())
     real = scores["read"].real
     assert real.shape == (int((code != 0).sum()),)
     assert torch.allclose(real, torch.full_like(real, typical**2 / spread), atol=1e-5)
@@ -83,3 +83,20 @@ def test_latent_insertion_p_values_are_uniform_for_latents_that_carry_nothing() 
         below = sum(p <= level for p in p_values)
         sd = math.sqrt(200 * level * (1 - level))
         assert abs(below - 200 * level) < 3 * sd, f"{below}/200 p-values at or below {level}"
+
+
+def test_a_latent_that_fires_everywhere_is_moved_by_its_typical_size() -> None:
+    """A PCA component's codes are signed with mean about 0: the move is the mean of |z|, on every
+    example (none is without it), not a step of about 0."""
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(300, 4, generator=g)
+    R = torch.eye(4)[:2]
+    code = torch.randn(300, generator=g)
+    direction = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    target = CausalTarget("pc", direction, code=code, kind="dictionary latent")
+    real = LatentInsertion().scores(_at(X, R, n_null=10), [target])["pc"].real
+    out = X @ R.T
+    spread = float((out - out.mean(0)).square().sum(1).mean())
+    size = float(code.double().abs().mean())
+    assert real.shape == (300,)
+    assert torch.allclose(real, torch.full_like(real, size**2 / spread), atol=1e-5)

@@ -1,12 +1,14 @@
 """Latent insertion: the used test of a dictionary latent, writing it where it is absent.
 
 Latent j writes z_j(h) d_j into the site. Where it never fires, the test writes its typical code,
-c_j = mean of z_j over the rows where it fires, at every row of the example:
+c_j = mean of |z_j| over the rows where it fires (an SAE's codes are non-negative: their mean), at
+every row of the example:
 
     h'_i = h_i + c_j d_j,
 
 on as many examples as the latent fires on, drawn (seeded) from those where it does not (from all
-examples for a latent that fires on every one, as PCA's do). The statistic is the mean relative
+examples for a latent that fires on every one, as PCA's do: there the move is a step of the
+component's typical size, its codes' mean being about 0). The statistic is the mean relative
 output change over them (``measures/output_change.py``), and the null makes the same move along B
 random directions of the data's span with d_j's Euclidean norm (``latent_ablation.py``): a latent
 that carries nothing, written as strongly on the same examples.
@@ -56,7 +58,7 @@ class LatentInsertion(Params):
             firing = rows.firing(code)
             examples = absent(rows.n_examples, firing, generator(at.seed, "latent insertion", target.name))
             clean, kept = rows.of(examples)
-            typical = code[code.ne(0)].double().mean() if firing.numel() else torch.zeros(())
+            typical = code[code.ne(0)].double().abs().mean() if firing.numel() else torch.zeros(())
             moves = typical.expand(int(kept.sum())).clone()
             out[target.name] = rows.scores(
                 self, "latent insertion null", target.name, examples, clean, moves, write

@@ -1,12 +1,15 @@
-"""Latent insertion: a latent's typical code written along its direction where it is absent."""
+"""The used tests that move latents (controls/causal/latent_rows.py): latent insertion's arithmetic,
+and the calibration of insertion and ablation on latents that carry nothing."""
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
 from featurecontrols.adapters import TorchModel
 from featurecontrols.controls.base import AtSite, CausalTarget
+from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.causal.latent_insertion import LatentInsertion, absent
 from featurecontrols.stats import permutation_p_value
 
@@ -66,7 +69,10 @@ def test_absent_examples_are_drawn_from_those_where_it_does_not_fire() -> None:
     assert absent(4, torch.zeros(0, dtype=torch.long), draw).numel() == 0
 
 
-def test_latent_insertion_p_values_are_uniform_for_latents_that_carry_nothing() -> None:
+@pytest.mark.parametrize("control", [LatentAblation, LatentInsertion])
+def test_p_values_are_uniform_for_latents_that_carry_nothing(
+    control: type[LatentAblation] | type[LatentInsertion],
+) -> None:
     """Calibration: latents whose directions are uniform on the sphere (the null's own distribution)
     and whose codes are random sparse values get uniform p-values: 200 latents, 99 null draws each."""
     g = torch.Generator().manual_seed(1)
@@ -77,7 +83,7 @@ def test_latent_insertion_p_values_are_uniform_for_latents_that_carry_nothing() 
         direction = torch.nn.functional.normalize(torch.randn(8, generator=g, dtype=torch.float64), dim=0)
         code = torch.where(torch.rand(256, generator=g) < 0.3, torch.rand(256, generator=g), 0.0)
         target = CausalTarget(f"latent {i}", direction, code=code, kind="dictionary latent")
-        raw = LatentInsertion().scores(_at(X, R, n_null=99, seed=i), [target])[target.name]
+        raw = control().scores(_at(X, R, n_null=99, seed=i), [target])[target.name]
         p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
     for level in (0.05, 0.5):
         below = sum(p <= level for p in p_values)

@@ -11,7 +11,7 @@ from featurecontrols import Battery, Latents
 from featurecontrols.adapters import TorchModel
 from featurecontrols.adapters.interventions import AddVector
 from featurecontrols.adapters.sites import take_rows
-from featurecontrols.axes.from_scores import margin_p, zou_interval
+from featurecontrols.axes.from_scores import equivalence_p, margin_p, zou_interval
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.dictionary.frozen_baselines import FrozenDecoder, FrozenEncoder
@@ -163,6 +163,20 @@ def test_margin_p_inverts_zou_interval() -> None:
     assert margin_p(0.97, 0.965, 0.95, 100_000, delta) > 0.99  # significant, but inside the margin
     assert margin_p(0.95, 0.5, 0.5, 100_000, delta) < 1e-12
     assert margin_p(0.9, 0.8, r12, 1_000, delta) < margin_p(0.9, 0.8, r12, 100, delta)
+
+
+def test_equivalence_p_inverts_the_high_end_of_zou_interval() -> None:
+    """p of H0: rho1 - rho2 >= delta is the one-sided level at which Zou's interval's high end touches
+    delta (below it), 1/2 at r1 - r2 = delta, the complement of ``margin_p``; a refit that matches a
+    latent as well as a copy's dictionary does shows it equivalent at large n."""
+    r1, r2, r12, n, delta = 0.8, 0.79, 0.6, 400, 0.05
+    p = equivalence_p(r1, r2, r12, n, delta)
+    _, high = zou_interval(r1, r2, r12, n, 1 - 2 * p)
+    assert high == pytest.approx(delta, abs=1e-6)
+    assert equivalence_p(0.75, 0.7, r12, n, delta) == pytest.approx(0.5, abs=1e-6)
+    assert equivalence_p(r1, r2, r12, n, delta) + margin_p(r1, r2, r12, n, delta) == pytest.approx(1.0)
+    assert equivalence_p(0.97, 0.965, 0.95, 100_000, delta) < 1e-12
+    assert equivalence_p(0.9, 0.6, r12, 100_000, delta) > 0.99
 
 
 def test_a_run_without_latents_keeps_holm_and_a_code_control_skips_labelled_features() -> None:

@@ -64,6 +64,18 @@ def paired_sign_test(better: Tensor, worse: Tensor) -> float:
     return binomial_upper_tail(b, b + c)
 
 
+def below_margin_p(estimate: float, se: float, margin: float) -> float:
+    """One-sided p of H0: theta >= margin, from an estimate of theta with standard error ``se`` by the
+    normal approximation, p = Phi((estimate - margin) / se): one side of a test of equivalence
+    (Schuirmann 1987), small when theta is shown below the margin. With se = 0 it is 0 when the
+    estimate lies below the margin, else 1; without a finite se (one example) it is 1."""
+    if not math.isfinite(se):
+        return 1.0
+    if se <= 0.0:
+        return 0.0 if estimate < margin else 1.0
+    return NormalDist().cdf((estimate - margin) / se)
+
+
 def bootstrap_mean_ci(
     values: Tensor, n_boot: int, level: float, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:

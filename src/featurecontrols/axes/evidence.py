@@ -87,6 +87,10 @@ class Evidence:
     (``Margins``): an interval wholly below it shows the result equivalent to its control.
     ``score_high`` is the upper end of the real statistic's own interval (the used axis: "not used"
     needs the intervention's change itself below the margin, not only its excess over the null).
+    ``p_equivalent`` is the one-sided p of H0: the effect is at least the margin (on the used axis,
+    the effect or the change itself: the larger p), small when the result is shown within the margin
+    of its control; ``p_equivalent_adjusted`` the same after the run's correction across every test
+    of equivalence (learned and used axes; NaN where no test of equivalence applies).
     ``null`` summarises the null distribution when there is one (``stats.summarise_null``),
     ``detail`` holds what a plot needs.
     """
@@ -103,6 +107,8 @@ class Evidence:
     p_adjusted: float = float("nan")
     margin: float = float("nan")
     score_high: float = float("nan")
+    p_equivalent: float = float("nan")
+    p_equivalent_adjusted: float = float("nan")
     detail: Detail = field(default_factory=Detail)
     null: NullSummary | None = None
 

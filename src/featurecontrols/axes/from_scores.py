@@ -27,6 +27,16 @@
 delta is the effect the test is against: 0 (H0: the real result is no better than its control), or
 the margin for a minimum-effect test (H0: it beats the control by at most the margin, Lakens 2018):
 the used axis tests against its margin, so a change too small to matter is never called "used".
+
+Each also tests equivalence, H0: effect >= margin (``p_equivalent``, one side of Schuirmann's 1987
+two one-sided tests, the only side a "no" needs), by the normal approximation
+p = Phi((effect - margin) / se): se the bootstrap's standard deviation (NullScores), sd(d) / sqrt(n)
+of the paired differences (CopyScores per copy, PairedScores); on the used axis the change itself
+is tested the same way and the larger p kept (the change's alone where the null's changes are
+non-negative: there it implies the effect's, ``_used_equivalence``). Against several controls in one
+test (copies, control dictionaries) equivalence to any one of them is the claim, so the smallest p is
+multiplied by their number (Bonferroni). MatchPairScores inverts Zou's interval at the margin from
+above.
 The axis modules (decodable, learned, used) say which of these each of their controls uses.
 """
 
@@ -36,11 +46,13 @@ import math
 from statistics import NormalDist
 
 import torch
+from torch import Tensor
 
 from featurecontrols.axes.evidence import AxisName, Bootstrap, Detail, Evidence
 from featurecontrols.axes.scores import CopyScores, MatchPairScores, MatchScores, NullScores, PairedScores
 from featurecontrols.seeding import generator
 from featurecontrols.stats import (
+    below_margin_p,
     bootstrap_mean_ci,
     bootstrap_means,
     cluster_bootstrap_means,
@@ -82,18 +94,24 @@ def from_null(
         means = torch.stack([means[:, 0] - sign * picked + offset, means[:, 1]], dim=1)
     low, high = percentile_interval(means, b.confidence)
     p = permutation_p_value(torch.tensor([sign * score - delta], dtype=torch.float64), sign * null[None])
+    effect, margin = float(values.mean()) - offset, b.margins.of(s.unit)
+    p_equivalent = below_margin_p(effect, float(means[:, 0].std()), margin)
+    if axis == "used":
+        p_change = below_margin_p(score, float(means[:, 1].std()), margin)
+        p_equivalent = _used_equivalence(p_equivalent, p_change, null)
     return Evidence(
         axis=axis,
         control=control,
         metric=s.metric,
         score=score,
         control_score=float(null.mean()),
-        effect=float(values.mean()) - offset,
+        effect=effect,
         ci_low=float(low[0]) - offset,
         ci_high=float(high[0]) - offset,
         p_value=float(p[0]),
-        margin=b.margins.of(s.unit),
+        margin=margin,
         score_high=float(high[1]),
+        p_equivalent=p_equivalent,
         null=summarise_null(s.null),
     )
 
@@ -108,6 +126,8 @@ def from_copies(axis: AxisName, control: str, s: CopyScores, key: tuple[str, ...
     diff = real.double() - copies[strongest].double()
     draw = generator(b.seed, "bootstrap", axis, control, *key)
     low, high = bootstrap_mean_ci(diff[:, None], b.n, b.confidence, draw)
+    each = real.double()[None] - copies.double()  # (S, n): the paired differences against each copy
+    p_each = [below_margin_p(float(d.mean()), _standard_error(d), b.margins.accuracy) for d in each]
     return Evidence(
         axis=axis,
         control=control,
@@ -119,6 +139,7 @@ def from_copies(axis: AxisName, control: str, s: CopyScores, key: tuple[str, ...
         ci_high=float(high[0]),
         p_value=max(paired_sign_test(real, copy) for copy in copies),
         margin=b.margins.accuracy,
+        p_equivalent=min(1.0, len(p_each) * min(p_each)),
         detail=Detail(copies=tuple(round(float(a), 5) for a in copy_accuracy)),
     )
 
@@ -131,6 +152,12 @@ def from_pairs(
     d = (s.real - s.control).double()
     draw = generator(b.seed, "bootstrap", axis, control, *key)
     low, high = bootstrap_mean_ci(torch.stack([d, s.real.double()], dim=1), b.n, b.confidence, draw)
+    margin = b.margins.of(s.unit)
+    p_equivalent = below_margin_p(float(d.mean()), _standard_error(d), margin)
+    if axis == "used":
+        real = s.real.double()
+        p_change = below_margin_p(float(real.mean()), _standard_error(real), margin)
+        p_equivalent = _used_equivalence(p_equivalent, p_change, s.control)
     return Evidence(
         axis=axis,
         control=control,
@@ -141,8 +168,9 @@ def from_pairs(
         ci_low=float(low[0]),
         ci_high=float(high[0]),
         p_value=paired_sign_test(d > delta, d < delta),
-        margin=b.margins.of(s.unit),
+        margin=margin,
         score_high=float(high[1]),
+        p_equivalent=p_equivalent,
         detail=Detail(
             real=tuple(round(float(v), 6) for v in s.real),
             control=tuple(round(float(v), 6) for v in s.control),
@@ -192,8 +220,30 @@ def from_match_pair(axis: AxisName, control: str, s: MatchPairScores, b: Bootstr
             for c, r in zip(controls, between, strict=True)
         ),
         margin=b.margins.correlation,
+        p_equivalent=min(
+            1.0,
+            controls.numel()
+            * min(
+                equivalence_p(r1, float(c), float(r), s.n_rows, b.margins.correlation)
+                for c, r in zip(controls, between, strict=True)
+            ),
+        ),
         detail=Detail(copies=tuple(round(float(c), 5) for c in controls)),
     )
+
+
+def _used_equivalence(p_effect: float, p_change: float, null: Tensor) -> float:
+    """The used axis' "no" needs its effect and the change itself shown below the margin. Where the
+    null's changes are never negative (an output change), E[real] - E[null] >= margin implies
+    E[real] >= margin, so the change's test rejects both hypotheses and is the p (the effect's normal
+    approximation adds nothing, and errs where its bootstrap carries a skewed null's draws); else
+    the larger p of the two."""
+    return p_change if bool((null >= 0).all()) else max(p_effect, p_change)
+
+
+def _standard_error(values: Tensor) -> float:
+    """sd(values) / sqrt(n) of a sample (n,): NaN for one value."""
+    return float(values.double().std()) / math.sqrt(values.numel())
 
 
 def _clip(r: float) -> float:
@@ -213,8 +263,21 @@ def _fisher_at(r: float, n: int, z: float) -> tuple[float, float]:
 
 def margin_p(r1: float, r2: float, r12: float, n: int, margin: float) -> float:
     """One-sided p of H0: rho1 - rho2 <= margin for correlations sharing a variable (corr(a, b) = r12),
-    by inverting Zou's interval: z* solves low(z*) = margin when r1 - r2 > margin (p = 1 - Phi(z*)),
-    else high(z*) = margin (p = Phi(z*)); bisection on z, each end monotone in it."""
+    by inverting Zou's interval (``_zou_tail``)."""
+    above, tail = _zou_tail(r1, r2, r12, n, margin)
+    return tail if above else 1.0 - tail
+
+
+def equivalence_p(r1: float, r2: float, r12: float, n: int, margin: float) -> float:
+    """One-sided p of H0: rho1 - rho2 >= margin (the other side of ``margin_p``)."""
+    above, tail = _zou_tail(r1, r2, r12, n, margin)
+    return 1.0 - tail if above else tail
+
+
+def _zou_tail(r1: float, r2: float, r12: float, n: int, margin: float) -> tuple[bool, float]:
+    """Whether r1 - r2 lies above the margin, and 1 - Phi(z*) for the z* at which Zou's interval
+    reaches the margin: its low end when above (low(z*) = margin), else its high end; bisection on
+    z, each end monotone in it."""
     above = r1 - r2 > margin
     lo, hi = 0.0, 40.0
     for _ in range(60):
@@ -224,8 +287,7 @@ def margin_p(r1: float, r2: float, r12: float, n: int, margin: float) -> float:
             lo = z
         else:
             hi = z
-    tail = 0.5 * math.erfc(lo / math.sqrt(2.0))
-    return max(tail, math.ulp(0.0)) if above else 1.0 - tail
+    return above, max(0.5 * math.erfc(lo / math.sqrt(2.0)), math.ulp(0.0))
 
 
 def zou_interval(r1: float, r2: float, r12: float, n: int, confidence: float) -> tuple[float, float]:

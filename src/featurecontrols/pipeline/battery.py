@@ -125,7 +125,7 @@ class Battery(Params):
         the run judges dictionary latents, thousands of candidates of which many are expected to be
         real, else Holm's family-wise error rate); interval level; bootstrap resamples.
     margins : effects too small to matter, per unit (default ``Margins()``): "dataset feature" needs
-        the learned and used effects' intervals below them.
+        the learned and used effects shown below them (tests of equivalence, corrected over the run).
     batch_size : rows per batch when ``inputs`` is one tensor.
     seed : every random draw of the run derives from it and a name.
     executor : ``LocalExecutor()`` (default) or ``RayExecutor()``.

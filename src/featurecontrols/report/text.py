@@ -97,7 +97,8 @@ def table(result: RunResult) -> str:
     )
     lines.append("cells: status, real score vs control score, corrected p (of the test with the largest p)")
     lines.append(
-        f"learned/used 'no': shown within the margin of a control (used: the change itself too); used "
+        f"learned/used 'no': shown within the margin of a control (used: the change itself too), "
+        f"tests of equivalence {s.correction}-corrected over the run's; used "
         f"'yes': above the margin ({margins_text(s.margins)})"
     )
     lines += [f"inconclusive {c.site}/{c.name}: {c.reason}" for c in shown if c.reason]

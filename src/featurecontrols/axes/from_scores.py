@@ -139,7 +139,7 @@ def from_copies(axis: AxisName, control: str, s: CopyScores, key: tuple[str, ...
         ci_high=float(high[0]),
         p_value=max(paired_sign_test(real, copy) for copy in copies),
         margin=b.margins.accuracy,
-        p_equivalent=min(1.0, len(p_each) * min(p_each)),
+        p_equivalent=_equivalent_to_any(p_each),
         detail=Detail(copies=tuple(round(float(a), 5) for a in copy_accuracy)),
     )
 
@@ -220,16 +220,20 @@ def from_match_pair(axis: AxisName, control: str, s: MatchPairScores, b: Bootstr
             for c, r in zip(controls, between, strict=True)
         ),
         margin=b.margins.correlation,
-        p_equivalent=min(
-            1.0,
-            controls.numel()
-            * min(
+        p_equivalent=_equivalent_to_any(
+            [
                 equivalence_p(r1, float(c), float(r), s.n_rows, b.margins.correlation)
                 for c, r in zip(controls, between, strict=True)
-            ),
+            ]
         ),
         detail=Detail(copies=tuple(round(float(c), 5) for c in controls)),
     )
+
+
+def _equivalent_to_any(p_each: list[float]) -> float:
+    """Equivalence to any one of several controls, from each one's p: the smallest times their number
+    (Bonferroni)."""
+    return min(1.0, len(p_each) * min(p_each))
 
 
 def _used_equivalence(p_effect: float, p_change: float, null: Tensor) -> float:

@@ -11,7 +11,9 @@ every direction, as this random one does), Benjamini-Hochberg over every test. W
 today instead is fit the SAE once and look at it: the table puts one fit of the same SAE on the same
 activations next to the battery, as a ratio.
 Every run in its own process so that its peak resident memory is its own. Prints the table, where the
-time goes, the log-log slope of time against latents, and last ``seconds=<wall time at 4,096>``.
+time goes, where the memory goes (each job's peak resident memory, the kernel's high-water mark reset
+before it, ``/proc/self/clear_refs``: the jobs that set the run's peak, and each kind's largest), the
+log-log slope of time against latents, and last ``seconds=<wall time at 4,096>``.
 
     python benchmarks/latent_verdicts.py [--rows N] [--latents 1024 2048 4096]
 """
@@ -21,8 +23,15 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import TYPE_CHECKING
 
 from peak_memory import in_fresh_process, rss_mib
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from featurecontrols.pipeline.context import RunContext
+    from featurecontrols.pipeline.jobs import Job, Output
 
 WIDTH, HIDDEN, FEATURES, L0, OUTPUTS = 384, 1536, 4096, 32, 64
 NULL = 100  # latent ablation's draws per latent (p >= 1/101; BH rejects when >= 20% of latents are used)
@@ -54,6 +63,36 @@ def _model_and_inputs(rows: int) -> tuple[object, object]:
     return Residual().eval(), x
 
 
+class _PeakPerJob:
+    """The in-process executor one job at a time, recording for each job, in order, its kind, the
+    resident memory when it starts and its peak (MiB; the kernel's high-water mark reset before the
+    job), and the run's peak."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[str, float, float]] = []
+        self.high = 0.0  # the high-water mark before each reset, kept
+
+    def run(
+        self, ctx: RunContext, jobs: Sequence[Job], inputs: Mapping[Job, Output]
+    ) -> Iterator[tuple[Job, Output]]:
+        from featurecontrols.pipeline.executors import LocalExecutor
+
+        for job in jobs:
+            self.high = max(self.high, rss_mib("VmHWM"))
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+                f.write("5")  # resets VmHWM to the current resident memory
+            start = rss_mib("VmRSS")
+            ((_, output),) = LocalExecutor().run(ctx, [job], inputs)
+            condition = getattr(job, "condition", None)
+            kind = type(job).__name__ + (f" ({condition.kind})" if condition is not None else "")
+            self.jobs.append((kind, start, rss_mib("VmHWM")))
+            yield job, output
+
+    def peak(self) -> float:
+        """The run's peak resident memory so far (MiB)."""
+        return max(self.high, rss_mib("VmHWM"))
+
+
 def _run(rows: int, latents: int) -> dict[str, object]:
     """One battery run and one bare SAE fit, in this (fresh) process."""
     import torch
@@ -68,7 +107,9 @@ def _run(rows: int, latents: int) -> dict[str, object]:
     torch.set_num_threads(2)
     model, x = _model_and_inputs(rows)
     sae = SparseAutoencoder(d_sae=latents, k=L0, batch_size=4096, n_epochs=1, seed=0)
+    executor = _PeakPerJob()
     battery = Battery(
+        executor=executor,
         weight_controls=[ReinitialisedWeights(), SpectrumMatchedWeights()],
         input_controls=[PlantedSparseFeatures(n_features=latents, l0=L0)],
         n_weight_seeds=1,
@@ -81,7 +122,7 @@ def _run(rows: int, latents: int) -> dict[str, object]:
     start = time.perf_counter()
     result = battery.run(model, x, "resid", [Latents("sae", "resid", finder=sae)])
     seconds = time.perf_counter() - start
-    peak = rss_mib("VmHWM") - before
+    peak = executor.peak() - before
     with torch.no_grad():
         acts: list[torch.Tensor] = []
         hook = model.resid.register_forward_hook(lambda m, i, o: acts.append(o))  # type: ignore[attr-defined]
@@ -100,6 +141,7 @@ def _run(rows: int, latents: int) -> dict[str, object]:
         "fit": fit,
         "timings": dict(result.timings),
         "verdicts": verdicts,
+        "jobs": [(kind, start - before, high - before) for kind, start, high in executor.jobs],
     }
 
 
@@ -120,6 +162,18 @@ def main() -> None:
         timings: dict[str, float] = r["timings"]  # type: ignore[assignment]
         steps = sorted(((k, v) for k, v in timings.items() if k != "total"), key=lambda kv: -kv[1])
         print(f"{m} latents, where the time goes (s): " + ", ".join(f"{k} {v:.1f}" for k, v in steps))
+    for m, r in runs.items():
+        jobs: list[tuple[str, float, float]] = r["jobs"]  # type: ignore[assignment]
+        largest: dict[str, tuple[float, float]] = {}
+        for kind, start, high in jobs:
+            if kind not in largest or high - start > largest[kind][1]:
+                largest[kind] = (start, high - start)
+        ranked = sorted(largest.items(), key=lambda kv: -sum(kv[1]))
+        print(
+            f"{m} latents, where the memory goes (MiB above the run's start: resident when the job starts "
+            "+ its own peak above that, the largest job of each kind): "
+            + ", ".join(f"{k} {s:.0f} + {d:.0f}" for k, (s, d) in ranked)
+        )
     ms = list(runs)
     if len(ms) > 1:
         lx = [math.log(m) for m in ms]

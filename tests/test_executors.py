@@ -125,3 +125,17 @@ def test_a_damaged_finished_job_is_recomputed_not_read(testbed: Testbed, tmp_pat
     messages = " ".join(str(w.message) for w in caught)
     assert "cannot be read" in messages and "fails its checksum" in messages
     assert _json_bytes(resumed) == _json_bytes(reference)
+
+
+@pytest.mark.skipif(executors._malloc_trim() is None, reason="the C library has no malloc_trim")
+def test_freed_heap_pages_go_back_to_the_system_after_a_job() -> None:
+    def resident_mib() -> float:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+    blocks = [bytearray(b"x" * 60_000) for _ in range(3_000)]  # 180 MB in heap-sized blocks
+    del blocks[::2]  # every other one freed: holes the heap keeps without a trim
+    before = resident_mib()
+    executors.release_freed_memory()
+    assert before - resident_mib() > 40
+    del blocks

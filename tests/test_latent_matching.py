@@ -76,6 +76,18 @@ def test_sparse_codes_columns_gather_and_permuted_rows() -> None:
     assert torch.equal(sparse.firing_rate(), (Z != 0).float().mean(0))
 
 
+def test_column_products_from_entries_equal_the_dense_dot_products() -> None:
+    Z, W = codes(300, 9, 0.2, 12), codes(300, 7, 0.2, 13)
+    order = torch.randperm(300, generator=torch.Generator().manual_seed(1))  # rows unsorted per latent
+    one, two = SparseCodes.of(Z).permuted(order), SparseCodes.of(W).permuted(order)
+    mine, theirs = torch.tensor([4, 1, 4, 8, 0, 2]), torch.tensor([6, 3, 0, 6, 1, 5])  # repeats, dead
+    expected = (Z[order][:, mine].double() * W[order][:, theirs].double()).sum(dim=0)
+    assert torch.allclose(one.column_products(mine, two, theirs), expected, atol=1e-12)
+    nothing = SparseCodes.of(torch.zeros(300, 7))
+    assert torch.equal(one.column_products(mine, nothing, theirs), torch.zeros(6, dtype=torch.float64))
+    assert torch.equal(nothing.column_products(theirs, one, mine), torch.zeros(6, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("density", [0.03, 0.5])
 def test_matches_of_sparse_codes_equal_those_of_dense_ones(density: float) -> None:
     Z, W1, W2 = codes(800, 14, density, 9), codes(800, 11, density, 10), codes(800, 12, density, 11)

@@ -228,14 +228,14 @@ def test_a_latent_that_never_fires_changes_nothing() -> None:
 
 
 def test_top_activations_equal_a_dense_sort_across_chunks() -> None:
-    """Encoded in chunks of 7 rows, each latent's top rows are those of sorting all codes at once,
-    ties broken by the lower row (codes rounded to force ties)."""
+    """Encoded in chunks of 7 rows and merged 3 latents at a time, each latent's top rows are those of
+    sorting all codes at once, ties broken by the lower row (codes rounded to force ties)."""
     g = torch.Generator().manual_seed(0)
     X = torch.randn(50, 6, generator=g)
     pca = PCA(n_components=4).fit(X)
-    top = top_activations(pca, X, k=9, chunk=7)
+    top = top_activations(pca, X, k=9, chunk=7, block=3)
     codes = (pca.encode(X) * 2).round() / 2  # ties within a latent
-    rounded = top_activations(_Rounded(pca), X, k=9, chunk=7)
+    rounded = top_activations(_Rounded(pca), X, k=9, chunk=7, block=3)
     for j in range(4):
         order = sorted(range(50), key=lambda i: (-float(codes[i, j]), i))[:9]
         assert rounded.rows[j].tolist() == order

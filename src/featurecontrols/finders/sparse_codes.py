@@ -59,14 +59,33 @@ class SparseCodes:
 
     def gather(self, latents: Tensor) -> Tensor:
         """The given latents' columns (repeats allowed) as a dense (n, k) float32 matrix."""
+        column, rows, values = self.entries(latents)
+        out = torch.zeros(self.n, latents.numel())
+        out[rows, column] = values
+        return out
+
+    def entries(self, latents: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The given latents' columns (repeats allowed) as entries: (column, row, value), column the
+        position in ``latents``; what ``gather`` would make dense."""
         lo = torch.searchsorted(self.latents, latents)
         counts = torch.searchsorted(self.latents, latents, right=True) - lo
         column = torch.repeat_interleave(torch.arange(latents.numel()), counts)
         within = torch.arange(int(counts.sum())) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
         entry = torch.repeat_interleave(lo, counts) + within
-        out = torch.zeros(self.n, latents.numel())
-        out[self.rows[entry], column] = self.values[entry]
-        return out
+        return column, self.rows[entry], self.values[entry]
+
+    def column_products(self, latents: Tensor, other: SparseCodes, partners: Tensor) -> Tensor:
+        """(k,) float64 sum_i Z_i,latents[j] W_i,partners[j] for the codes Z of self and W of ``other``
+        (same rows), from the entries alone: the rows where both columns are nonzero, found by sorted
+        keys (column * n + row), so the cost is in the entries, never an (n, k) matrix."""
+        a_col, a_row, a_val = self.entries(latents)
+        b_col, b_row, b_val = other.entries(partners)
+        a_key, order = (a_col * self.n + a_row).sort()
+        b_key = b_col * self.n + b_row
+        at = torch.searchsorted(a_key, b_key).clamp(max=max(a_key.numel() - 1, 0))
+        both = a_key[at] == b_key if a_key.numel() else torch.zeros_like(b_key, dtype=torch.bool)
+        product = a_val[order[at[both]]].double() * b_val[both].double()
+        return torch.zeros(latents.numel(), dtype=torch.float64).index_add_(0, b_col[both], product)
 
     def permuted(self, order: Tensor) -> SparseCodes:
         """The codes of rows ``order`` (a permutation of 0..n-1): row i of the result is row order[i]."""

@@ -5,8 +5,9 @@ codes, largest first,
 
     top_j = argsort_i(-Z_ij)[:k],
 
-ties broken by the lower row. X is encoded in chunks of rows with a running top-k, so a 16k-latent
-dictionary never holds the (n, m) codes at once: memory is O(chunk * m + k * m).
+ties broken by the lower row. X is encoded in chunks of rows with a running top-k, merged a block
+of latents at a time, so a 16k-latent dictionary never holds the (n, m) codes at once: memory is
+O(chunk * m + k * m), and the merge's sorts O(chunk * block).
 """
 
 from __future__ import annotations
@@ -27,21 +28,39 @@ class TopRows:
     codes: Tensor
 
 
-def top_activations(dictionary: Dictionary, X: Tensor, k: int, chunk: int = 4096) -> TopRows:
-    """Each latent's ``k`` rows of X (n, d) with the largest codes (module docstring); k <= n."""
+def top_activations(
+    dictionary: Dictionary, X: Tensor, k: int, chunk: int = 4096, block: int = 1024
+) -> TopRows:
+    """Each latent's ``k`` rows of X (n, d) with the largest codes (module docstring); k <= n. Each
+    chunk of rows is merged into the running top-k ``block`` latents at a time."""
     if not 1 <= k <= X.shape[0]:
         raise ValueError(f"k must be in [1, {X.shape[0]}], got {k}")
-    best_codes: Tensor | None = None
-    best_rows: Tensor | None = None
+    best_codes, best_rows = torch.empty(0, 0), torch.empty(0, 0, dtype=torch.long)
     for start in range(0, X.shape[0], chunk):
-        codes = dictionary.encode(X[start : start + chunk]).detach().float().cpu().T  # (m, rows)
-        rows = torch.arange(start, start + codes.shape[1]).expand_as(codes)
-        if best_codes is not None and best_rows is not None:
-            codes, rows = torch.cat([best_codes, codes], 1), torch.cat([best_rows, rows], 1)
-        order = _descending(codes, rows)[:, :k]
-        best_codes, best_rows = codes.gather(1, order), rows.gather(1, order)
-    assert best_codes is not None and best_rows is not None
+        codes = dictionary.encode(X[start : start + chunk]).detach().float().cpu()  # (rows, m)
+        m = codes.shape[1]
+        if not best_codes.numel():
+            best_codes, best_rows = torch.empty(m, 0), torch.empty(m, 0, dtype=torch.long)
+        rows = torch.arange(start, start + codes.shape[0])
+        merged = [
+            _merge(
+                best_codes[lo : lo + block], best_rows[lo : lo + block], codes[:, lo : lo + block].T, rows, k
+            )
+            for lo in range(0, m, block)
+        ]
+        best_codes, best_rows = torch.cat([c for c, _ in merged]), torch.cat([r for _, r in merged])
     return TopRows(best_rows, best_codes)
+
+
+def _merge(
+    best_codes: Tensor, best_rows: Tensor, codes: Tensor, rows: Tensor, k: int
+) -> tuple[Tensor, Tensor]:
+    """The top ``k`` (codes, rows) per latent of a block (b, .) among its running best and a chunk's
+    codes (b, rows)."""
+    codes = torch.cat([best_codes, codes], 1)
+    rows = torch.cat([best_rows, rows.expand(codes.shape[0], -1)], 1)
+    order = _descending(codes, rows)[:, :k]
+    return codes.gather(1, order), rows.gather(1, order)
 
 
 def _descending(codes: Tensor, rows: Tensor) -> Tensor:

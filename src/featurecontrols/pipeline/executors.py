@@ -15,6 +15,9 @@ through the driver; job outputs (scores, a fitted dictionary's state) come back 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import os
 import time
@@ -57,19 +60,38 @@ def run_job(ctx: RunContext, job: Job, inputs: Mapping[Job, Output], threads: in
         torch.set_num_threads(previous)
 
 
+def release_freed_memory() -> None:
+    """Give the C heap's freed pages back to the system (glibc's ``malloc_trim(0)``; nothing where the
+    C library has no such call). A job's large temporaries are freed when it ends, but glibc keeps
+    many of their pages, so without this each job starts from about the last one's high-water mark.
+    At 4,096 latents (``benchmarks/latent_verdicts.py``) the run peaked 0.38 GB higher without it, and
+    took about 10% less time (the pages given back are faulted in again by the next job)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    library = ctypes.util.find_library("c")
+    return None if library is None else getattr(ctypes.CDLL(library), "malloc_trim", None)
+
+
 def _inputs(ctx: RunContext, job: Job, done: Mapping[Job, Output]) -> dict[Job, Output]:
     return {need: done[need] for need in job.needs(ctx)}
 
 
 class LocalExecutor:
-    """In-process, one job after another (the default)."""
+    """In-process, one job after another (the default), the freed heap given back after each."""
 
     def run(
         self, ctx: RunContext, jobs: Sequence[Job], inputs: Mapping[Job, Output]
     ) -> Iterator[tuple[Job, Output]]:
         threads = torch.get_num_threads()
         for job in jobs:
-            yield job, run_job(ctx, job, _inputs(ctx, job, inputs), threads)
+            output = run_job(ctx, job, _inputs(ctx, job, inputs), threads)
+            release_freed_memory()
+            yield job, output
 
 
 class RayExecutor:

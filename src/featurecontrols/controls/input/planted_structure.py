@@ -8,9 +8,9 @@ the real finder's L0 and ``n_features`` to its live latents. A finder that recov
 directions (high MMCS) as well as it finds latents in the real activations would find such
 structure anywhere: its latents say how sparse the data is, not what the model learned.
 
-The codes are drawn CHUNK elements at a time (rows x features), so memory is O(n d) plus one chunk,
-and the (n, r) codes are kept only when asked for (a 16k-feature control on 100k tokens would
-otherwise hold 13 GB of float64 codes).
+The codes are drawn CHUNK elements at a time (rows x features), and the moments summed over chunks
+of rows, so memory is the float64 signal (n, d) plus one chunk, and the (n, r) codes are kept only
+when asked for (a 16k-feature control on 100k tokens would otherwise hold 13 GB of float64 codes).
 """
 
 from __future__ import annotations
@@ -81,13 +81,26 @@ class PlantedSparseFeatures(Params):
             signal[start : start + m] = chunk @ directions
             if codes is not None:
                 codes[start : start + m] = chunk
-        mean = X.double().mean(0)
-        target = (X.double() - mean).pow(2).sum(1).mean()
-        spread = (signal - signal.mean(0)).pow(2).sum(1).mean()
+        mean, target = _moments(X)
+        signal_mean, spread = _moments(signal)
         scale = (target / spread.clamp(min=1e-300)).sqrt()
-        offset = mean - scale * signal.mean(0)
+        offset = mean - scale * signal_mean
         return PlantedActivations(
-            activations=(offset + scale * signal).to(X.dtype),
+            activations=signal.mul_(scale).add_(offset).to(X.dtype),
             directions=directions.to(X.dtype),
             codes=None if codes is None else codes.mul_(scale.to(X.dtype)),
         )
+
+
+def _moments(X: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean (d,) and total variance E||x - E x||^2 of X's rows, in float64, two passes over
+    chunks of rows (no float64 copy of X)."""
+    rows = max(1, CHUNK // X.shape[1])
+    total = torch.zeros(X.shape[1], dtype=torch.float64)
+    for start in range(0, X.shape[0], rows):
+        total += X[start : start + rows].double().sum(0)
+    mean = total / X.shape[0]
+    squares = torch.zeros((), dtype=torch.float64)
+    for start in range(0, X.shape[0], rows):
+        squares += (X[start : start + rows].double() - mean).square().sum()
+    return mean, squares / X.shape[0]

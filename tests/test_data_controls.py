@@ -80,6 +80,6 @@ def test_planted_codes_drawn_in_chunks_match_and_need_not_be_kept(monkeypatch: p
     assert torch.allclose(chunked.activations.mean(0), X.mean(0), atol=1e-5)
     total = (X.double() - X.double().mean(0)).pow(2).sum(1).mean()
     spread = (chunked.activations.double() - chunked.activations.double().mean(0)).pow(2).sum(1).mean()
-    assert abs(float(spread / total) - 1.0) < 1e-5  # moments summed over chunks of 14 rows
+    assert abs(float(spread / total) - 1.0) < 1e-5
     offset = chunked.activations - chunked.codes @ chunked.directions
     assert torch.allclose(offset, offset[:1].expand_as(offset), atol=1e-3)

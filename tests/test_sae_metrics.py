@@ -45,6 +45,15 @@ def test_explained_variance_l0_dead_and_dense() -> None:
     assert summary["dense_fraction"] == pytest.approx(2 / 6)
 
 
+def test_moments_over_chunks_equal_the_two_pass_formula() -> None:
+    X = 5.0 + torch.randn(1000, 7, generator=torch.Generator().manual_seed(0))
+    mean, squares = sae_metrics.moments(X, chunk=7 * 13)  # 13 rows at a time, not dividing 1,000
+    Xd = X.double()
+    assert torch.allclose(mean, Xd.mean(0), atol=1e-12)
+    assert abs(float(squares) - float((Xd - Xd.mean(0)).square().sum())) < 1e-9
+    assert sae_metrics.total_variance(torch.ones(4, 3)) == torch.finfo(torch.float64).tiny
+
+
 def test_latent_auroc_matches_sklearn_with_ties() -> None:
     from sklearn.metrics import roc_auc_score
 

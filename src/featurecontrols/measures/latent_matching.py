@@ -72,11 +72,7 @@ def partner_correlation(W1: Codes, m1: Matches, W2: Codes, m2: Matches, chunk: i
     out = []
     for start in range(0, m1.partner.numel(), chunk):
         p1, p2 = m1.partner[start : start + chunk], m2.partner[start : start + chunk]
-        products = (
-            one.codes.column_products(p1, two.codes, p2)  # from the entries: no (n, chunk) matrix
-            if one.sparse
-            else (one.codes.gather(p1).double() * two.codes.gather(p2).double()).sum(dim=0)
-        )
+        products = one.codes.column_products(p1, two.codes, p2)  # from the entries: no (n, chunk) matrix
         r = (products - one.n * one.mean[p1] * two.mean[p2]) * one.inv[p1] * two.inv[p2]
         out.append(r * m1.sign[start : start + chunk] * m2.sign[start : start + chunk])
     return torch.cat(out)

@@ -64,8 +64,21 @@ def squared_error(X: Tensor, X_hat: Tensor) -> float:
 
 def total_variance(X: Tensor) -> float:
     """sum ||x - mean(x)||^2, in float64 (at least the smallest positive float64)."""
-    X = X.double()
-    return max(float((X - X.mean(0)).pow(2).sum()), torch.finfo(torch.float64).tiny)
+    return max(float(moments(X)[1]), torch.finfo(torch.float64).tiny)
+
+
+def moments(X: Tensor, chunk: int = 1 << 22) -> tuple[Tensor, Tensor]:
+    """The mean (d,) of X's rows and sum ||x - mean||^2, in float64, by two passes over ``chunk``
+    numbers at a time (no float64 copy of X)."""
+    rows = max(1, chunk // max(X.shape[1], 1))
+    total = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
+    for start in range(0, X.shape[0], rows):
+        total += X[start : start + rows].double().sum(0)
+    mean = total / X.shape[0]
+    squares = torch.zeros((), dtype=torch.float64, device=X.device)
+    for start in range(0, X.shape[0], rows):
+        squares += (X[start : start + rows].double() - mean).square().sum()
+    return mean, squares
 
 
 def directions(dictionary: Dictionary, n_latents: int) -> Tensor:

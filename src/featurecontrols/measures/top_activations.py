@@ -39,7 +39,7 @@ def top_activations(
     for start in range(0, X.shape[0], chunk):
         codes = dictionary.encode(X[start : start + chunk]).detach().float().cpu()  # (rows, m)
         m = codes.shape[1]
-        if not best_codes.numel():
+        if start == 0:
             best_codes, best_rows = torch.empty(m, 0), torch.empty(m, 0, dtype=torch.long)
         rows = torch.arange(start, start + codes.shape[0])
         merged = [

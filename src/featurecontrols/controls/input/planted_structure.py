@@ -25,6 +25,7 @@ from torch import Tensor
 from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.sites import Site
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.measures.sae_metrics import moments
 from featurecontrols.params import Params
 from featurecontrols.seeding import generator
 from featurecontrols.validation import check_activations
@@ -81,8 +82,8 @@ class PlantedSparseFeatures(Params):
             signal[start : start + m] = chunk @ directions
             if codes is not None:
                 codes[start : start + m] = chunk
-        mean, target = _moments(X)
-        signal_mean, spread = _moments(signal)
+        mean, target = moments(X)  # sums over rows: their ratio is that of the variances
+        signal_mean, spread = moments(signal)
         scale = (target / spread.clamp(min=1e-300)).sqrt()
         offset = mean - scale * signal_mean
         return PlantedActivations(
@@ -90,17 +91,3 @@ class PlantedSparseFeatures(Params):
             directions=directions.to(X.dtype),
             codes=None if codes is None else codes.mul_(scale.to(X.dtype)),
         )
-
-
-def _moments(X: Tensor) -> tuple[Tensor, Tensor]:
-    """The mean (d,) and total variance E||x - E x||^2 of X's rows, in float64, two passes over
-    chunks of rows (no float64 copy of X)."""
-    rows = max(1, CHUNK // X.shape[1])
-    total = torch.zeros(X.shape[1], dtype=torch.float64)
-    for start in range(0, X.shape[0], rows):
-        total += X[start : start + rows].double().sum(0)
-    mean = total / X.shape[0]
-    squares = torch.zeros((), dtype=torch.float64)
-    for start in range(0, X.shape[0], rows):
-        squares += (X[start : start + rows].double() - mean).square().sum()
-    return mean, squares / X.shape[0]

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from featurecontrols.finders import SparseAutoencoder
-from featurecontrols.finders.sparse_codes import SparseCodes, encode_sparse
+from featurecontrols.finders import SparseAutoencoder, sparse_codes
+from featurecontrols.finders.sparse_codes import SparseCodes, code_chunks, encode_sparse
 from featurecontrols.measures.latent_matching import SPARSE, Matches, best_matches, partner_correlation
 
 
@@ -63,6 +63,19 @@ def test_codes_encoded_in_chunks_equal_codes_encoded_at_once() -> None:
     codes = encode_sparse(sae, X, chunk=333)
     assert codes.values.numel() == 3000 and codes.density == 3 / 16
     assert torch.allclose(codes.columns(0, 16), sae.encode(X).detach(), atol=1e-6)
+
+
+def test_a_wide_dictionary_is_encoded_in_fewer_rows_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks hold at most ELEMENTS codes (rows x latents), at most CHUNK rows, at least one row."""
+    X = torch.randn(1000, 8, generator=torch.Generator().manual_seed(7))
+    sae = SparseAutoencoder(d_sae=16, activation="topk", k=3, n_epochs=1, seed=0).fit(X)
+    monkeypatch.setattr(sparse_codes, "ELEMENTS", 16 * 300)
+    assert [start for start, _ in code_chunks(sae, X)] == [0, 300, 600, 900]
+    assert torch.allclose(encode_sparse(sae, X).columns(0, 16), sae.encode(X).detach(), atol=1e-6)
+    monkeypatch.setattr(sparse_codes, "CHUNK", 256)
+    assert sparse_codes.chunk_rows(sae, X) == 256
+    monkeypatch.setattr(sparse_codes, "ELEMENTS", 5)
+    assert sparse_codes.chunk_rows(sae, X) == 1
 
 
 def test_sparse_codes_columns_gather_and_permuted_rows() -> None:

@@ -2,7 +2,8 @@
 
 An SAE's codes are sparse: a TopK SAE of 16,384 latents at k = 32 has 0.2% of them nonzero, so
 30,000 held-out rows take 12 MB as entries (row, latent, value) against 2 GB as a dense float32
-matrix. ``encode_sparse`` encodes CHUNK rows at a time and keeps only the entries, sorted by latent,
+matrix. ``encode_sparse`` encodes a chunk of rows at a time (``chunk_rows``: CHUNK rows, fewer for a
+dictionary so wide that their codes would pass ELEMENTS) and keeps only the entries, sorted by latent,
 so a latent's column (or a block of latents) is one contiguous slice. Dense codes (PCA) work too, at
 about five times their dense size, which at PCA's widths is small.
 """
@@ -17,7 +18,8 @@ from torch import Tensor
 
 from featurecontrols.finders.base import Dictionary
 
-CHUNK = 4096  # rows encoded at a time
+CHUNK = 4096  # rows encoded at a time, at most
+ELEMENTS = 1 << 24  # codes (rows x latents) encoded at a time, at most: 64 MB of float32
 
 
 @dataclass(frozen=True)
@@ -98,15 +100,27 @@ class SparseCodes:
         return torch.bincount(self.latents, minlength=self.m).float() / self.n
 
 
-def code_chunks(dictionary: Dictionary, X: Tensor, chunk: int = CHUNK) -> Iterator[tuple[int, Tensor]]:
-    """(start, codes of X[start : start + chunk]) in order, without gradients: no (n, m)
-    pre-activation exists at once."""
+def chunk_rows(dictionary: Dictionary, X: Tensor) -> int:
+    """Rows of X to encode at a time: CHUNK, or ELEMENTS // m for a dictionary of m latents when that is
+    fewer (a 16,384-latent SAE: 1,024 rows), m read from one row's codes. A chunk's pre-activations,
+    codes and the encoder's temporaries are each (rows, m): this bounds the encode's memory by ELEMENTS,
+    not by the dictionary's width."""
+    with torch.no_grad():
+        m = dictionary.encode(X[:1]).shape[1]
+    return max(1, min(CHUNK, ELEMENTS // max(m, 1)))
+
+
+def code_chunks(dictionary: Dictionary, X: Tensor, chunk: int | None = None) -> Iterator[tuple[int, Tensor]]:
+    """(start, codes of X[start : start + chunk]) in order, without gradients, ``chunk`` rows at a time
+    (by default ``chunk_rows``): no (n, m) pre-activation exists at once."""
+    chunk = chunk_rows(dictionary, X) if chunk is None else chunk
     for start in range(0, X.shape[0], chunk):
         with torch.no_grad():  # a SAELens SAE's parameters require grad (not held across the yield)
             codes = dictionary.encode(X[start : start + chunk])
         yield start, codes
 
 
-def encode_sparse(dictionary: Dictionary, X: Tensor, chunk: int = CHUNK) -> SparseCodes:
-    """X's codes under ``dictionary`` as their nonzero entries, encoded ``chunk`` rows at a time."""
+def encode_sparse(dictionary: Dictionary, X: Tensor, chunk: int | None = None) -> SparseCodes:
+    """X's codes under ``dictionary`` as their nonzero entries, encoded ``chunk`` rows at a time (by
+    default ``chunk_rows``)."""
     return SparseCodes.stacked([SparseCodes.of(Z) for _, Z in code_chunks(dictionary, X, chunk)])

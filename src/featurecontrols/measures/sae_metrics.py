@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from featurecontrols.adapters.sites import Site, call_model, intervene
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Dictionary, check_dictionary
-from featurecontrols.finders.sparse_codes import CHUNK, SparseCodes, code_chunks
+from featurecontrols.finders.sparse_codes import SparseCodes, code_chunks
 from featurecontrols.measures.latent_matching import decoder_directions
 from featurecontrols.validation import check_activations
 
@@ -228,11 +228,12 @@ def evaluate_dictionary(
     true_directions: Tensor | None = None,
     dense_above: float = 0.1,
     target: Tensor | None = None,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
 ) -> DictionaryMetrics:
     """Every activation-level metric of the module docstring on activations X (n, d).
 
-    Codes are encoded ``chunk`` rows at a time and kept as their nonzero entries (``SparseCodes``).
+    Codes are encoded ``chunk`` rows at a time (by default ``sparse_codes.chunk_rows``) and kept as
+    their nonzero entries (``SparseCodes``).
     ``target`` (n, d_out): what a transcoder writes for X (the output site's activations); explained
     variance is then of the target.
 
@@ -276,7 +277,7 @@ def evaluate_dictionary(
 
 
 def _codes_and_error(
-    dictionary: Dictionary, X: Tensor, written: Tensor, chunk: int
+    dictionary: Dictionary, X: Tensor, written: Tensor, chunk: int | None
 ) -> tuple[SparseCodes, float]:
     """X's codes, encoded ``chunk`` rows at a time, and the reconstruction's squared error against
     ``written`` (X, or a transcoder's targets), summed."""

@@ -5,9 +5,9 @@ codes, largest first,
 
     top_j = argsort_i(-Z_ij)[:k],
 
-ties broken by the lower row. X is encoded in chunks of rows with a running top-k, merged a block
-of latents at a time, so a 16k-latent dictionary never holds the (n, m) codes at once: memory is
-O(chunk * m + k * m), and the merge's sorts O(chunk * block).
+ties broken by the lower row. X is encoded in chunks of rows (``sparse_codes.code_chunks``) with a
+running top-k, merged a block of latents at a time, so a 16k-latent dictionary never holds the (n, m)
+codes at once: memory is O(chunk * m + k * m), and the merge's sorts O(chunk * block).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from featurecontrols.finders.base import Dictionary
+from featurecontrols.finders.sparse_codes import code_chunks
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,16 @@ class TopRows:
 
 
 def top_activations(
-    dictionary: Dictionary, X: Tensor, k: int, chunk: int = 4096, block: int = 1024
+    dictionary: Dictionary, X: Tensor, k: int, chunk: int | None = None, block: int = 1024
 ) -> TopRows:
     """Each latent's ``k`` rows of X (n, d) with the largest codes (module docstring); k <= n. Each
-    chunk of rows is merged into the running top-k ``block`` latents at a time."""
+    chunk of rows (by default ``sparse_codes.chunk_rows``) is merged into the running top-k ``block``
+    latents at a time."""
     if not 1 <= k <= X.shape[0]:
         raise ValueError(f"k must be in [1, {X.shape[0]}], got {k}")
     best_codes, best_rows = torch.empty(0, 0), torch.empty(0, 0, dtype=torch.long)
-    for start in range(0, X.shape[0], chunk):
-        codes = dictionary.encode(X[start : start + chunk]).detach().float().cpu()  # (rows, m)
+    for start, encoded in code_chunks(dictionary, X, chunk):
+        codes = encoded.float().cpu()  # (rows, m)
         m = codes.shape[1]
         if start == 0:
             best_codes, best_rows = torch.empty(m, 0), torch.empty(m, 0, dtype=torch.long)

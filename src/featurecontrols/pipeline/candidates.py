@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.base import Dictionary, Finder, Probe, UnsupervisedFinder, check_dictionary
+from featurecontrols.finders.sparse_codes import code_chunks
 from featurecontrols.finders.transcoder import Transcoder
 
 
@@ -129,9 +130,7 @@ def check_writes(latents: Latents, source: Finder) -> None:
         )
 
 
-def check_given_dictionary(
-    latents: Latents, expected: int, X: Tensor, Y: Tensor | None, chunk: int = 4096
-) -> None:
+def check_given_dictionary(latents: Latents, expected: int, X: Tensor, Y: Tensor | None) -> None:
     """A dictionary given fitted must read the site's width (X), write the written site's (Y, for a
     transcoder; else X's), have the ``expected`` latents the plan counts, and give finite codes of
     which some are non-zero on the run's rows: checked once the trained activations are read, before
@@ -146,9 +145,7 @@ def check_given_dictionary(
             "give n_latents equal to the dictionary's number of latents (or leave it out)",
         )
     fired = False
-    for start in range(0, X.shape[0], chunk):
-        with torch.no_grad():  # an SAELens SAE's parameters require grad
-            codes = latents.dictionary.encode(X[start : start + chunk])
+    for start, codes in code_chunks(latents.dictionary, X):
         if not bool(torch.isfinite(codes).all()):
             raise FeatureControlsError(
                 f"{what} gives NaN or infinite codes on the run's activations (rows {start} on)",

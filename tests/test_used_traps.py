@@ -114,6 +114,41 @@ def test_labels_that_are_one_variable_move_together() -> None:
     torch.testing.assert_close(plans.write_vector(0), plans.writes[:, 0])  # no twin: every target held
 
 
+def test_targets_that_cannot_move_alone_move_their_own_read_off_by_one() -> None:
+    """More targets (8 variables and 12 thresholds on random directions) than the pass-through trap's
+    16 dimensions: R W = I has no solution. Every write vector moves its own read-off by exactly one;
+    one that cannot move alone moves the others least, G v parallel to a_j in whitened coordinates
+    (the gradient of sum_(i != j) (a_i . v)^2 along a_j . v = 1 vanishes); the pseudo-inverse alone
+    would have moved them by less than one."""
+    from featurecontrols.controls.causal.dual_interchange import _Interchanges
+    from featurecontrols.pipeline.candidates import Labelled
+
+    bed = pass_through(0)
+    adapter = TorchModel(bed.model)
+    site = adapter.resolve(bed.site)
+    X = adapter.activations(list(bed.inputs.split(1024)), [site])[str(site)]
+    U = torch.randn(X.shape[1], 12, generator=torch.Generator().manual_seed(3))
+    thresholds = {f"t_{i}": (X @ U[:, i] > 0).long() for i in range(12)}
+    labelled = [c for c in bed.candidates() if isinstance(c, Labelled)]
+    targets = [CausalTarget(c.name, labels=c.labels) for c in labelled]
+    targets += [CausalTarget(name, labels=y) for name, y in thresholds.items()]
+    plans = _Interchanges(AtSite(adapter, [bed.inputs], site, X, n_null=9, seed=0), targets,
+                          MatchedShifts(X, "covariance", "mahalanobis"), len(bed.inputs))  # fmt: skip
+    own = (plans.R * plans.writes.T).sum(dim=1)
+    torch.testing.assert_close(own, torch.ones(len(targets), dtype=torch.float64))
+    V = torch.linalg.lstsq(plans.root, plans.writes).solution  # whitened write vectors (r, k)
+    pinv_own = (plans.A * torch.linalg.pinv(plans.A).T).sum(dim=1)
+    alone = pinv_own > 1 - 1e-6
+    assert int((~alone).sum()) > 0 and float(pinv_own.min()) < 0.99
+    for j in torch.nonzero(~alone).flatten().tolist():
+        others = torch.cat([plans.A[:j], plans.A[j + 1 :]])
+        gradient = others.T @ (others @ V[:, j])
+        a = plans.A[j]
+        torch.testing.assert_close(
+            gradient - (gradient @ a) / (a @ a) * a, torch.zeros_like(a), atol=1e-8, rtol=0
+        )
+
+
 def _assert_uniform(p_values: list[float]) -> None:
     """The shares of p-values at or below 0.05 and 0.5 within 3 binomial standard deviations."""
     n = len(p_values)

@@ -9,8 +9,19 @@ vector in the data's metric,
 adding alpha w_j moves read-off j by alpha and leaves every other target's where it was, at the least
 change of the activations in standard deviations of the data (the dual basis of
 ``measures/steering_vectors.py``, in the metric of the data; for one target, w is the class-mean
-difference itself). Feature j's coordinate is c_j(h) = r_j . h, with class means m1 and m0. The
-interchange moves each example to the other class's value of the feature:
+difference itself). Where no vector can move j alone (more targets than the data's span holds apart,
+as in superposition: TMS's 20 targets in 5 dimensions), R W = I has no solution, and the
+pseudo-inverse's w_j would move j's own read-off by less than one (0.44-0.55 for TMS's represented
+features, 0.002 for its absent ones), so the interchange would not move the feature as far as the
+data does. There w_j moves read-off j by exactly one and the others' as little as possible: in
+whitened coordinates (a_i = Sigma^(1/2) r_i, G = sum_(i != j) a_i a_i^T),
+
+    w_j = Sigma^(1/2) G^+ a_j / (a_j^T G^+ a_j),
+
+the least sum of squared moves of the other read-offs, ties broken by the least change in the data's
+metric; where j can move alone it is the surgical vector above. Feature j's coordinate is
+c_j(h) = r_j . h, with class means m1 and m0. The interchange moves each example to the other
+class's value of the feature:
 
     h'_i = h_i + (m_(1 - y_i) - m_(y_i)) w_j,
 
@@ -71,6 +82,7 @@ from featurecontrols.progress import track
 from featurecontrols.seeding import generator
 
 SAME_VARIABLE = 0.9  # |r| between two targets' labels at which they are one variable (module docstring)
+ALONE = 1e-6  # a write vector whose own read-off moves by less than 1 - ALONE cannot move it alone
 STEER = 2.0  # standard deviations of the data a target without labels is moved along its vector
 VARIANCE_BIN = 1.25  # ratio of the variance bins whose steered targets share one matched null
 SteeringNull = Literal["whitened", "matched variance"]
@@ -174,6 +186,7 @@ class _Interchanges:
         self.at, self.metric, self.n = at, metric, n
         self.X = at.X.double()
         self.cov = metric.covariance  # the data's covariance, computed once with its metric
+        self.root = metric.basis * metric.stds  # (d, r) Sigma^(1/2) on the data's span
         self.labelled = [t for t in targets if t.labels is not None and t.kind == "labelled feature"]
         if self.labelled:
             Y = torch.stack([t.labels for t in self.labelled if t.labels is not None], dim=1)
@@ -182,14 +195,21 @@ class _Interchanges:
             k = len(self.labelled)
             r = torch.corrcoef(Y.T.double()).reshape(k, k).nan_to_num(0.0)
             self.same = (r.abs() >= SAME_VARIABLE) & ~torch.eye(k, dtype=torch.bool)  # (k, k)
+            self.A = self.R @ self.root  # (k, r) the read-offs in whitened coordinates
             self.writes = self.surgical(torch.arange(k))  # every target held: the usual case
 
     def surgical(self, held: Tensor) -> Tensor:
         """The write vectors (d, |held|) of the targets ``held``, each holding the others' read-offs
         fixed: R W = I at the least change in standard deviations of the data,
-        W = Sigma R^T (R Sigma R^T)^+ = M (M^T Sigma^+ M)^+."""
-        R = self.R[held]
-        W: Tensor = self.cov @ R.T @ torch.linalg.pinv(R @ self.cov @ R.T)
+        W = Sigma R^T (R Sigma R^T)^+ = Sigma^(1/2) A^+; a target that cannot move alone (its own
+        read-off moved by less than 1 - ALONE) moves the others least instead (module docstring)."""
+        A = self.A[held]
+        V = torch.linalg.pinv(A)  # (r, |held|)
+        for i in torch.nonzero((A * V.T).sum(dim=1) < 1.0 - ALONE).flatten().tolist():
+            others = torch.cat([A[:i], A[i + 1 :]])
+            G = torch.linalg.pinv(others.T @ others, hermitian=True)
+            V[:, i] = G @ A[i] / (A[i] @ G @ A[i]).clamp(min=1e-300)
+        W: Tensor = self.root @ V
         return W
 
     def write_vector(self, j: int) -> Tensor:

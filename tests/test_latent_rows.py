@@ -11,6 +11,8 @@ from featurecontrols.adapters import TorchModel
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.causal.latent_insertion import LatentInsertion, absent
+from featurecontrols.controls.causal.latent_rows import LatentNull
+from featurecontrols.measures.matched_shifts import MatchedShifts
 from featurecontrols.stats import permutation_p_value
 
 
@@ -70,20 +72,30 @@ def test_absent_examples_are_drawn_from_those_where_it_does_not_fire() -> None:
 
 
 @pytest.mark.parametrize("control", [LatentAblation, LatentInsertion])
+@pytest.mark.parametrize("null", ["span", "matched variance"])
 def test_p_values_are_uniform_for_latents_that_carry_nothing(
-    control: type[LatentAblation] | type[LatentInsertion],
+    control: type[LatentAblation] | type[LatentInsertion], null: LatentNull
 ) -> None:
-    """Calibration: latents whose directions are uniform on the sphere (the null's own distribution)
-    and whose codes are random sparse values get uniform p-values: 200 latents, 99 null draws each."""
+    """Calibration: latents whose directions are drawn as the null draws them and whose codes are
+    random sparse values get uniform p-values: 200 latents, 99 null draws each. The data is 4x wider
+    along two axes, which the outputs read most; the span's latents are uniform on the sphere, the
+    matched-variance ones among the directions of a latent of those two axes' variance (the span's
+    null would give all 200 of these p <= 0.05)."""
     g = torch.Generator().manual_seed(1)
-    X = torch.randn(256, 8, generator=g)
-    R = torch.randn(3, 8, generator=g)
+    X = torch.randn(256, 8, generator=g) * torch.tensor([4.0, 4.0, 1, 1, 1, 1, 1, 1])
+    R = torch.randn(3, 8, generator=g) * torch.tensor(
+        [4.0, 4.0, 1, 1, 1, 1, 1, 1]
+    )  # reads the wide axes most
+    shifts = MatchedShifts(X, "covariance", "mahalanobis")
+    variance = shifts.variance_along(torch.tensor([1.0, 1.0, 0, 0, 0, 0, 0, 0]))
     p_values = []
     for i in range(200):
         direction = torch.nn.functional.normalize(torch.randn(8, generator=g, dtype=torch.float64), dim=0)
+        if null == "matched variance":
+            direction = shifts.of_variance(variance, 1, g)[0]
         code = torch.where(torch.rand(256, generator=g) < 0.3, torch.rand(256, generator=g), 0.0)
         target = CausalTarget(f"latent {i}", direction, code=code, kind="dictionary latent")
-        raw = control().scores(_at(X, R, n_null=99, seed=i), [target])[target.name]
+        raw = control(null).scores(_at(X, R, n_null=99, seed=i), [target])[target.name]
         p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
     for level in (0.05, 0.5):
         below = sum(p <= level for p in p_values)

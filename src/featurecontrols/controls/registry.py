@@ -46,5 +46,7 @@ CAUSAL_CONTROLS: dict[str, Callable[..., CausalControl]] = {
     "counterfactual patching": CounterfactualPatching,
     "erasure": Erasure,
     "latent ablation": LatentAblation,
+    "latent ablation, matched variance": partial(LatentAblation, null="matched variance"),
     "latent insertion": LatentInsertion,
+    "latent insertion, matched variance": partial(LatentInsertion, null="matched variance"),
 }

@@ -12,7 +12,9 @@ pass): how much the model's outputs rest on the latent when it is there, whateve
 much the outputs rest on it there). The null removes the same codes along B random directions of the
 data's span with d_j's Euclidean norm, h'_i = h_i - z_j(h_i) ||d_j|| u_b, u_b uniform on the unit
 sphere of the span the data visits (a direction outside it carries no input, Makelov et al. 2023): a
-latent that carries nothing, firing on the same examples just as strongly. The used axis tests
+latent that carries nothing, firing on the same examples just as strongly (``null="matched
+variance"``: directions along which the data varies as much as along d_j, ``latent_rows.py``). The
+used axis tests
 against its margin, p = (1 + #{b : null_b >= real - margin}) / (1 + B), the null drawn until STOP
 draws reach the real change less the margin.
 
@@ -30,7 +32,7 @@ from typing import ClassVar
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
-from featurecontrols.controls.causal.latent_rows import LatentRows, code_and_write
+from featurecontrols.controls.causal.latent_rows import LatentNull, LatentRows, code_and_write
 from featurecontrols.params import Params
 from featurecontrols.progress import track
 
@@ -39,15 +41,23 @@ class LatentAblation(Params):
     """Causal control: remove each latent's contribution z_j d_j; the null removes the same codes along
     random directions of the data of the same norm (module docstring). Runs on dictionary latents only."""
 
-    name = "latent ablation vs random directions"
     requires: ClassVar[Requirement] = "codes"
     metric = "relative output change when the latent is removed"
     unit: ClassVar[Unit] = "output change"
 
+    def __init__(self, null: LatentNull = "span") -> None:
+        self.null = null
+
+    @property
+    def name(self) -> str:
+        """The control's name in the evidence; the matched-variance null says so."""
+        base = "latent ablation vs random directions"
+        return base if self.null == "span" else f"{base} of equal variance"
+
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
         """Per latent, the output change of each example where it fires (k,) against the null's mean
         changes over the same examples."""
-        rows = LatentRows(at)
+        rows = LatentRows(at, self.null)
         out = {}
         for target in track(targets, "latent ablation", len(targets), at.progress):
             code, write = code_and_write(target, rows.n_rows, rows.span)

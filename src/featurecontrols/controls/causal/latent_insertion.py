@@ -11,7 +11,8 @@ examples for a latent that fires on every one, as PCA's do: there the move is a 
 component's typical size, its codes' mean being about 0). The statistic is the mean relative
 output change over them (``measures/output_change.py``), and the null makes the same move along B
 random directions of the data's span with d_j's Euclidean norm (``latent_ablation.py``): a latent
-that carries nothing, written as strongly on the same examples.
+that carries nothing, written as strongly on the same examples (``null="matched variance"``:
+directions along which the data varies as much as along d_j, ``latent_rows.py``).
 
 Why a second test of latents: ablation asks what the outputs lose when the latent goes, which is
 little when other latents carry the same variable (a topic spread over several latents: removing one
@@ -32,7 +33,7 @@ from torch import Tensor
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
-from featurecontrols.controls.causal.latent_rows import LatentRows, code_and_write
+from featurecontrols.controls.causal.latent_rows import LatentNull, LatentRows, code_and_write
 from featurecontrols.params import Params
 from featurecontrols.progress import track
 from featurecontrols.seeding import generator
@@ -43,15 +44,23 @@ class LatentInsertion(Params):
     null writes the same along random directions of the data of the same norm (module docstring).
     Runs on dictionary latents only."""
 
-    name = "latent insertion vs random directions"
     requires: ClassVar[Requirement] = "codes"
     metric = "relative output change when the latent is written where it is absent"
     unit: ClassVar[Unit] = "output change"
 
+    def __init__(self, null: LatentNull = "span") -> None:
+        self.null = null
+
+    @property
+    def name(self) -> str:
+        """The control's name in the evidence; the matched-variance null says so."""
+        base = "latent insertion vs random directions"
+        return base if self.null == "span" else f"{base} of equal variance"
+
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
         """Per latent, the output change of each example it is written on (k,) against the null's
         mean changes over the same examples."""
-        rows = LatentRows(at)
+        rows = LatentRows(at, self.null)
         out = {}
         for target in track(targets, "latent insertion", len(targets), at.progress):
             code, write = code_and_write(target, rows.n_rows, rows.span)

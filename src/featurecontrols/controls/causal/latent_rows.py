@@ -2,9 +2,19 @@
 latent insertion): which example each row belongs to, the sub-batches of the examples a latent's test
 runs on, and the shared measurement, h' = h + move_i d_j on those rows against the same moves along
 random directions of the data's span with d_j's Euclidean norm (``moves.py`` stacks and stops them).
+
+The null's directions (``LatentNull``): ``"span"``, uniform on the unit sphere of the span the data
+visits; ``"matched variance"``, uniform among the unit directions u of the span along which the data
+varies as much as along d_j, u^T Sigma u = d^T Sigma d / |d|^2 (``MatchedShifts.of_variance``). A
+dictionary's latents lie where the data varies most (it is fitted to reconstruct the data) and a
+uniform direction mostly where it varies little, so on a model that reads its high-variance
+directions every latent beats the span's null for where it lies alone; the matched-variance null
+asks whether the latent is read more than a direction of the data that varies as much.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -18,17 +28,23 @@ from featurecontrols.measures.matched_shifts import MatchedShifts
 from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.seeding import generator
 
+LatentNull = Literal["span", "matched variance"]
+LATENT_NULLS: tuple[LatentNull, ...] = ("span", "matched variance")
+
 
 class LatentRows:
     """The measured rows of a site, for tests that move latents along their directions: the clean site
     tensors, the example each row belongs to, the data's span (where the null's directions lie) and
     the output change, restricted to the examples a latent's test runs on."""
 
-    def __init__(self, at: AtSite) -> None:
-        self.at = at
+    def __init__(self, at: AtSite, null: LatentNull = "span") -> None:
+        if null not in LATENT_NULLS:
+            raise FeatureControlsError(f"unknown latent null {null!r}", f"use one of {LATENT_NULLS}")
+        self.at, self.null = at, null
         self.outputs = OutputChange(at.adapter, at.batches, at.site)
         self.clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
-        self.span = MatchedShifts(at.X, "covariance", "mahalanobis").basis  # (d, r) the data's span
+        self.metric = MatchedShifts(at.X, "covariance", "mahalanobis")
+        self.span = self.metric.basis  # (d, r) the data's span
         owners = [at.adapter.row_examples(b, c) for b, c in zip(at.batches, self.clean, strict=True)]
         firsts = torch.tensor([0, *(batch_rows(b) for b in at.batches)]).cumsum(0)[:-1]
         self.owner = torch.cat([o.cpu() + f for o, f in zip(owners, firsts, strict=True)])  # per row
@@ -60,21 +76,27 @@ class LatentRows:
         moves: Tensor, write: Tensor,
     ) -> NullScores:  # fmt: skip
         """The output change of each of ``examples`` under h' = h + move_i d_j (moves over their rows),
-        against the mean changes of the same moves along random directions of the data's span with
-        d_j's norm (seeded by ``stream`` and the latent), drawn until STOP reach the real change less
-        the margin."""
+        against the mean changes of the same moves along the null's random directions of the data's
+        span with d_j's norm (seeded by ``stream`` and the latent), drawn until STOP reach the real
+        change less the margin."""
         at = self.at
         if not examples.numel():  # nothing to move: the latent changes nothing here
             nothing = torch.zeros(1, dtype=torch.float64)
             return NullScores(control.metric, control.unit, nothing, nothing)
         sub = self.outputs.restricted(examples)
         real = sub.under_stacked([patches(clean, moves, write)])[0]
-        draw = generator(at.seed, stream, name)
-        u = torch.randn(at.n_null, self.span.shape[1], generator=draw, dtype=torch.float64)
-        writes = torch.nn.functional.normalize(u, dim=1) @ self.span.T * write.norm()
+        writes = self.directions(write, at.n_null, generator(at.seed, stream, name)) * write.norm()
         stop = float(real.mean()) - at.margin
         null = null_changes(sub, clean, moves.expand(at.n_null, -1), writes, [stop])[0]
         return NullScores(control.metric, control.unit, real, null)
+
+    def directions(self, write: Tensor, n: int, draw: torch.Generator) -> Tensor:
+        """The null's n unit directions (n, width) for a latent writing ``write`` (module docstring)."""
+        if self.null == "matched variance":
+            return self.metric.of_variance(self.metric.variance_along(write), n, draw)
+        u = torch.randn(n, self.span.shape[1], generator=draw, dtype=torch.float64)
+        unit: Tensor = torch.nn.functional.normalize(u, dim=1) @ self.span.T
+        return unit
 
 
 def code_and_write(target: CausalTarget, n: int, span: Tensor) -> tuple[Tensor, Tensor]:

@@ -27,32 +27,19 @@ rarely fires), and its null moves that large along random directions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
-from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
-from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
-from featurecontrols.controls.causal.latent_rows import LatentNull, LatentRows, code_and_write
-from featurecontrols.params import Params
+from featurecontrols.controls.base import AtSite, CausalTarget
+from featurecontrols.controls.causal.latent_rows import LatentRows, LatentTest, code_and_write
 from featurecontrols.progress import track
 
 
-class LatentAblation(Params):
+class LatentAblation(LatentTest):
     """Causal control: remove each latent's contribution z_j d_j; the null removes the same codes along
     random directions of the data of the same norm (module docstring). Runs on dictionary latents only."""
 
-    requires: ClassVar[Requirement] = "codes"
+    title = "latent ablation vs random directions"
     metric = "relative output change when the latent is removed"
-    unit: ClassVar[Unit] = "output change"
-
-    def __init__(self, null: LatentNull = "span") -> None:
-        self.null = null
-
-    @property
-    def name(self) -> str:
-        """The control's name in the evidence; the matched-variance null says so."""
-        base = "latent ablation vs random directions"
-        return base if self.null == "span" else f"{base} of equal variance"
 
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
         """Per latent, the output change of each example where it fires (k,) against the null's mean

@@ -25,37 +25,24 @@ units rather than in standard deviations of the data (which on a real model made
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
-from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
-from featurecontrols.controls.causal.latent_rows import LatentNull, LatentRows, code_and_write
-from featurecontrols.params import Params
+from featurecontrols.controls.base import AtSite, CausalTarget
+from featurecontrols.controls.causal.latent_rows import LatentRows, LatentTest, code_and_write
 from featurecontrols.progress import track
 from featurecontrols.seeding import generator
 
 
-class LatentInsertion(Params):
+class LatentInsertion(LatentTest):
     """Causal control: write each latent's typical code c_j d_j on examples where it is absent; the
     null writes the same along random directions of the data of the same norm (module docstring).
     Runs on dictionary latents only."""
 
-    requires: ClassVar[Requirement] = "codes"
+    title = "latent insertion vs random directions"
     metric = "relative output change when the latent is written where it is absent"
-    unit: ClassVar[Unit] = "output change"
-
-    def __init__(self, null: LatentNull = "span") -> None:
-        self.null = null
-
-    @property
-    def name(self) -> str:
-        """The control's name in the evidence; the matched-variance null says so."""
-        base = "latent insertion vs random directions"
-        return base if self.null == "span" else f"{base} of equal variance"
 
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
         """Per latent, the output change of each example it is written on (k,) against the null's

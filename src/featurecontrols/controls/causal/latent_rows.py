@@ -14,22 +14,41 @@ asks whether the latent is read more than a direction of the data that varies as
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from featurecontrols.adapters.sites import batch_rows
+from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
-from featurecontrols.controls.base import AtSite, CausalControl, CausalTarget
+from featurecontrols.controls.base import AtSite, CausalControl, CausalTarget, Requirement
 from featurecontrols.controls.causal.moves import null_changes, patches
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.measures.matched_shifts import MatchedShifts
 from featurecontrols.measures.output_change import OutputChange
+from featurecontrols.params import Params
 from featurecontrols.seeding import generator
 
 LatentNull = Literal["span", "matched variance"]
 LATENT_NULLS: tuple[LatentNull, ...] = ("span", "matched variance")
+
+
+class LatentTest(Params):
+    """What the used tests of latents share: they run on dictionary latents, measure output changes,
+    and take the null's directions (``null``, module docstring); ``title`` names the test."""
+
+    requires: ClassVar[Requirement] = "codes"
+    unit: ClassVar[Unit] = "output change"
+    title: ClassVar[str]
+
+    def __init__(self, null: LatentNull = "span") -> None:
+        self.null = null
+
+    @property
+    def name(self) -> str:
+        """The control's name in the evidence; the matched-variance null says so."""
+        return self.title if self.null == "span" else f"{self.title} of equal variance"
 
 
 class LatentRows:

@@ -23,6 +23,7 @@ A config is a flat TOML table (every key optional)::
                                    # ablation", "resample ablation", "dual interchange, matched
                                    # variance" (steering against equal-variance directions, README);
                                    # "latent ablation" and "latent insertion" judge latents only
+                                   # (each also ", matched variance": a null of the latent's variance)
     counterfactuals = false        # sentence level, with used: the used axis by counterfactual patching
     used_examples = 16
     n_random_directions = 1000     # used-axis null size (omit: automatic)
@@ -118,7 +119,9 @@ CONFIG_USED: dict[str, Callable[[], CausalControl]] = {  # those a config can na
         "dual interchange",
         "dual interchange, matched variance",
         "latent ablation",
+        "latent ablation, matched variance",
         "latent insertion",
+        "latent insertion, matched variance",
         "directional ablation",
         "resample ablation",
     )

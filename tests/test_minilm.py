@@ -284,7 +284,7 @@ def test_a_config_names_the_used_tests_run_side_by_side() -> None:
     config = RunConfig(dictionary="topk", used_controls=("dual interchange", "latent ablation"))
     assert [c.name for c in config.battery().used_controls or []] == [
         DualInterchange().name,
-        LatentAblation.name,
+        LatentAblation().name,
     ]
     assert RunConfig().battery().used_controls is None
     matched = RunConfig(used_controls=("dual interchange, matched variance",)).battery().used_controls
@@ -325,7 +325,7 @@ def test_a_config_judges_every_latent_of_an_sae_per_site(tmp_path: Path) -> None
     assert set(next(iter(document["verdicts"].values()))) == set(make_task("tokens", 2, 0).features)
     latents = [c for c in document["run"]["candidates"] if c["kind"] == "dictionary latent"]
     assert {e["control"] for e in latents[0]["axes"]["decodable"]["evidence"]} >= {"frozen decoder"}
-    assert {e["control"] for e in latents[0]["axes"]["used"]["evidence"]} == {LatentAblation.name}
+    assert {e["control"] for e in latents[0]["axes"]["used"]["evidence"]} == {LatentAblation().name}
     (top,) = document["run"]["top_inputs"].values()
     assert len(top) == 16 and any(top)
     assert all(t["context"].count("[") >= 1 and t["code"] > 0 for inputs in top for t in inputs)
@@ -351,7 +351,7 @@ def test_a_config_judges_the_latents_of_a_transcoder_of_an_mlp(tmp_path: Path) -
     assert "blocks.3.hook_mlp_out" in document["run"]["spectra"]
     latents = [c for c in document["run"]["candidates"] if c["kind"] == "dictionary latent"]
     assert latents[0]["name"].startswith("transcoder/")
-    assert {e["control"] for e in latents[0]["axes"]["used"]["evidence"]} == {LatentAblation.name}
+    assert {e["control"] for e in latents[0]["axes"]["used"]["evidence"]} == {LatentAblation().name}
 
 
 def test_row_contexts_bracket_each_read_token_in_its_sentence(tokenizer: Any) -> None:

@@ -78,7 +78,7 @@ def test_battery_judges_every_latent_as_its_variable(bed: Testbed) -> None:
     assert all(c.verdict == c.ground_truth for c in judged), [(c.name, c.verdict) for c in judged]
     for c in judged:
         assert (c.axes["learned"].status == "yes") == bed.axis_truth[c.name]["learned"], c.name
-        assert {e.control for e in c.axes["used"].evidence} == {LatentAblation.name}
+        assert {e.control for e in c.axes["used"].evidence} == {LatentAblation().name}
 
 
 def test_frozen_baselines_judge_finding_latent_by_latent(bed: Testbed) -> None:

@@ -142,7 +142,7 @@ def test_transcoder_latents_are_fitted_on_both_sites_and_removed_where_they_writ
     assert latents.dictionary is not None
     c = judged[0]
     (used,) = c.axes["used"].evidence
-    assert used.control == LatentAblation.name
+    assert used.control == LatentAblation().name
     j = int(c.name.split("/")[1])
     assert used.score == pytest.approx(_removal_change(bed, latents.dictionary, j, 2048), rel=1e-4)
 

@@ -1,5 +1,5 @@
-"""The used tests that move latents (controls/causal/latent_rows.py): latent insertion's arithmetic,
-and the calibration of insertion and ablation on latents that carry nothing."""
+"""The used tests that move latents (controls/causal/latent_rows.py): latent insertion's and resample
+ablation's arithmetic, and the calibration of all three tests on latents that carry nothing."""
 
 import math
 
@@ -11,7 +11,8 @@ from featurecontrols.adapters import TorchModel
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.causal.latent_insertion import LatentInsertion, absent
-from featurecontrols.controls.causal.latent_rows import LatentNull
+from featurecontrols.controls.causal.latent_resample_ablation import LatentResampleAblation
+from featurecontrols.controls.causal.latent_rows import LatentNull, LatentTest
 from featurecontrols.measures.matched_shifts import MatchedShifts
 from featurecontrols.stats import permutation_p_value
 
@@ -71,10 +72,41 @@ def test_absent_examples_are_drawn_from_those_where_it_does_not_fire() -> None:
     assert absent(4, torch.zeros(0, dtype=torch.long), draw).numel() == 0
 
 
-@pytest.mark.parametrize("control", [LatentAblation, LatentInsertion])
+def test_resample_ablation_replaces_each_firing_code_by_a_drawn_one() -> None:
+    """On a linear readout R, resampling the code moves example i's output by ||R d||^2 (z_r - z_i)^2 /
+    spread: z_r is one of the codes (0 about as often as the latent is silent), only the examples
+    where it fires run, and a latent with one constant code everywhere changes nothing."""
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(600, 4, generator=g)
+    R = torch.eye(4)[:2]
+    code = torch.where(torch.rand(600, generator=g) < 0.4, torch.rand(600, generator=g) + 1.0, 0.0)
+    direction = torch.tensor([0.0, 2.0, 0.0, 0.0], dtype=torch.float64)
+    constant = torch.full((600,), 0.7)
+    targets = [
+        CausalTarget("sparse", direction, code=code, kind="dictionary latent"),
+        CausalTarget("constant", direction, code=constant, kind="dictionary latent"),
+    ]
+    scores = LatentResampleAblation().scores(_at(X, R, n_null=10), targets)
+    out = X @ R.T
+    spread = float((out - out.mean(0)).square().sum(1).mean())
+    real = scores["sparse"].real
+    fires = code != 0
+    assert real.shape == (int(fires.sum()),)
+    step = (real * spread / 4.0).sqrt()  # |z_r - z_i|, ||R d||^2 = 4
+    own = code[fires].double()
+    drawn = torch.stack([own - step, own + step])  # z_r is one of the two
+    values = torch.cat([code.unique().double(), torch.zeros(1, dtype=torch.float64)])
+    near = (drawn[..., None] - values).abs().amin(dim=2) < 1e-4
+    assert bool(near.any(dim=0).all())
+    silent = float((step - own).abs().lt(1e-4).double().mean())  # drawn a 0: the code's own size
+    assert abs(silent - 0.6) < 0.1
+    assert float(scores["constant"].real.abs().max()) < 1e-10
+
+
+@pytest.mark.parametrize("control", [LatentAblation, LatentResampleAblation, LatentInsertion])
 @pytest.mark.parametrize("null", ["span", "matched variance"])
 def test_p_values_are_uniform_for_latents_that_carry_nothing(
-    control: type[LatentAblation] | type[LatentInsertion], null: LatentNull
+    control: type[LatentTest], null: LatentNull
 ) -> None:
     """Calibration: latents whose directions are drawn as the null draws them and whose codes are
     random sparse values get uniform p-values: 200 latents, 99 null draws each. The data is 4x wider

@@ -22,7 +22,8 @@ A config is a flat TOML table (every key optional)::
                                    # side by side (the axis is yes when any is): also "directional
                                    # ablation", "resample ablation", "dual interchange, matched
                                    # variance" (steering against equal-variance directions, README);
-                                   # "latent ablation" and "latent insertion" judge latents only
+                                   # "latent ablation", "latent resample ablation" and "latent
+                                   # insertion" judge latents only
                                    # (each also ", matched variance": a null of the latent's variance)
     counterfactuals = false        # sentence level, with used: the used axis by counterfactual patching
     used_examples = 16
@@ -122,6 +123,8 @@ CONFIG_USED: dict[str, Callable[[], CausalControl]] = {  # those a config can na
         "latent ablation, matched variance",
         "latent insertion",
         "latent insertion, matched variance",
+        "latent resample ablation",
+        "latent resample ablation, matched variance",
         "directional ablation",
         "resample ablation",
     )

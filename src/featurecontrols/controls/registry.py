@@ -16,6 +16,7 @@ from featurecontrols.controls.causal.dual_interchange import DualInterchange
 from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.causal.latent_insertion import LatentInsertion
+from featurecontrols.controls.causal.latent_resample_ablation import LatentResampleAblation
 from featurecontrols.controls.causal.resample_ablation import ResampleAblation
 from featurecontrols.controls.dictionary.frozen_baselines import FrozenDecoder, FrozenEncoder
 from featurecontrols.controls.input.planted_structure import PlantedSparseFeatures
@@ -49,4 +50,6 @@ CAUSAL_CONTROLS: dict[str, Callable[..., CausalControl]] = {
     "latent ablation, matched variance": partial(LatentAblation, null="matched variance"),
     "latent insertion": LatentInsertion,
     "latent insertion, matched variance": partial(LatentInsertion, null="matched variance"),
+    "latent resample ablation": LatentResampleAblation,
+    "latent resample ablation, matched variance": partial(LatentResampleAblation, null="matched variance"),
 }

@@ -26,12 +26,10 @@ rarely fires), and its null moves that large along random directions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import torch
+from torch import Tensor
 
-from featurecontrols.axes.scores import NullScores
-from featurecontrols.controls.base import AtSite, CausalTarget
-from featurecontrols.controls.causal.latent_rows import LatentRows, LatentTest, code_and_write
-from featurecontrols.progress import track
+from featurecontrols.controls.causal.latent_rows import LatentTest
 
 
 class LatentAblation(LatentTest):
@@ -39,19 +37,9 @@ class LatentAblation(LatentTest):
     random directions of the data of the same norm (module docstring). Runs on dictionary latents only."""
 
     title = "latent ablation vs random directions"
+    stream = "latent ablation"
     metric = "relative output change when the latent is removed"
 
-    def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
-        """Per latent, the output change of each example where it fires (k,) against the null's mean
-        changes over the same examples."""
-        rows = LatentRows(at, self.null)
-        out = {}
-        for target in track(targets, "latent ablation", len(targets), at.progress):
-            code, write = code_and_write(target, rows.n_rows, rows.span)
-            examples = rows.firing(code)
-            clean, kept = rows.of(examples)
-            moves = -code[kept].double()
-            out[target.name] = rows.scores(
-                self, "latent ablation null", target.name, examples, clean, moves, write
-            )
-        return out
+    def moves(self, code: Tensor, kept: Tensor, draw: torch.Generator) -> Tensor:
+        """-z_j on the rows of the examples where it fires."""
+        return -code[kept].double()

@@ -24,16 +24,10 @@ units rather than in standard deviations of the data (which on a real model made
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
-from featurecontrols.axes.scores import NullScores
-from featurecontrols.controls.base import AtSite, CausalTarget
-from featurecontrols.controls.causal.latent_rows import LatentRows, LatentTest, code_and_write
-from featurecontrols.progress import track
-from featurecontrols.seeding import generator
+from featurecontrols.controls.causal.latent_rows import LatentRows, LatentTest
 
 
 class LatentInsertion(LatentTest):
@@ -42,24 +36,18 @@ class LatentInsertion(LatentTest):
     Runs on dictionary latents only."""
 
     title = "latent insertion vs random directions"
+    stream = "latent insertion"
     metric = "relative output change when the latent is written where it is absent"
 
-    def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
-        """Per latent, the output change of each example it is written on (k,) against the null's
-        mean changes over the same examples."""
-        rows = LatentRows(at, self.null)
-        out = {}
-        for target in track(targets, "latent insertion", len(targets), at.progress):
-            code, write = code_and_write(target, rows.n_rows, rows.span)
-            firing = rows.firing(code)
-            examples = absent(rows.n_examples, firing, generator(at.seed, "latent insertion", target.name))
-            clean, kept = rows.of(examples)
-            typical = code[code.ne(0)].double().abs().mean() if firing.numel() else torch.zeros(())
-            moves = typical.expand(int(kept.sum())).clone()
-            out[target.name] = rows.scores(
-                self, "latent insertion null", target.name, examples, clean, moves, write
-            )
-        return out
+    def examples(self, rows: LatentRows, code: Tensor, draw: torch.Generator) -> Tensor:
+        """As many examples as the latent fires on, drawn from those where it does not."""
+        return absent(rows.n_examples, rows.firing(code), draw)
+
+    def moves(self, code: Tensor, kept: Tensor, draw: torch.Generator) -> Tensor:
+        """c_j, the mean |z_j| over the rows where it fires, on every kept row."""
+        fired = code[code.ne(0)].double()
+        typical = fired.abs().mean() if fired.numel() else torch.zeros((), dtype=torch.float64)
+        return typical.expand(int(kept.sum())).clone()
 
 
 def absent(n_examples: int, firing: Tensor, draw: torch.Generator) -> Tensor:

@@ -1,7 +1,9 @@
-"""The measured rows of a site for the used tests that move dictionary latents (latent ablation and
-latent insertion): which example each row belongs to, the sub-batches of the examples a latent's test
-runs on, and the shared measurement, h' = h + move_i d_j on those rows against the same moves along
-random directions of the data's span with d_j's Euclidean norm (``moves.py`` stacks and stops them).
+"""The used tests that move dictionary latents (latent ablation, resample ablation and insertion):
+the loop they share (``LatentTest``: which examples a latent's test runs on, and how far each of their
+rows moves along d_j, is all a test says), the measured rows of a site (which example each row
+belongs to, the sub-batches of those examples), and the shared measurement, h' = h + move_i d_j on
+those rows against the same moves along random directions of the data's span with d_j's Euclidean
+norm (``moves.py`` stacks and stops them).
 
 The null's directions (``LatentNull``): ``"span"``, uniform on the unit sphere of the span the data
 visits; ``"matched variance"``, uniform among the unit directions u of the span along which the data
@@ -14,6 +16,7 @@ asks whether the latent is read more than a direction of the data that varies as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
@@ -28,6 +31,7 @@ from featurecontrols.errors import FeatureControlsError
 from featurecontrols.measures.matched_shifts import MatchedShifts
 from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.params import Params
+from featurecontrols.progress import track
 from featurecontrols.seeding import generator
 
 LatentNull = Literal["span", "matched variance"]
@@ -36,11 +40,15 @@ LATENT_NULLS: tuple[LatentNull, ...] = ("span", "matched variance")
 
 class LatentTest(Params):
     """What the used tests of latents share: they run on dictionary latents, measure output changes,
-    and take the null's directions (``null``, module docstring); ``title`` names the test."""
+    and take the null's directions (``null``, module docstring); ``title`` names the test, ``stream``
+    its progress bar and seeds. A test says which examples it runs on (``examples``; default: those
+    where the latent fires) and how far it moves their rows along d_j (``moves``)."""
 
     requires: ClassVar[Requirement] = "codes"
     unit: ClassVar[Unit] = "output change"
     title: ClassVar[str]
+    stream: ClassVar[str]
+    metric: str
 
     def __init__(self, null: LatentNull = "span") -> None:
         self.null = null
@@ -49,6 +57,31 @@ class LatentTest(Params):
     def name(self) -> str:
         """The control's name in the evidence; the matched-variance null says so."""
         return self.title if self.null == "span" else f"{self.title} of equal variance"
+
+    def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
+        """Per latent, the output change of each example its test runs on (k,) against the null's
+        mean changes over the same examples. One generator per latent (the run's seed, ``stream``
+        and the latent's name) draws first the examples, then the moves."""
+        rows = LatentRows(at, self.null)
+        out = {}
+        for target in track(targets, self.stream, len(targets), at.progress):
+            code, write = code_and_write(target, rows.n_rows, rows.span)
+            draw = generator(at.seed, self.stream, target.name)
+            examples = self.examples(rows, code, draw)
+            clean, kept = rows.of(examples)
+            moves = self.moves(code, kept, draw)
+            out[target.name] = rows.scores(
+                self, f"{self.stream} null", target.name, examples, clean, moves, write
+            )
+        return out
+
+    def examples(self, rows: LatentRows, code: Tensor, draw: torch.Generator) -> Tensor:
+        """The examples (sorted) the test runs on: by default those where the latent fires."""
+        return rows.firing(code)
+
+    def moves(self, code: Tensor, kept: Tensor, draw: torch.Generator) -> Tensor:
+        """How far each kept row (``kept``, (n_rows,) bool) moves along d_j, float64."""
+        raise NotImplementedError
 
 
 class LatentRows:

@@ -34,6 +34,12 @@ def _at(X: torch.Tensor, R: torch.Tensor, n_null: int, seed: int = 0) -> AtSite:
     return AtSite(adapter, [X[:100], X[100:]], adapter.resolve("site"), X, n_null=n_null, seed=seed)
 
 
+def _spread(X: torch.Tensor, R: torch.Tensor) -> float:
+    """The outputs' spread, mean ||R x - mean||^2, that every change is relative to."""
+    out = X @ R.T
+    return float((out - out.mean(0)).square().sum(1).mean())
+
+
 def test_insertion_writes_the_mean_code_on_as_many_absent_examples() -> None:
     """On a linear readout R, writing c d changes every output by ||R d||^2 c^2 / spread, c the mean
     size of the nonzero codes; the test runs on as many examples as the latent fires on, none of them
@@ -50,8 +56,7 @@ def test_insertion_writes_the_mean_code_on_as_many_absent_examples() -> None:
         CausalTarget("ignored", ignored, code=code, kind="dictionary latent"),
     ]
     scores = LatentInsertion().scores(_at(X, R, n_null=50), targets)
-    out = X @ R.T
-    spread = float((out - out.mean(0)).square().sum(1).mean())
+    spread = _spread(X, R)
     typical = float(code[code != 0].double().abs().mean())
     real = scores["read"].real
     assert real.shape == (int((code != 0).sum()),)
@@ -87,8 +92,7 @@ def test_resample_ablation_replaces_each_firing_code_by_a_drawn_one() -> None:
         CausalTarget("constant", direction, code=constant, kind="dictionary latent"),
     ]
     scores = LatentResampleAblation().scores(_at(X, R, n_null=10), targets)
-    out = X @ R.T
-    spread = float((out - out.mean(0)).square().sum(1).mean())
+    spread = _spread(X, R)
     real = scores["sparse"].real
     fires = code != 0
     assert real.shape == (int(fires.sum()),)
@@ -145,8 +149,7 @@ def test_a_latent_that_fires_everywhere_is_moved_by_its_typical_size() -> None:
     direction = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
     target = CausalTarget("pc", direction, code=code, kind="dictionary latent")
     real = LatentInsertion().scores(_at(X, R, n_null=10), [target])["pc"].real
-    out = X @ R.T
-    spread = float((out - out.mean(0)).square().sum(1).mean())
+    spread = _spread(X, R)
     size = float(code.double().abs().mean())
     assert real.shape == (300,)
     assert torch.allclose(real, torch.full_like(real, size**2 / spread), atol=1e-5)

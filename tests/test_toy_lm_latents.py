@@ -17,21 +17,24 @@ def bed() -> Testbed:
 
 
 def test_latents_match_the_generators_variables(bed: Testbed) -> None:
-    """The LM predicts the answer cell and ignores the filler; at the residual stream the SAE's latents
-    match topic, negated and cells (never the filler), at the embedding the filler only."""
+    """The LM predicts the answer cell, ignores the filler and reads the negation word before it; at
+    the residual stream the SAE's latents match topic, negated and cells (never the filler), at the
+    filler's embedding the filler only, at the embedding before it the negation word."""
     checks = bed.checks
     assert checks["answer_cell_accuracy"] >= 0.95 and checks["counterfactual_kl_filler_um"] < 1e-3
+    assert checks["counterfactual_kl_negation_prev"] > 1.0
     assert checks["resid_match_topic"] >= 0.9 and checks["resid_match_negated"] >= 0.9
     assert checks["resid_match_filler_um"] < 0.2
     assert checks["embed_match_filler_um"] >= 0.99 and checks["embed_match_topic"] < 0.2
-    resid, embed = bed.extra
-    assert isinstance(resid, Latents) and isinstance(embed, Latents)
-    assert (resid.site, embed.site) == (SITES["resid"], SITES["embed"]) and bed.sites() == list(
-        SITES.values()
-    )
+    assert checks["embed_prev_match_negation_prev"] >= 0.9
+    resid, embed, prev = bed.extra
+    assert isinstance(resid, Latents) and isinstance(embed, Latents) and isinstance(prev, Latents)
+    assert [c.site for c in (resid, embed, prev)] == list(SITES.values()) == bed.sites()
     assert resid.ground_truth and set(resid.ground_truth.values()) == {"model feature"}
     assert embed.ground_truth and set(embed.ground_truth.values()) == {"dataset feature"}
-    assert len(bed.axis_truth) == len(resid.ground_truth) + len(embed.ground_truth)
+    assert prev.ground_truth and set(prev.ground_truth.values()) == {"model feature"}
+    assert all(bed.axis_truth[f"embed_prev/{j}"] == {"used": True} for j in prev.ground_truth)
+    assert len(bed.axis_truth) == sum(len(c.ground_truth or {}) for c in (resid, embed, prev))
     assert bed.inputs.shape == (N_SEQUENCES, 11) and len(bed.contexts) == N_SEQUENCES
     assert all(c.endswith(("[uh]", "[um]")) and len(c.split()) == 11 for c in bed.contexts)
 
@@ -55,7 +58,8 @@ def test_the_learned_axis_tells_the_residual_latents_from_the_filler_latents(
     judged = {c.name: c for c in result.candidates if c.ground_truth is not None}
     assert set(judged) == set(bed.axis_truth)
     for name, c in judged.items():
-        assert (c.axes["learned"].status == "yes") == bed.axis_truth[name]["learned"], name
+        if "learned" in bed.axis_truth[name]:
+            assert (c.axes["learned"].status == "yes") == bed.axis_truth[name]["learned"], name
     top = result.top_inputs[f"{SITES['embed']}/embed"]
     assert top and all(t.context == bed.contexts[t.row] for inputs in top for t in inputs)
 

@@ -18,7 +18,9 @@ the generator alone:
 Independent check (``checks`` in ``toy_lm.json``, never from a control): held-out accuracy of the
 answer cell (the argmax at the filler is one of the 8 words of the right (topic, negated) cell), and
 per feature the mean KL between the next-word distributions of a sequence and of its counterfactual
-(that feature toggled, all else kept): large for ``topic`` and ``negated``, about 0 for ``filler_um``.
+(that feature toggled, all else kept): large for ``topic`` and ``negated``, about 0 for ``filler_um``;
+``counterfactual_kl_negation_prev`` is the negated pairs' mean over those whose negation word is (or
+goes) just before the filler (``testbeds/toy_lm_latents.py`` reads that word's embedding).
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def axes_of(variable: str) -> dict[AxisName, bool]:
 
 def toy_lm_latents(seed: int = 0, dictionary: SparseAutoencoder = DICTIONARY) -> Testbed:
     """The testbed for ``seed``: the toy LM, ``N_SEQUENCES`` token-id rows (n, 11), and the latents of
-    ``dictionary`` (a recipe, fitted here under the testbed's seed) at both sites of ``SITES``; each
+    ``dictionary`` (a recipe, fitted here under the testbed's seed) at every site of ``SITES``; each
     row's context (the sequence ending in the bracketed filler) goes with it to the report."""
     lm, tokenizer, record = train_toy_lm(ToyLMConfig(seed=seed))
     sequences, labels, _ = toy_language.sample(N_SEQUENCES, seed + 3_000_017)

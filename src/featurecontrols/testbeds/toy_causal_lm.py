@@ -159,8 +159,8 @@ def checks(model: Any, tokenizer: Any, n: int, seed: int) -> dict[str, float]:
             kl = (logp.exp() * (logp - other)).sum(dim=-1)
             out[f"counterfactual_kl_{feature}"] = float(kl.mean())
             if feature == "negated":  # the pairs whose negation word is (or goes) just before the filler
-                last = torch.tensor([toy_language.NEGATIONS.count(w[-2]) + toy_language.NEGATIONS.count(f[-2])
-                                     for w, f in zip(sequences, flipped, strict=True)]).bool()  # fmt: skip
+                before = toy_language.negation_before_filler
+                last = torch.tensor([before(w) or before(f) for w, f in zip(sequences, flipped, strict=True)])
                 out["counterfactual_kl_negation_prev"] = float(kl[last].mean())
     return out
 

@@ -95,6 +95,11 @@ def draw(rng: random.Random) -> Sequence:
     )
 
 
+def negation_before_filler(words: list[str]) -> bool:
+    """Whether the word just before the filler (the last content slot) is the negation word."""
+    return words[-2] in NEGATIONS
+
+
 def toggled(sequence: Sequence, feature: str) -> Sequence:
     """The same draws with ``feature`` flipped: the other topic's words at the same indices, the
     negation word put in (or taken out of) its slot, or the other filler."""

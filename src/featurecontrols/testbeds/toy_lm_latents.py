@@ -86,7 +86,7 @@ def variables(sequences: list[list[str]], labels: dict[str, list[int]]) -> dict[
     for t in range(2):
         for n in range(2):
             out[f"cell_{t}{n}"] = ((topic == t) & (negated == n)).float()
-    out["negation_prev"] = torch.tensor([float(w[-2] in toy_language.NEGATIONS) for w in sequences])
+    out["negation_prev"] = torch.tensor([float(toy_language.negation_before_filler(w)) for w in sequences])
     return out
 
 

@@ -1,18 +1,26 @@
-"""The used tests that move latents (controls/causal/latent_rows.py): latent insertion's and resample
-ablation's arithmetic, and the calibration of all three tests on latents that carry nothing."""
+"""The used tests that move latents (controls/causal/latent_rows.py): latent insertion's, resample
+ablation's and group ablation's arithmetic, code correlations against numpy's, and the calibration of
+every test on latents that carry nothing."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from featurecontrols import Battery, Latents
 from featurecontrols.adapters import TorchModel
-from featurecontrols.controls.base import AtSite, CausalTarget
+from featurecontrols.controls.base import AtSite, CausalTarget, LatentSet
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
+from featurecontrols.controls.causal.latent_group_ablation import LatentGroupAblation
 from featurecontrols.controls.causal.latent_insertion import LatentInsertion, absent
 from featurecontrols.controls.causal.latent_resample_ablation import LatentResampleAblation
 from featurecontrols.controls.causal.latent_rows import LatentNull, LatentTest
+from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.pca import PCA
+from featurecontrols.finders.sparse_codes import SparseCodes
+from featurecontrols.measures.code_correlation import CodeCorrelation
 from featurecontrols.measures.matched_shifts import MatchedShifts
 from featurecontrols.stats import permutation_p_value
 
@@ -153,3 +161,130 @@ def test_a_latent_that_fires_everywhere_is_moved_by_its_typical_size() -> None:
     size = float(code.double().abs().mean())
     assert real.shape == (300,)
     assert torch.allclose(real, torch.full_like(real, size**2 / spread), atol=1e-5)
+
+
+def _latents(codes: torch.Tensor, writes: torch.Tensor) -> list[CausalTarget]:
+    """Every latent of a dictionary (codes (n, m), writes (m, d)) as a target that carries it."""
+    every = LatentSet(SparseCodes.of(codes), writes)
+    return [
+        CausalTarget(f"latent {j}", writes[j], code=codes[:, j], kind="dictionary latent", latent=j,
+                     dictionary=every)
+        for j in range(codes.shape[1])
+    ]  # fmt: skip
+
+
+def test_code_correlations_match_numpy_from_the_entries_alone() -> None:
+    """r_jk over all rows, zeros included, as np.corrcoef gives it; a dead latent correlates 0."""
+    g = torch.Generator().manual_seed(4)
+    Z = torch.where(torch.rand(300, 6, generator=g) < 0.3, torch.rand(300, 6, generator=g), 0.0)
+    Z[:, 2] = Z[:, 1] * 2.0 + Z[:, 3] * (Z[:, 1] > 0)  # correlated with 1 (and 3)
+    Z[:, 5] = 0.0  # dead
+    correlation = CodeCorrelation(SparseCodes.of(Z))
+    with np.errstate(invalid="ignore"):  # the dead latent's 0 / 0
+        expected = np.nan_to_num(np.corrcoef(Z.double().numpy().T), nan=0.0)
+    for j in range(6):
+        assert np.allclose(correlation.of(j).numpy(), expected[j], atol=1e-6), j
+
+
+class _Saturating(nn.Module):
+    """y = min(x . r, 1): a variable written twice over is read only when both writes go."""
+
+    def __init__(self, r: torch.Tensor) -> None:
+        super().__init__()
+        self.site = nn.Identity()
+        self.r = nn.Parameter(r.clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.site(x) @ self.r, max=1.0)[:, None]
+
+
+def test_group_ablation_sees_a_variable_two_latents_carry() -> None:
+    """Two latents write the same variable v along r (codes v, correlation 1) into y = min(x . r, 1):
+    removing one leaves x . r >= 1 and changes nothing, removing both moves y by about 1. Group
+    ablation removes both, s_i = z_0 d_0 + z_1 d_1, and changes example i by (y(h - s_i) - y)^2 /
+    spread; latent ablation of latent 0 stays below the used axis' margin; an uncorrelated third latent
+    is left out."""
+    g = torch.Generator().manual_seed(5)
+    v = (torch.rand(400, generator=g) < 0.5).float()
+    r = torch.nn.functional.normalize(torch.ones(8), dim=0)
+    other = (torch.rand(400, generator=g) < 0.3).float()
+    codes = torch.stack([v, v, other], dim=1)
+    writes = torch.stack([r, r, torch.eye(8)[7]]).double()
+    X = torch.randn(400, 8, generator=g) * 0.05 + codes @ writes.float()
+    adapter = TorchModel(_Saturating(r))
+    at = AtSite(adapter, [X[:200], X[200:]], adapter.resolve("site"), X, n_null=99)
+    targets = _latents(codes, writes)
+    group = LatentGroupAblation().scores(at, targets[:1])["latent 0"]
+    alone = LatentAblation().scores(at, targets[:1])["latent 0"]
+    y = torch.clamp(X @ r, max=1.0).double()
+    spread = float((y - y.mean()).square().mean())
+    fires = v != 0
+    expected = (torch.clamp((X - codes[:, :2] @ writes[:2].float()) @ r, max=1.0).double() - y)[
+        fires
+    ] ** 2 / spread
+    assert torch.allclose(group.real, expected, atol=1e-5)
+    margin = 0.01  # the used axis' default margin of output change
+    p_group = permutation_p_value(group.real.mean().reshape(1) - margin, group.null[None])
+    p_alone = permutation_p_value(alone.real.mean().reshape(1) - margin, alone.null[None])
+    assert float(p_group[0]) <= 0.01 and float(p_alone[0]) > 0.5
+    assert float(alone.real.mean()) < margin < float(group.real.mean())
+
+
+def test_group_ablation_p_values_are_uniform_for_groups_that_carry_nothing() -> None:
+    """Calibration: dictionaries of three latents with random directions, latents 0 and 1 firing on
+    the same rows (code correlation about 0.68, so grouped), latent 2 apart; latent 0's p-value over
+    200 dictionaries, 99 null draws each, is uniform on the linear readout of the test above."""
+    g = torch.Generator().manual_seed(6)
+    X = torch.randn(256, 8, generator=g) * torch.tensor([4.0, 4.0, 1, 1, 1, 1, 1, 1])
+    R = torch.randn(3, 8, generator=g)
+    p_values = []
+    for i in range(200):
+        fires = torch.rand(256, 1, generator=g) < 0.3
+        codes = torch.rand(256, 3, generator=g) * torch.cat(
+            [fires, fires, torch.rand(256, 1, generator=g) < 0.3], 1
+        )
+        writes = torch.nn.functional.normalize(torch.randn(3, 8, generator=g, dtype=torch.float64), dim=1)
+        raw = LatentGroupAblation().scores(_at(X, R, n_null=99, seed=i), _latents(codes, writes)[:1])[
+            "latent 0"
+        ]
+        p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
+    for level in (0.05, 0.5):
+        below = sum(p <= level for p in p_values)
+        sd = math.sqrt(200 * level * (1 - level))
+        assert abs(below - 200 * level) < 3 * sd, f"{below}/200 p-values at or below {level}"
+
+
+def test_group_ablation_refuses_bad_parameters_and_lone_latents() -> None:
+    X = torch.randn(200, 4)
+    at = _at(X, torch.eye(4)[:2], n_null=5)
+    codes = (torch.rand(200, 2) < 0.5).float()
+    targets = _latents(codes, torch.eye(4)[:2].double())
+    for bad in (0.0, 1.5):
+        with pytest.raises(FeatureControlsError, match="min_correlation"):
+            LatentGroupAblation(min_correlation=bad).scores(at, targets)
+    with pytest.raises(FeatureControlsError, match='null="span"'):
+        LatentGroupAblation(null="matched variance").scores(at, targets)
+    lone = CausalTarget("lone", torch.eye(4)[0].double(), code=codes[:, 0], kind="dictionary latent")
+    with pytest.raises(FeatureControlsError, match="dictionary"):
+        LatentGroupAblation().scores(at, [lone])
+
+
+def test_pca_components_are_each_their_own_group_through_the_battery() -> None:
+    """PCA's codes are uncorrelated, so every component's group is itself: the battery hands each
+    latent its dictionary, group ablation runs on every component, and its real changes are latent
+    ablation's."""
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(600, 6, generator=g) * torch.tensor([3.0, 2.0, 1.5, 1.0, 0.5, 0.3])
+    R = torch.randn(2, 6, generator=g)
+    pca = PCA(3).fit(X)
+    codes = (X - pca.mean_) @ pca.components_.T
+    targets = _latents(codes, pca.components_.double())
+    at = _at(X, R, n_null=5)
+    group, alone = LatentGroupAblation().scores(at, targets), LatentAblation().scores(at, targets)
+    for t in targets:
+        assert torch.allclose(group[t.name].real, alone[t.name].real, atol=1e-8), t.name
+    battery = Battery(seed=0, n_weight_seeds=1, used_controls=[LatentGroupAblation()], progress=False)
+    result = battery.run(_Linear(R), X, "site", [Latents("pca", "site", PCA(3))])
+    assert len(result.candidates) == 3
+    for c in result.candidates:
+        assert [e.control for e in c.axes["used"].evidence] == [LatentGroupAblation().name]

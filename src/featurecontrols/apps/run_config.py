@@ -25,6 +25,8 @@ A config is a flat TOML table (every key optional)::
                                    # "latent ablation", "latent resample ablation" and "latent
                                    # insertion" judge latents only
                                    # (each also ", matched variance": a null of the latent's variance)
+                                   # as does "latent group ablation" (with the latents whose codes
+                                   # correlate with it)
     counterfactuals = false        # sentence level, with used: the used axis by counterfactual patching
     used_examples = 16
     n_random_directions = 1000     # used-axis null size (omit: automatic)
@@ -121,6 +123,7 @@ CONFIG_USED: dict[str, Callable[[], CausalControl]] = {  # those a config can na
         "dual interchange, matched variance",
         "latent ablation",
         "latent ablation, matched variance",
+        "latent group ablation",
         "latent insertion",
         "latent insertion, matched variance",
         "latent resample ablation",

@@ -28,6 +28,7 @@ from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.adapters.sites import Site
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import RawScores
+from featurecontrols.finders.sparse_codes import SparseCodes
 
 
 @runtime_checkable
@@ -89,9 +90,10 @@ Requirement = Literal["direction", "labels", "counterfactuals", "codes"]
 class CausalTarget:
     """What a causal control changes for one candidate: its direction at the site (d,), its labels
     (one per activation row), or its counterfactual batches (inputs with the candidate changed, batched
-    like the inputs), or a latent's code z_j on every row of the batches the control runs on,
-    whichever the control requires; ``kind`` is the candidate's kind (a labelled feature's direction
-    is its class-mean difference, a direction's its own, a latent's the one it writes).
+    like the inputs), or a latent's code z_j on every row of the batches the control runs on (with
+    its index ``latent`` in the ``dictionary`` it belongs to), whichever the control requires;
+    ``kind`` is the candidate's kind (a labelled feature's direction is its class-mean difference, a
+    direction's its own, a latent's the one it writes).
     """
 
     name: str
@@ -100,6 +102,17 @@ class CausalTarget:
     counterfactuals: Sequence[Any] | None = None
     kind: str = "labelled feature"
     code: Tensor | None = None
+    latent: int | None = None
+    dictionary: LatentSet | None = None
+
+
+@dataclass(frozen=True)
+class LatentSet:
+    """Every latent of the dictionary a latent target belongs to, shared by its targets: their codes
+    on the rows the control runs on (n, m) and the directions they write (m, d)."""
+
+    codes: SparseCodes
+    writes: Tensor
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,7 @@ class SparseCodes:
         lo = torch.searchsorted(self.latents, latents)
         counts = torch.searchsorted(self.latents, latents, right=True) - lo
         column = torch.repeat_interleave(torch.arange(latents.numel()), counts)
-        within = torch.arange(int(counts.sum())) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-        entry = torch.repeat_interleave(lo, counts) + within
+        entry = slices(lo, counts)
         return column, self.rows[entry], self.values[entry]
 
     def column_products(self, latents: Tensor, other: SparseCodes, partners: Tensor) -> Tensor:
@@ -98,6 +97,13 @@ class SparseCodes:
     def firing_rate(self) -> Tensor:
         """(m,) the fraction of rows where each latent is nonzero."""
         return torch.bincount(self.latents, minlength=self.m).float() / self.n
+
+
+def slices(starts: Tensor, counts: Tensor) -> Tensor:
+    """The indices of the slices starts[i] .. starts[i] + counts[i] - 1, one after the other."""
+    within = torch.arange(int(counts.sum())) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    out: Tensor = torch.repeat_interleave(starts, counts) + within
+    return out
 
 
 def chunk_rows(dictionary: Dictionary, X: Tensor) -> int:

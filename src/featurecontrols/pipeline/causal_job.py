@@ -4,9 +4,11 @@ Each entry becomes a :class:`~featurecontrols.controls.base.CausalTarget`: a lab
 class-mean direction mean(x | y = 1) - mean(x | y = 0) on the site's activations (and its labels and
 counterfactuals); a direction its vector; a dictionary latent the direction it writes,
 decode(e_j) - decode(0), and, for a control of codes, its code z_j on every row of the batches the
-control runs on (the dictionary encodes them once, in chunks). A transcoder's latents are read at
-the step's site and intervened on at the site they write (``plan.intervened_at``: the control sees
-that site's activations and tensors). The control returns raw scores per entry, kept as tensors.
+control runs on (the dictionary encodes them once, in chunks), with every latent's codes and
+directions (shared by the dictionary's targets: a group test reads the others). A transcoder's
+latents are read at the step's site and intervened on at the site they write
+(``plan.intervened_at``: the control sees that site's activations and tensors). The control returns
+raw scores per entry, kept as tensors.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from featurecontrols.controls.base import AtSite, CausalTarget
+from featurecontrols.controls.base import AtSite, CausalTarget, LatentSet
 from featurecontrols.finders.base import Dictionary
 from featurecontrols.finders.mass_mean_probe import class_mean_directions
 from featurecontrols.finders.sparse_codes import SparseCodes, encode_sparse
@@ -96,8 +98,14 @@ class CausalRun(Job):
             writes[c.name] = decoder_directions(dictionary, latent_count(c))
         if codes is not None and c.name not in codes:  # and encoded once on the measured rows
             codes[c.name] = self._codes(ctx, dictionary)
-        code = None if codes is None else codes[c.name].gather(torch.tensor([entry.latent]))[:, 0]
-        return CausalTarget(entry.name, writes[c.name][entry.latent], kind=c.kind, code=code)
+        if codes is None:
+            return CausalTarget(entry.name, writes[c.name][entry.latent], kind=c.kind)
+        code = codes[c.name].gather(torch.tensor([entry.latent]))[:, 0]
+        every = LatentSet(codes[c.name], writes[c.name])  # shares the tensors: no copy per latent
+        return CausalTarget(
+            entry.name, writes[c.name][entry.latent], kind=c.kind, code=code, latent=entry.latent,
+            dictionary=every,
+        )  # fmt: skip
 
     def _codes(self, ctx: RunContext, dictionary: Dictionary) -> SparseCodes:
         """The dictionary's codes (n, m) of the site's rows over the batches the used axis runs on."""

@@ -28,6 +28,8 @@ from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalControl, CausalTarget, Requirement
 from featurecontrols.controls.causal.moves import null_changes, patches
 from featurecontrols.errors import FeatureControlsError
+from featurecontrols.finders.sparse_codes import SparseCodes
+from featurecontrols.measures.code_correlation import CodeCorrelation
 from featurecontrols.measures.matched_shifts import MatchedShifts
 from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.params import Params
@@ -41,8 +43,9 @@ LATENT_NULLS: tuple[LatentNull, ...] = ("span", "matched variance")
 class LatentTest(Params):
     """What the used tests of latents share: they run on dictionary latents, measure output changes,
     and take the null's directions (``null``, module docstring); ``title`` names the test, ``stream``
-    its progress bar and seeds. A test says which examples it runs on (``examples``; default: those
-    where the latent fires) and how far it moves their rows along d_j (``moves``)."""
+    its progress bar and seeds. A test says what it moves (``written``; default: the latent's code z_j
+    and direction d_j), which examples it runs on (``examples``; default: those where the latent fires)
+    and how far it moves their rows along d_j (``moves``)."""
 
     requires: ClassVar[Requirement] = "codes"
     unit: ClassVar[Unit] = "output change"
@@ -65,7 +68,7 @@ class LatentTest(Params):
         rows = LatentRows(at, self.null)
         out = {}
         for target in track(targets, self.stream, len(targets), at.progress):
-            code, write = code_and_write(target, rows.n_rows, rows.span)
+            code, write = self.written(target, rows)
             draw = generator(at.seed, self.stream, target.name)
             examples = self.examples(rows, code, draw)
             clean, kept = rows.of(examples)
@@ -75,12 +78,17 @@ class LatentTest(Params):
             )
         return out
 
+    def written(self, target: CausalTarget, rows: LatentRows) -> tuple[Tensor, Tensor]:
+        """The codes the test moves (n_rows,) and the direction they write (width,): the latent's."""
+        return code_and_write(target, rows.n_rows, rows.span)
+
     def examples(self, rows: LatentRows, code: Tensor, draw: torch.Generator) -> Tensor:
         """The examples (sorted) the test runs on: by default those where the latent fires."""
         return rows.firing(code)
 
     def moves(self, code: Tensor, kept: Tensor, draw: torch.Generator) -> Tensor:
-        """How far each kept row (``kept``, (n_rows,) bool) moves along d_j, float64."""
+        """How far each kept row (``kept``, (n_rows,) bool) moves along d_j, float64 (k,); along each
+        of several directions (k, g) when ``written`` gives several."""
         raise NotImplementedError
 
 
@@ -103,6 +111,13 @@ class LatentRows:
         self.sizes = [o.numel() for o in owners]  # rows per batch
         self.n_rows = self.owner.numel()
         self.n_examples = int(firsts[-1]) + batch_rows(at.batches[-1])
+        self._correlations: dict[int, CodeCorrelation] = {}  # per dictionary's codes, made once
+
+    def correlations(self, codes: SparseCodes) -> CodeCorrelation:
+        """The correlations of a dictionary's codes over the measured rows (made once per run)."""
+        if id(codes) not in self._correlations:
+            self._correlations[id(codes)] = CodeCorrelation(codes)
+        return self._correlations[id(codes)]
 
     def firing(self, code: Tensor) -> Tensor:
         """The examples (sorted) with a row where the latent fires."""
@@ -130,21 +145,28 @@ class LatentRows:
         """The output change of each of ``examples`` under h' = h + move_i d_j (moves over their rows),
         against the mean changes of the same moves along the null's random directions of the data's
         span with d_j's norm (seeded by ``stream`` and the latent), drawn until STOP reach the real
-        change less the margin."""
+        change less the margin. Several latents at once (moves (k, g), write (g, width)): row i moves by
+        s_i = sum_l move_il d_l, and the null moves it |s_i| along each random direction."""
         at = self.at
         if not examples.numel():  # nothing to move: the latent changes nothing here
             nothing = torch.zeros(1, dtype=torch.float64)
             return NullScores(control.metric, control.unit, nothing, nothing)
         sub = self.outputs.restricted(examples)
         real = sub.under_stacked([patches(clean, moves, write)])[0]
-        writes = self.directions(write, at.n_null, generator(at.seed, stream, name)) * write.norm()
+        sizes, norm = (moves, write.norm()) if write.ndim == 1 else ((moves @ write).norm(dim=1), 1.0)
+        writes = self.directions(write, at.n_null, generator(at.seed, stream, name)) * norm
         stop = float(real.mean()) - at.margin
-        null = null_changes(sub, clean, moves.expand(at.n_null, -1), writes, [stop])[0]
+        null = null_changes(sub, clean, sizes.expand(at.n_null, -1), writes, [stop])[0]
         return NullScores(control.metric, control.unit, real, null)
 
     def directions(self, write: Tensor, n: int, draw: torch.Generator) -> Tensor:
         """The null's n unit directions (n, width) for a latent writing ``write`` (module docstring)."""
         if self.null == "matched variance":
+            if write.ndim > 1:
+                raise FeatureControlsError(
+                    "the matched-variance null moves along one latent's direction, not several",
+                    'use null="span" for a test that moves several latents at once',
+                )
             return self.metric.of_variance(self.metric.variance_along(write), n, draw)
         u = torch.randn(n, self.span.shape[1], generator=draw, dtype=torch.float64)
         unit: Tensor = torch.nn.functional.normalize(u, dim=1) @ self.span.T

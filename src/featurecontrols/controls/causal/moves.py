@@ -48,11 +48,13 @@ def null_changes(
 
 
 def patches(clean: list[Tensor], move: Tensor, write: Tensor) -> list[Patch]:
-    """One patch per batch: the clean site tensor plus move_i * write on its rows (move (n,), write (d,))."""
+    """One patch per batch: the clean site tensor plus move_i * write on its rows (move (n,), write
+    (d,)), or sum_l move_il write_l for several vectors (move (n, g), write (g, d))."""
     out, start = [], 0
     for c in clean:
         rows = c.reshape(-1, c.shape[-1]).shape[0]
-        shift = move[start : start + rows, None] * write
+        part = move[start : start + rows]
+        shift = part[:, None] * write if move.ndim == 1 else part @ write
         out.append(Patch(c + shift.reshape(c.shape).to(c)))
         start += rows
     return out

@@ -2,11 +2,10 @@
 ablation's and group ablation's arithmetic, code correlations against numpy's, and the calibration of
 every test on latents that carry nothing."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
+from p_values import assert_uniform
 from torch import nn
 
 from featurecontrols import Battery, Latents
@@ -141,10 +140,7 @@ def test_p_values_are_uniform_for_latents_that_carry_nothing(
         target = CausalTarget(f"latent {i}", direction, code=code, kind="dictionary latent")
         raw = control(null).scores(_at(X, R, n_null=99, seed=i), [target])[target.name]
         p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
-    for level in (0.05, 0.5):
-        below = sum(p <= level for p in p_values)
-        sd = math.sqrt(200 * level * (1 - level))
-        assert abs(below - 200 * level) < 3 * sd, f"{below}/200 p-values at or below {level}"
+    assert_uniform(p_values)
 
 
 def test_a_latent_that_fires_everywhere_is_moved_by_its_typical_size() -> None:
@@ -248,10 +244,7 @@ def test_group_ablation_p_values_are_uniform_for_groups_that_carry_nothing() -> 
             "latent 0"
         ]
         p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
-    for level in (0.05, 0.5):
-        below = sum(p <= level for p in p_values)
-        sd = math.sqrt(200 * level * (1 - level))
-        assert abs(below - 200 * level) < 3 * sd, f"{below}/200 p-values at or below {level}"
+    assert_uniform(p_values)
 
 
 def test_group_ablation_refuses_bad_parameters_and_lone_latents() -> None:

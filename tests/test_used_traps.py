@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from p_values import assert_uniform
 
 from featurecontrols import Battery
 from featurecontrols.adapters import TorchModel
@@ -76,7 +77,7 @@ def test_dual_interchange_p_values_are_uniform_for_features_that_carry_nothing()
             target.name
         ]
         p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
-    _assert_uniform(p_values)
+    assert_uniform(p_values)
 
 
 def test_labels_that_are_one_variable_move_together() -> None:
@@ -149,15 +150,6 @@ def test_targets_that_cannot_move_alone_move_their_own_read_off_by_one() -> None
         )
 
 
-def _assert_uniform(p_values: list[float]) -> None:
-    """The shares of p-values at or below 0.05 and 0.5 within 3 binomial standard deviations."""
-    n = len(p_values)
-    for level in (0.05, 0.5):
-        below = sum(p <= level for p in p_values)
-        sd = math.sqrt(n * level * (1 - level))
-        assert abs(below - n * level) < 3 * sd, f"{below}/{n} p-values at or below {level}"
-
-
 def _whitened_directions(X: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
     """k directions (k, d) v = Sigma^(-1/2) u, u uniform on the sphere: steered STEER standard
     deviations along Sigma v, each is a draw of the steered null itself."""
@@ -218,7 +210,7 @@ def test_steered_p_values_are_uniform_for_directions_that_carry_nothing() -> Non
         at = AtSite(adapter, [bed.inputs[:256]], site, X, n_null=99, seed=seed)
         for raw in DualInterchange().scores(at, targets).values():
             p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
-    _assert_uniform(p_values)
+    assert_uniform(p_values)
 
 
 def test_directions_of_a_given_variance_have_it_and_lie_in_the_span() -> None:
@@ -258,7 +250,7 @@ def test_matched_variance_steered_p_values_are_uniform_for_directions_that_carry
         at = AtSite(adapter, [bed.inputs[:256]], site, X, n_null=99, seed=seed)
         for raw in control.scores(at, targets).values():
             p_values.append(float(permutation_p_value(raw.real.mean().reshape(1), raw.null[None])))
-    _assert_uniform(p_values)
+    assert_uniform(p_values)
 
 
 def test_an_unknown_steering_null_is_refused_before_any_forward_pass() -> None:

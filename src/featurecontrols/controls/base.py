@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
@@ -29,6 +30,7 @@ from featurecontrols.adapters.sites import Site
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import RawScores
 from featurecontrols.finders.sparse_codes import SparseCodes
+from featurecontrols.measures.code_correlation import CodeCorrelation
 
 
 @runtime_checkable
@@ -113,6 +115,11 @@ class LatentSet:
 
     codes: SparseCodes
     writes: Tensor
+
+    @cached_property
+    def correlation(self) -> CodeCorrelation:
+        """The codes' correlations over those rows (made once, on first use)."""
+        return CodeCorrelation(self.codes)
 
 
 @dataclass(frozen=True)

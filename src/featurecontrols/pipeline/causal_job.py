@@ -52,7 +52,7 @@ class CausalRun(Job):
         X = ctx.activations(TRAINED, at_site)
         control = ctx.causal_controls[self.control]
         writes: dict[str, Tensor] = {}
-        codes: dict[str, SparseCodes] | None = {} if control.requires == "codes" else None
+        codes: dict[str, LatentSet] | None = {} if control.requires == "codes" else None
         targets = [
             self._target(ctx, inputs, entry, X, writes, codes) for entry in map(ctx.plan.entry, self.entries)
         ]
@@ -82,7 +82,7 @@ class CausalRun(Job):
         entry: Entry,
         X: Tensor,
         writes: dict[str, Tensor],
-        codes: dict[str, SparseCodes] | None,
+        codes: dict[str, LatentSet] | None,
     ) -> CausalTarget:
         c = entry.candidate
         if isinstance(c, Labelled):
@@ -97,11 +97,11 @@ class CausalRun(Job):
         if c.name not in writes:  # every latent of a dictionary, decoded once
             writes[c.name] = decoder_directions(dictionary, latent_count(c))
         if codes is not None and c.name not in codes:  # and encoded once on the measured rows
-            codes[c.name] = self._codes(ctx, dictionary)
+            codes[c.name] = LatentSet(self._codes(ctx, dictionary), writes[c.name])
         if codes is None:
             return CausalTarget(entry.name, writes[c.name][entry.latent], kind=c.kind)
-        code = codes[c.name].gather(torch.tensor([entry.latent]))[:, 0]
-        every = LatentSet(codes[c.name], writes[c.name])  # shares the tensors: no copy per latent
+        every = codes[c.name]  # one per dictionary, shared by its latents' targets
+        code = every.codes.gather(torch.tensor([entry.latent]))[:, 0]
         return CausalTarget(
             entry.name, writes[c.name][entry.latent], kind=c.kind, code=code, latent=entry.latent,
             dictionary=every,

@@ -20,9 +20,9 @@ distribution). The matched-variance null is not defined for a group (it matches 
 variance).
 
 What it claims: "used" says the model reads what the group carries, not that it reads latent j
-alone. Correlation is a proxy for "carries the
-same variable": two latents of one variable that never fire together (exclusive values) correlate
-negatively and do not group, which costs nothing, since on j's rows the other's code is 0.
+alone. Correlation is a proxy for "carries the same variable": two latents of one variable that never
+fire together (exclusive values) correlate negatively and do not group, which costs nothing, since
+on j's rows the other's code is 0.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class LatentGroupAblation(LatentAblation):
                 "give the target its dictionary (CausalTarget.dictionary and .latent)",
             )
         every = target.dictionary
-        correlation = rows.correlations(every.codes).of(target.latent)
+        correlation = every.correlation.of(target.latent)
         others = torch.nonzero(correlation >= self.min_correlation).flatten()
         group = torch.cat([torch.tensor([target.latent]), others[others != target.latent]])
         return every.codes.gather(group).double(), every.writes[group].double()

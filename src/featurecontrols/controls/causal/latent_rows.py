@@ -28,8 +28,6 @@ from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalControl, CausalTarget, Requirement
 from featurecontrols.controls.causal.moves import null_changes, patches
 from featurecontrols.errors import FeatureControlsError
-from featurecontrols.finders.sparse_codes import SparseCodes
-from featurecontrols.measures.code_correlation import CodeCorrelation
 from featurecontrols.measures.matched_shifts import MatchedShifts
 from featurecontrols.measures.output_change import OutputChange
 from featurecontrols.params import Params
@@ -111,13 +109,6 @@ class LatentRows:
         self.sizes = [o.numel() for o in owners]  # rows per batch
         self.n_rows = self.owner.numel()
         self.n_examples = int(firsts[-1]) + batch_rows(at.batches[-1])
-        self._correlations: dict[int, CodeCorrelation] = {}  # per dictionary's codes, made once
-
-    def correlations(self, codes: SparseCodes) -> CodeCorrelation:
-        """The correlations of a dictionary's codes over the measured rows (made once per run)."""
-        if id(codes) not in self._correlations:
-            self._correlations[id(codes)] = CodeCorrelation(codes)
-        return self._correlations[id(codes)]
 
     def firing(self, code: Tensor) -> Tensor:
         """The examples (sorted) with a row where the latent fires."""

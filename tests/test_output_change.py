@@ -96,3 +96,36 @@ def test_bad_output_kinds_are_refused(lm: tuple[TorchModel, list[Tensor]]) -> No
     images = TorchModel(nn.Conv2d(1, 2, 3), output_kind="logits")
     with pytest.raises(FeatureControlsError, match=r"\(rows, positions, vocab\)"):
         OutputChange(images, [torch.randn(2, 1, 5, 5)], Site(""))
+
+
+def test_read_off_is_the_signed_move_along_the_class_difference_in_output_stds(
+    lm: tuple[TorchModel, list[Tensor]],
+) -> None:
+    """change_i = s_i (f' - f) . u / sqrt(spread), u the unit class-mean difference of the clean
+    outputs, s_i = -1 for class 1 and +1 for class 0."""
+    module, batches = lm[0].module, lm[1]
+    adapter = TorchModel(module)
+    labels = torch.randint(0, 2, (24,), generator=torch.Generator().manual_seed(5))
+    ablate = ProjectOut(torch.randn(WIDTH, generator=torch.Generator().manual_seed(3)))
+    with torch.no_grad():
+        clean = torch.cat([module(b) for b in batches]).double().flatten(1)
+        with adapter.intervening([(Site("mix"), ablate)]):
+            moved = torch.cat([module(b) for b in batches]).double().flatten(1)
+    spread = (clean - clean.mean(0)).square().sum(1).mean()
+    difference = clean[labels == 1].mean(0) - clean[labels == 0].mean(0)
+    signs = torch.where(labels == 1, -1.0, 1.0).double()
+    expected = signs * ((moved - clean) @ (difference / difference.norm())) / spread.sqrt()
+    measure = OutputChange(adapter, batches, Site("mix"))
+    torch.testing.assert_close(measure.read_off(labels).under(ablate), expected)
+    torch.testing.assert_close(measure.under(ablate), (moved - clean).square().sum(1) / spread)  # unchanged
+
+
+def test_read_off_needs_values_and_one_label_per_example(lm: tuple[TorchModel, list[Tensor]]) -> None:
+    adapter, batches = lm
+    with pytest.raises(FeatureControlsError, match="values, not next-token logits"):
+        OutputChange(adapter, batches, Site("mix")).read_off(torch.ones(24))
+    values = OutputChange(TorchModel(adapter.module), batches, Site("mix"))
+    with pytest.raises(FeatureControlsError, match="one 0/1 label per measured example"):
+        values.read_off(torch.ones(24))
+    with pytest.raises(FeatureControlsError, match="one 0/1 label per measured example"):
+        values.read_off(torch.arange(10) % 2)

@@ -34,7 +34,8 @@ def test_ground_truth_holds_by_construction(build: object) -> None:
         ]
 
 
-def _used(bed: Testbed, control: object) -> RunResult:
+def used_only(bed: Testbed, control: object) -> RunResult:
+    """A run of the used axis alone with ``control``, corrected by Benjamini-Hochberg."""
     battery = Battery(
         weight_controls=[], used_controls=[control], counterfactual_control=None,  # type: ignore[list-item]
         correction="bh", n_bootstrap=100, progress=False,
@@ -45,7 +46,7 @@ def _used(bed: Testbed, control: object) -> RunResult:
 @pytest.mark.parametrize("build", [pass_through, overlapping, dormant], ids=lambda b: b.__name__)
 def test_dual_interchange_calls_read_variables_used_and_nothing_else(build: object) -> None:
     bed: Testbed = build(0)  # type: ignore[operator]
-    result = _used(bed, DualInterchange())
+    result = used_only(bed, DualInterchange())
     for c in result.candidates:
         expected = "yes" if c.ground_truth == "model feature" else "no"
         assert c.axes["used"].status == expected, (c.name, c.axes["used"].evidence[0])
@@ -54,7 +55,7 @@ def test_dual_interchange_calls_read_variables_used_and_nothing_else(build: obje
 def test_ablation_falls_for_the_dormant_direction() -> None:
     """The trap works: mean-ablating the illusory direction moves the activations along the dormant
     direction the output reads, so ablation calls it used."""
-    result = _used(dormant(0), DirectionalAblation())
+    result = used_only(dormant(0), DirectionalAblation())
     illusion = next(c for c in result.candidates if c.name == "x_1 + dormant")
     assert illusion.axes["used"].status == "yes"
 

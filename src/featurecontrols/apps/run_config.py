@@ -121,6 +121,7 @@ CONFIG_USED: dict[str, Callable[[], CausalControl]] = {  # those a config can na
     for name in (
         "dual interchange",
         "dual interchange, matched variance",
+        "dual interchange, output read-off",
         "latent ablation",
         "latent ablation, matched variance",
         "latent group ablation",

@@ -16,7 +16,7 @@ from featurecontrols.stats import NullSummary
 
 AxisName = Literal["decodable", "learned", "used"]
 AxisStatus = Literal["yes", "no", "inconclusive", "not run"]
-Unit = Literal["accuracy", "bits", "correlation", "output change", "task score"]
+Unit = Literal["accuracy", "bits", "correlation", "output change", "output read-off", "task score"]
 Verdict = Literal["model feature", "dataset feature", "not found", "inconclusive"]
 GroundTruth = Literal["model feature", "dataset feature", "absent"]
 """What a testbed's candidate is, by construction: the verdict it should get (absent: not found)."""
@@ -34,6 +34,9 @@ class Margins:
     correlation : a latent's best code correlation, refit minus control: 0.05.
     output_change : the used axis' relative output change (a fraction of the outputs' variance) above
         its null: 0.01.
+    output_read_off : how far moving a feature at the site moves the outputs along its own class
+        difference there, in standard deviations of the outputs (``OutputChange.read_off``), above
+        its null: 0.1, the square root of ``output_change`` for a move along that difference.
     task_score : the task score an erasure costs above its null: 0.01.
     """
 
@@ -41,11 +44,12 @@ class Margins:
     bits: float = 0.02
     correlation: float = 0.05
     output_change: float = 0.01
+    output_read_off: float = 0.1
     task_score: float = 0.01
 
     def of(self, unit: Unit) -> float:
         """The margin of a statistic in ``unit``."""
-        value: float = getattr(self, unit.replace(" ", "_"))
+        value: float = getattr(self, unit.replace(" ", "_").replace("-", "_"))
         return value
 
 

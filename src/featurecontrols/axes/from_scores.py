@@ -48,7 +48,7 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
-from featurecontrols.axes.evidence import AxisName, Bootstrap, Detail, Evidence
+from featurecontrols.axes.evidence import AxisName, Bootstrap, Detail, Evidence, Unit
 from featurecontrols.axes.scores import CopyScores, MatchPairScores, MatchScores, NullScores, PairedScores
 from featurecontrols.seeding import generator
 from featurecontrols.stats import (
@@ -98,7 +98,7 @@ def from_null(
     p_equivalent = below_margin_p(effect, float(means[:, 0].std()), margin)
     if axis == "used":
         p_change = below_margin_p(score, float(means[:, 1].std()), margin)
-        p_equivalent = _used_equivalence(p_equivalent, p_change, null)
+        p_equivalent = _used_equivalence(p_equivalent, p_change, null, s.unit)
     return Evidence(
         axis=axis,
         control=control,
@@ -157,7 +157,7 @@ def from_pairs(
     if axis == "used":
         real = s.real.double()
         p_change = below_margin_p(float(real.mean()), _standard_error(real), margin)
-        p_equivalent = _used_equivalence(p_equivalent, p_change, s.control)
+        p_equivalent = _used_equivalence(p_equivalent, p_change, s.control, s.unit)
     return Evidence(
         axis=axis,
         control=control,
@@ -236,13 +236,19 @@ def _equivalent_to_any(p_each: list[float]) -> float:
     return min(1.0, len(p_each) * min(p_each))
 
 
-def _used_equivalence(p_effect: float, p_change: float, null: Tensor) -> float:
+def _used_equivalence(p_effect: float, p_change: float, null: Tensor, unit: Unit) -> float:
     """The used axis' "no" needs its effect and the change itself shown below the margin. Where the
     null's changes are never negative (an output change), E[real] - E[null] >= margin implies
     E[real] >= margin, so the change's test rejects both hypotheses and is the p (the effect's normal
-    approximation adds nothing, and errs where its bootstrap carries a skewed null's draws); else
-    the larger p of the two."""
-    return p_change if bool((null >= 0).all()) else max(p_effect, p_change)
+    approximation adds nothing, and errs where its bootstrap carries a skewed null's draws). For a
+    read-off at the outputs (signed, ``OutputChange.read_off``) the change bounded below the margin
+    is itself the claim, "the outputs do not follow the feature by the margin", whatever the null's
+    moves (which spread about 0, its directions drawn as often as their opposites: in a model linear
+    after the site E[null] = 0, and the change's test implies the effect's): the change's test is
+    the p. Else the larger p of the two."""
+    if unit == "output read-off" or bool((null >= 0).all()):
+        return p_change
+    return max(p_effect, p_change)
 
 
 def _standard_error(values: Tensor) -> float:

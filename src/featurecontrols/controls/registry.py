@@ -13,6 +13,7 @@ from featurecontrols.controls.base import CausalControl
 from featurecontrols.controls.causal.counterfactual_patching import CounterfactualPatching
 from featurecontrols.controls.causal.directional_ablation import DirectionalAblation
 from featurecontrols.controls.causal.dual_interchange import DualInterchange
+from featurecontrols.controls.causal.dual_interchange_readoff import DualInterchangeReadoff
 from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.causal.latent_group_ablation import LatentGroupAblation
@@ -45,6 +46,7 @@ CAUSAL_CONTROLS: dict[str, Callable[..., CausalControl]] = {
     "resample ablation": ResampleAblation,
     "dual interchange": DualInterchange,
     "dual interchange, matched variance": partial(DualInterchange, steering_null="matched variance"),
+    "dual interchange, output read-off": DualInterchangeReadoff,
     "counterfactual patching": CounterfactualPatching,
     "erasure": Erasure,
     "latent ablation": LatentAblation,

@@ -63,10 +63,16 @@ class MatchedShifts:
         sizes: Tensor = coords.norm(dim=-1)
         return sizes
 
-    def one_std(self, n: int, generator: torch.Generator) -> Tensor:
+    def one_std(self, n: int, generator: torch.Generator, uncorrelated: Tensor | None = None) -> Tensor:
         """n random shifts (n, d), each moving the data by one standard deviation along a random
-        direction of its whitened coordinates: Sigma^(1/2) u, u uniform on the unit sphere of the span."""
+        direction of its whitened coordinates: Sigma^(1/2) u, u uniform on the unit sphere of the span;
+        with a read-off r (d,) ``uncorrelated``, on the sphere's great circle orthogonal to r's
+        whitened coordinates a = Sigma^(1/2) r: the shift's coordinate u . z is then uncorrelated with
+        r . h over the data, and moves r . h by 0."""
         u = torch.randn(n, self.basis.shape[1], generator=generator, dtype=torch.float64)
+        if uncorrelated is not None:
+            a = torch.nn.functional.normalize(self.stds * (uncorrelated.double() @ self.basis), dim=0)
+            u = u - (u @ a)[:, None] * a
         u = u / u.norm(dim=1, keepdim=True).clamp(min=1e-300)
         shifts: Tensor = (u * self.stds) @ self.basis.T
         return shifts

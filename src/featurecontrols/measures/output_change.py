@@ -27,12 +27,27 @@ exact, and precise in float32 for small changes (no difference of two log-partit
 in chunks of CHUNK numbers: memory is bounded by the batch and ``elements_per_pass``, whatever the
 vocabulary and the number of examples.
 
+A labelled feature's **read-off** at the outputs (``OutputChange.read_off``, values only) measures the
+change along the feature's own output difference instead: with u the unit vector along the
+difference of the clean outputs' class means and s_i = -1 for an example of class 1, +1 for one of
+class 0,
+
+    change_i = s_i (f'(x_i) - f(x_i)) . u / sqrt(mean_j ||f(x_j) - mean f||^2),
+
+how far the intervention moves example i's outputs towards the other class along u, in standard
+deviations of the outputs (the square root of the plain measure's spread: a move the plain measure
+counts as 0.01 counts 0.1 here when it lies along u). It is selective where the plain change is
+not: in a bottleneck whose outputs read every direction (toy models of superposition), any move of
+the site moves the outputs, but only a move of the feature moves them along the feature's own
+output difference.
+
 Every causal control measures with it; steering curves and erasure run the model with
 :func:`outputs_under`, the one loop over batches under interventions.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -83,6 +98,7 @@ class OutputChange:
         self.rows: list[int] = []
         self.row_size: list[int] = []
         self.masks: list[Tensor | None] = []  # per batch, the positions that count (logits only)
+        self.reading: list[Tensor] | None = None  # per batch, s_i u (rows, o): a read-off (values only)
         pooled, entropy, tokens = torch.zeros((), dtype=torch.float64), 0.0, 0
         for batch in batches:  # one batch's outputs at a time: logits are never all held
             (clean,) = outputs_under(adapter, [batch], site, [None])
@@ -133,6 +149,30 @@ class OutputChange:
             self.adapter, batches, self.site, self.rows_per_pass, self.elements_per_pass, self.spread
         )
 
+    def read_off(self, labels: Tensor) -> OutputChange:
+        """The same measure along a labelled feature's output difference (module docstring): the
+        signed move of each example towards the other class in standard deviations of the outputs
+        (``labels`` (n,) 0/1 per example, in the order of the batches' rows)."""
+        if self.logits:
+            raise FeatureControlsError(
+                "a feature's read-off at the outputs needs outputs as values, not next-token logits",
+                "use the plain output change (dual interchange) on a causal LM",
+            )
+        ones = labels.bool().cpu()
+        if ones.shape != (self.n,) or bool(ones.all()) or not bool(ones.any()):
+            raise FeatureControlsError(
+                f"the read-off needs one 0/1 label per measured example ({self.n}), both classes present; "
+                f"got shape {tuple(labels.shape)}",
+                "give labels per example at a site with one row per example",
+            )
+        outputs = torch.cat(self.reference).cpu()
+        difference = outputs[ones].mean(dim=0) - outputs[~ones].mean(dim=0)
+        signs = torch.where(ones, -1.0, 1.0).double()[:, None]  # equal class means: u = 0, no change
+        reading = (signs * torch.nn.functional.normalize(difference, dim=0)).to(self.reference[0].device)
+        out = copy.copy(self)
+        out.reading, out.spread = list(torch.split(reading, self.rows)), self.spread**0.5
+        return out
+
     @property
     def n(self) -> int:
         """Number of examples measured."""
@@ -166,7 +206,7 @@ class OutputChange:
                 stacked = _Stacked([each[k][b] for k in chosen])
                 with torch.no_grad(), self.adapter.intervening([(self.site, stacked)]):
                     changed = self.adapter.outputs(repeat_batch(batch, len(chosen)))
-                changes = self._changes(changed, clean, self.masks[b])
+                changes = self._changes(b, changed, clean)
                 out[first : first + len(chosen), start : start + rows] = changes / self.spread
             start += rows
         return out
@@ -178,10 +218,14 @@ class OutputChange:
         (clean,) = outputs_under(self.adapter, [self.batches[b]], self.site, [None])
         return _distributions(clean)
 
-    def _changes(self, changed: Tensor, clean: tuple[Tensor, Tensor | None], mask: Tensor | None) -> Tensor:
-        """(K, rows) squared distances, or position-mean KL(clean || changed), of K changed copies."""
+    def _changes(self, b: int, changed: Tensor, clean: tuple[Tensor, Tensor | None]) -> Tensor:
+        """(K, rows) squared distances, signed read-offs s_i (f' - f) . u, or position-mean
+        KL(clean || changed), of K changed copies of batch b."""
         reference, p = clean
         changed = changed.reshape(-1, *reference.shape)
+        if self.reading is not None:
+            return ((changed.double() - reference) * self.reading[b]).sum(dim=2)
+        mask = self.masks[b]
         if p is None or mask is None:
             return (changed.double() - reference).square().sum(dim=2)
         weights = mask.double()

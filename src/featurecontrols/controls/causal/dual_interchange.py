@@ -99,6 +99,7 @@ class DualInterchange(Params):
     requires: ClassVar[Requirement] = "labels"
     metric = "relative output change under dual interchange"
     unit: ClassVar[Unit] = "output change"
+    null_uncorrelated: ClassVar[bool] = False  # the null's directions uncorrelated with the target's
 
     def __init__(self, steering_null: SteeringNull = "whitened") -> None:
         self.steering_null = steering_null
@@ -119,18 +120,23 @@ class DualInterchange(Params):
         clean = [at.adapter.site_tensor(at.site, batch) for batch in at.batches]
         metric = MatchedShifts(at.X, "covariance", "mahalanobis")  # the data's span and deviations
         n = sum(c.reshape(-1, c.shape[-1]).shape[0] for c in clean)
-        plans = _Interchanges(at, targets, metric, n)
+        plans = _Interchanges(at, targets, metric, n, self.null_uncorrelated)
         out = {}
         with_labels = [t for t in targets if t.labels is not None]
         for target in track(with_labels, "dual interchange", len(with_labels), at.progress):
             real_move, real_write, null_moves, null_writes = plans.of(target)
-            real = outputs.under_stacked([patches(clean, real_move, real_write)])[0]
-            null = null_changes(outputs, clean, null_moves, null_writes, [float(real.mean()) - at.margin])
+            measure = self._measure(outputs, target, n)
+            real = measure.under_stacked([patches(clean, real_move, real_write)])[0]
+            null = null_changes(measure, clean, null_moves, null_writes, [float(real.mean()) - at.margin])
             out[target.name] = NullScores(self.metric, self.unit, real, null[0])
         steered = [t for t in targets if t.labels is None]
         if steered:
             out |= self._steered(at, outputs, clean, plans, steered)
         return out
+
+    def _measure(self, outputs: OutputChange, target: CausalTarget, n: int) -> OutputChange:
+        """What a labelled target's interchange is measured by: the relative output change."""
+        return outputs
 
     def _steered(
         self,
@@ -182,8 +188,15 @@ class DualInterchange(Params):
 class _Interchanges:
     """The real and null shifts of every target (module docstring), for the first ``n`` rows."""
 
-    def __init__(self, at: AtSite, targets: Sequence[CausalTarget], metric: MatchedShifts, n: int) -> None:
-        self.at, self.metric, self.n = at, metric, n
+    def __init__(
+        self,
+        at: AtSite,
+        targets: Sequence[CausalTarget],
+        metric: MatchedShifts,
+        n: int,
+        uncorrelated: bool = False,
+    ) -> None:
+        self.at, self.metric, self.n, self.uncorrelated = at, metric, n, uncorrelated
         self.X = at.X.double()
         self.cov = metric.covariance  # the data's covariance, computed once with its metric
         self.root = metric.basis * metric.stds  # (d, r) Sigma^(1/2) on the data's span
@@ -236,7 +249,8 @@ class _Interchanges:
         moves = torch.where(ones[: self.n], -gap, gap)
         steps = float(gap.abs()) / max(self._std(read), 1e-300)  # its own standard deviations
         draw = generator(self.at.seed, "interchange null", target.name)
-        null = self.metric.one_std(self.at.n_null, draw) * steps / gap.abs().clamp(min=1e-300)
+        uncorrelated = read if self.uncorrelated else None
+        null = self.metric.one_std(self.at.n_null, draw, uncorrelated) * steps / gap.abs().clamp(min=1e-300)
         return moves, write, moves.expand(self.at.n_null, -1), null
 
     def steer(self, target: CausalTarget) -> tuple[Tensor, Tensor]:

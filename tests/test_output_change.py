@@ -75,17 +75,22 @@ def test_stacking_and_pass_sizes_do_not_change_the_numbers(lm: tuple[TorchModel,
         torch.testing.assert_close(stacked, one_at_a_time, rtol=1e-4, atol=1e-7)
 
 
+def _ablated_values(adapter: TorchModel, batches: list[Tensor]) -> tuple[ProjectOut, Tensor, Tensor, Tensor]:
+    """An ablation at ``mix``, the clean and the ablated outputs (rows, o) in float64, and the clean
+    outputs' spread mean_j ||f_j - mean f||^2, computed directly."""
+    ablate = ProjectOut(torch.randn(WIDTH, generator=torch.Generator().manual_seed(3)))
+    with torch.no_grad():
+        clean = torch.cat([adapter.module(b) for b in batches]).double().flatten(1)
+        with adapter.intervening([(Site("mix"), ablate)]):
+            moved = torch.cat([adapter.module(b) for b in batches]).double().flatten(1)
+    return ablate, clean, moved, (clean - clean.mean(0)).square().sum(1).mean()
+
+
 def test_values_change_is_the_squared_distance_relative_to_the_spread(
     lm: tuple[TorchModel, list[Tensor]],
 ) -> None:
-    module, batches = lm[0].module, lm[1]
-    adapter = TorchModel(module)  # values: logits flattened, compared by squared distance
-    ablate = ProjectOut(torch.randn(WIDTH, generator=torch.Generator().manual_seed(3)))
-    with torch.no_grad():
-        clean = torch.cat([module(b) for b in batches]).double().flatten(1)
-        with adapter.intervening([(Site("mix"), ablate)]):
-            moved = torch.cat([module(b) for b in batches]).double().flatten(1)
-    spread = (clean - clean.mean(0)).square().sum(1).mean()
+    adapter, batches = TorchModel(lm[0].module), lm[1]  # values: logits flattened
+    ablate, clean, moved, spread = _ablated_values(adapter, batches)
     expected = (moved - clean).square().sum(1) / spread
     torch.testing.assert_close(OutputChange(adapter, batches, Site("mix")).under(ablate), expected)
 
@@ -103,15 +108,9 @@ def test_read_off_is_the_signed_move_along_the_class_difference_in_output_stds(
 ) -> None:
     """change_i = s_i (f' - f) . u / sqrt(spread), u the unit class-mean difference of the clean
     outputs, s_i = -1 for class 1 and +1 for class 0."""
-    module, batches = lm[0].module, lm[1]
-    adapter = TorchModel(module)
+    adapter, batches = TorchModel(lm[0].module), lm[1]
     labels = torch.randint(0, 2, (24,), generator=torch.Generator().manual_seed(5))
-    ablate = ProjectOut(torch.randn(WIDTH, generator=torch.Generator().manual_seed(3)))
-    with torch.no_grad():
-        clean = torch.cat([module(b) for b in batches]).double().flatten(1)
-        with adapter.intervening([(Site("mix"), ablate)]):
-            moved = torch.cat([module(b) for b in batches]).double().flatten(1)
-    spread = (clean - clean.mean(0)).square().sum(1).mean()
+    ablate, clean, moved, spread = _ablated_values(adapter, batches)
     difference = clean[labels == 1].mean(0) - clean[labels == 0].mean(0)
     signs = torch.where(labels == 1, -1.0, 1.0).double()
     expected = signs * ((moved - clean) @ (difference / difference.norm())) / spread.sqrt()

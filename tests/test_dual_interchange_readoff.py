@@ -12,6 +12,7 @@ from test_used_traps import used_only
 
 from featurecontrols import Battery
 from featurecontrols.adapters import TorchModel
+from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.dual_interchange_readoff import DualInterchangeReadoff
 from featurecontrols.errors import FeatureControlsError
@@ -56,6 +57,38 @@ def test_read_off_calls_the_represented_features_of_superposition_used() -> None
     for c in result.candidates:
         expected = "yes" if c.ground_truth == "model feature" else "no"
         assert c.axes["used"].status == expected, (c.name, c.axes["used"].evidence[0])
+
+
+class ProductOfTwo(torch.nn.Module):
+    """h = A x at ``hidden`` (two +-1 variables along orthonormal directions a, b, and noise), output
+    (a . h)(b . h): each variable is used, through an XOR, and moves no class mean of the output."""
+
+    def __init__(self, directions: torch.Tensor) -> None:
+        super().__init__()
+        self.directions = directions  # (d, 2)
+        self.hidden = torch.nn.Identity()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        h: torch.Tensor = self.hidden(inputs[:, :2] @ self.directions.T + 0.1 * inputs[:, 2:])
+        coordinates = h @ self.directions
+        return (coordinates[:, 0] * coordinates[:, 1])[:, None]
+
+
+def test_a_feature_used_through_an_xor_is_never_called_unused() -> None:
+    """Flipping x_a flips every output, yet the outputs' class means do not differ by x_a, so the
+    outputs move along no class difference (read-off ~0): "not used" must bound the whole move."""
+    g = torch.Generator().manual_seed(0)
+    directions = torch.linalg.qr(torch.randn(6, 2, generator=g))[0]
+    x = torch.randint(0, 2, (2048, 2), generator=g).float() * 2 - 1
+    inputs = torch.cat([x, torch.randn(2048, 6, generator=g)], dim=1)
+    features = {"x_a": (x[:, 0] > 0).long()}
+    truth: dict[str, GroundTruth] = {"x_a": "model feature"}
+    bed = Testbed("xor", ProductOfTwo(directions), inputs, "hidden", features, truth, "", {})
+    result = used_only(bed, DualInterchangeReadoff())
+    (candidate,) = result.candidates
+    evidence = candidate.axes["used"].evidence[0]
+    assert abs(evidence.score) < 0.1 and evidence.score_high > 0.5  # no read-off, a large move
+    assert candidate.axes["used"].status != "no", evidence
 
 
 def test_read_off_p_values_are_valid_where_the_outputs_read_nothing_of_the_feature() -> None:

@@ -84,7 +84,8 @@ def from_null(
     else:
         values, offset = sign * (real - s.control.double()), 0.0
     draw = generator(b.seed, "bootstrap", axis, control, *key)
-    columns = torch.stack([values, real], dim=1)  # the effect's interval and the real statistic's
+    changed = real if s.size is None else s.size.double()  # what "not used" bounds
+    columns = torch.stack([values, changed], dim=1)  # the effect's interval and the change's
     if s.clusters is None:
         means = bootstrap_means(columns, b.n, draw)
     else:
@@ -97,7 +98,7 @@ def from_null(
     effect, margin = float(values.mean()) - offset, b.margins.of(s.unit)
     p_equivalent = below_margin_p(effect, float(means[:, 0].std()), margin)
     if axis == "used":
-        p_change = below_margin_p(score, float(means[:, 1].std()), margin)
+        p_change = below_margin_p(float(changed.mean()), float(means[:, 1].std()), margin)
         p_equivalent = _used_equivalence(p_equivalent, p_change, null, s.unit)
     return Evidence(
         axis=axis,
@@ -241,11 +242,12 @@ def _used_equivalence(p_effect: float, p_change: float, null: Tensor, unit: Unit
     null's changes are never negative (an output change), E[real] - E[null] >= margin implies
     E[real] >= margin, so the change's test rejects both hypotheses and is the p (the effect's normal
     approximation adds nothing, and errs where its bootstrap carries a skewed null's draws). For a
-    read-off at the outputs (signed, ``OutputChange.read_off``) the change bounded below the margin
-    is itself the claim, "the outputs do not follow the feature by the margin", whatever the null's
-    moves (which spread about 0, its directions drawn as often as their opposites: in a model linear
-    after the site E[null] = 0, and the change's test implies the effect's): the change's test is
-    the p. Else the larger p of the two."""
+    read-off at the outputs (signed, ``OutputChange.read_off``) the change tested is the size of the
+    outputs' whole move (``NullScores.size``, in standard deviations of the outputs), and its bound
+    is itself the claim, "the outputs barely move", whatever the null's moves, which spread about 0
+    (its directions drawn as often as their opposites): the change's test is the p. A feature the
+    outputs use without following it on average (read through an XOR) moves them, so it is never
+    called unused for moving them along no class difference. Else the larger p of the two."""
     if unit == "output read-off" or bool((null >= 0).all()):
         return p_change
     return max(p_effect, p_change)

@@ -25,7 +25,8 @@ class NullScores:
     """The mean of ``real`` (n,) per-example values against ``null`` (B,), the same mean under B
     control draws. ``control`` (n,), when given, is each example's mean over the control draws
     (the interval is then of the paired difference, resampling ``clusters`` (n,) when given).
-    ``lower_is_better`` flips the direction (a codelength)."""
+    ``lower_is_better`` flips the direction (a codelength). ``size`` (n,), for a signed statistic,
+    is how far each example's outputs moved whatever the direction: what "not used" bounds."""
 
     metric: str
     unit: Unit
@@ -34,6 +35,7 @@ class NullScores:
     control: Tensor | None = None
     clusters: Tensor | None = None
     lower_is_better: bool = False
+    size: Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,11 @@ vector. The measure and the null differ:
   orthogonal to j's read-off there, so each moves r_j . h by 0 and its coordinate is uncorrelated
   with c_j over the data (``MatchedShifts.one_std(uncorrelated=r_j)``);
 - margin: ``Margins.output_read_off``, 0.1 output standard deviations (the square root of the plain
-  change's 0.01 of the outputs' variance, for a move along u).
+  change's 0.01 of the outputs' variance, for a move along u);
+- "not used": the outputs' whole move, ||f' - f|| in their standard deviations, bounded below the
+  margin (``NullScores.size``): a feature the outputs use without following it on average (read
+  through an XOR, so that its classes do not differ at the outputs) moves them, and is never called
+  unused for moving them along no class difference.
 
 H0, "the outputs do not follow feature j": where the outputs depend on the site only through
 coordinates uncorrelated with c_j, the interchange moves them by 0 and the null's moves are
@@ -36,6 +40,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from torch import Tensor
+
+from featurecontrols.adapters.interventions import Patch
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget
@@ -75,6 +82,12 @@ class DualInterchangeReadoff(DualInterchange):
                 "judge directions and latents without labels with 'dual interchange' or 'latent ablation'",
             )
         return super().scores(at, targets)
+
+    def _size(self, outputs: OutputChange, patched: list[Patch]) -> Tensor:
+        """||f' - f|| / sqrt(mean_j ||f_j - mean f||^2) per example: the outputs' whole move in their
+        standard deviations, which "not used" bounds (one more forward pass)."""
+        size: Tensor = outputs.under_stacked([patched])[0].sqrt()
+        return size
 
     def _measure(self, outputs: OutputChange, target: CausalTarget, n: int) -> OutputChange:
         """The move along the target's class difference at the outputs, per example."""

@@ -118,7 +118,7 @@ def test_read_off_p_values_are_valid_where_the_outputs_read_nothing_of_the_featu
 
 def test_read_off_refuses_logits_and_targets_without_labels() -> None:
     bed = pass_through(0)
-    labelled = CausalTarget("x", labels=bed.features["x_0"])
+    labelled = CausalTarget("x", labels=bed.features["x_0"][:64])
     for adapter, target, match in (
         (TorchModel(bed.model, output_kind="logits"), labelled, "logits"),
         (TorchModel(bed.model), CausalTarget("d", direction=torch.ones(16), kind="latent"), "needs labels"),

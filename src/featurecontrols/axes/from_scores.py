@@ -48,7 +48,7 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
-from featurecontrols.axes.evidence import AxisName, Bootstrap, Detail, Evidence, Unit
+from featurecontrols.axes.evidence import AxisName, Bootstrap, Detail, Evidence
 from featurecontrols.axes.scores import CopyScores, MatchPairScores, MatchScores, NullScores, PairedScores
 from featurecontrols.seeding import generator
 from featurecontrols.stats import (
@@ -99,7 +99,7 @@ def from_null(
     p_equivalent = below_margin_p(effect, float(means[:, 0].std()), margin)
     if axis == "used":
         p_change = below_margin_p(float(changed.mean()), float(means[:, 1].std()), margin)
-        p_equivalent = _used_equivalence(p_equivalent, p_change, null, s.unit)
+        p_equivalent = _used_equivalence(p_equivalent, p_change, null, s.size is not None)
     return Evidence(
         axis=axis,
         control=control,
@@ -158,7 +158,7 @@ def from_pairs(
     if axis == "used":
         real = s.real.double()
         p_change = below_margin_p(float(real.mean()), _standard_error(real), margin)
-        p_equivalent = _used_equivalence(p_equivalent, p_change, s.control, s.unit)
+        p_equivalent = _used_equivalence(p_equivalent, p_change, s.control)
     return Evidence(
         axis=axis,
         control=control,
@@ -237,18 +237,17 @@ def _equivalent_to_any(p_each: list[float]) -> float:
     return min(1.0, len(p_each) * min(p_each))
 
 
-def _used_equivalence(p_effect: float, p_change: float, null: Tensor, unit: Unit) -> float:
+def _used_equivalence(p_effect: float, p_change: float, null: Tensor, sized: bool = False) -> float:
     """The used axis' "no" needs its effect and the change itself shown below the margin. Where the
     null's changes are never negative (an output change), E[real] - E[null] >= margin implies
     E[real] >= margin, so the change's test rejects both hypotheses and is the p (the effect's normal
-    approximation adds nothing, and errs where its bootstrap carries a skewed null's draws). For a
-    read-off at the outputs (signed, ``OutputChange.read_off``) the change tested is the size of the
-    outputs' whole move (``NullScores.size``, in standard deviations of the outputs), and its bound
-    is itself the claim, "the outputs barely move", whatever the null's moves, which spread about 0
-    (its directions drawn as often as their opposites): the change's test is the p. A feature the
-    outputs use without following it on average (read through an XOR) moves them, so it is never
-    called unused for moving them along no class difference. Else the larger p of the two."""
-    if unit == "output read-off" or bool((null >= 0).all()):
+    approximation adds nothing, and errs where its bootstrap carries a skewed null's draws). Where a
+    signed statistic comes with the size of each example's change (``sized``: ``NullScores.size``,
+    e.g. a read-off at the outputs), the change tested is that size, and its bound is itself the
+    claim, "the outputs barely move", whatever the null's signed moves: the change's test is the p.
+    A feature the outputs use without following it on average (read through an XOR) moves them, so
+    it is never called unused for moving them along no class difference. Else the larger p."""
+    if sized or bool((null >= 0).all()):
         return p_change
     return max(p_effect, p_change)
 

@@ -70,11 +70,6 @@ class DualInterchangeReadoff(DualInterchange):
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
         """Per labelled target, the per-example move along its output difference (n,) against the
         null's means (n_null,)."""
-        if at.adapter.output_kind == "logits":
-            raise FeatureControlsError(
-                "the output read-off needs outputs as values, not next-token logits",
-                "use 'dual interchange' on a causal LM",
-            )
         unlabelled = [t.name for t in targets if t.labels is None]
         if unlabelled:
             raise FeatureControlsError(

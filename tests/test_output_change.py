@@ -106,8 +106,8 @@ def test_bad_output_kinds_are_refused(lm: tuple[TorchModel, list[Tensor]]) -> No
 def test_read_off_is_the_signed_move_along_the_class_difference_in_output_stds(
     lm: tuple[TorchModel, list[Tensor]],
 ) -> None:
-    """change_i = s_i (f' - f) . u / sqrt(spread), u the unit class-mean difference of the clean
-    outputs, s_i = -1 for class 1 and +1 for class 0."""
+    """For a label: change_i = s_i (f' - f) . u / sqrt(spread), u the unit class-mean difference of
+    the clean outputs, s_i = -1 for class 1 and +1 for class 0."""
     adapter, batches = TorchModel(lm[0].module), lm[1]
     labels = torch.randint(0, 2, (24,), generator=torch.Generator().manual_seed(5))
     ablate, clean, moved, spread = _ablated_values(adapter, batches)
@@ -115,16 +115,36 @@ def test_read_off_is_the_signed_move_along_the_class_difference_in_output_stds(
     signs = torch.where(labels == 1, -1.0, 1.0).double()
     expected = signs * ((moved - clean) @ (difference / difference.norm())) / spread.sqrt()
     measure = OutputChange(adapter, batches, Site("mix"))
-    torch.testing.assert_close(measure.read_off(labels).under(ablate), expected)
+    torch.testing.assert_close(measure.read_off(labels.double(), signs).under(ablate), expected)
     torch.testing.assert_close(measure.under(ablate), (moved - clean).square().sum(1) / spread)  # unchanged
 
 
-def test_read_off_needs_values_and_one_label_per_example(lm: tuple[TorchModel, list[Tensor]]) -> None:
+def test_read_off_of_a_code_follows_the_outputs_covariance_with_it_on_any_subset(
+    lm: tuple[TorchModel, list[Tensor]],
+) -> None:
+    """For a code v: u = unit sum_i (v_i - mean v)(f_i - mean f), signed by each example's move (0
+    where it does not move); restricted to some examples, the same numbers on those examples."""
+    adapter, batches = TorchModel(lm[0].module), lm[1]
+    draw = torch.Generator().manual_seed(6)
+    code = torch.relu(torch.randn(24, generator=draw, dtype=torch.float64))
+    moves = -code  # removed: the move is -v_i, 0 where the code is 0
+    ablate, clean, moved, spread = _ablated_values(adapter, batches)
+    u = torch.nn.functional.normalize((code - code.mean()) @ (clean - clean.mean(0)), dim=0)
+    expected = moves.sign() * ((moved - clean) @ u) / spread.sqrt()
+    measure = OutputChange(adapter, batches, Site("mix")).read_off(code, moves)
+    torch.testing.assert_close(measure.under(ablate), expected)
+    some = torch.tensor([1, 4, 9, 17, 23])
+    torch.testing.assert_close(measure.restricted(some).under(ablate), expected[some])
+
+
+def test_read_off_needs_values_and_one_value_per_example(lm: tuple[TorchModel, list[Tensor]]) -> None:
     adapter, batches = lm
     with pytest.raises(FeatureControlsError, match="values, not next-token logits"):
-        OutputChange(adapter, batches, Site("mix")).read_off(torch.ones(24))
+        OutputChange(adapter, batches, Site("mix")).read_off(torch.ones(24), torch.ones(24))
     values = OutputChange(TorchModel(adapter.module), batches, Site("mix"))
-    with pytest.raises(FeatureControlsError, match="one 0/1 label per measured example"):
-        values.read_off(torch.ones(24))
-    with pytest.raises(FeatureControlsError, match="one 0/1 label per measured example"):
-        values.read_off(torch.arange(10) % 2)
+    with pytest.raises(FeatureControlsError, match="value and its move on each of the 24"):
+        values.read_off(torch.arange(10) % 2, torch.ones(10))
+    with pytest.raises(FeatureControlsError, match="value and its move on each of the 24"):
+        values.read_off(torch.ones(24), torch.ones(23))
+    constant = values.read_off(torch.ones(24), torch.ones(24))  # no direction: nothing moves along it
+    assert bool((constant.under(lambda h: h + 1.0) == 0).all())

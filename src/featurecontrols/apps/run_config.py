@@ -124,6 +124,7 @@ CONFIG_USED: dict[str, Callable[[], CausalControl]] = {  # those a config can na
         "dual interchange, output read-off",
         "latent ablation",
         "latent ablation, matched variance",
+        "latent ablation, output read-off",
         "latent group ablation",
         "latent insertion",
         "latent insertion, matched variance",

@@ -16,6 +16,7 @@ from featurecontrols.controls.causal.dual_interchange import DualInterchange
 from featurecontrols.controls.causal.dual_interchange_readoff import DualInterchangeReadoff
 from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
+from featurecontrols.controls.causal.latent_ablation_readoff import LatentAblationReadoff
 from featurecontrols.controls.causal.latent_group_ablation import LatentGroupAblation
 from featurecontrols.controls.causal.latent_insertion import LatentInsertion
 from featurecontrols.controls.causal.latent_resample_ablation import LatentResampleAblation
@@ -51,6 +52,7 @@ CAUSAL_CONTROLS: dict[str, Callable[..., CausalControl]] = {
     "erasure": Erasure,
     "latent ablation": LatentAblation,
     "latent ablation, matched variance": partial(LatentAblation, null="matched variance"),
+    "latent ablation, output read-off": LatentAblationReadoff,
     "latent group ablation": LatentGroupAblation,
     "latent insertion": LatentInsertion,
     "latent insertion, matched variance": partial(LatentInsertion, null="matched variance"),

@@ -27,19 +27,20 @@ exact, and precise in float32 for small changes (no difference of two log-partit
 in chunks of CHUNK numbers: memory is bounded by the batch and ``elements_per_pass``, whatever the
 vocabulary and the number of examples.
 
-A labelled feature's **read-off** at the outputs (``OutputChange.read_off``, values only) measures the
-change along the feature's own output difference instead: with u the unit vector along the
-difference of the clean outputs' class means and s_i = -1 for an example of class 1, +1 for one of
-class 0,
+A feature's **read-off** at the outputs (``OutputChange.read_off``, values only) measures the change
+along the feature's own output direction instead: with v_i the feature's value on example i (a 0/1
+label, a latent's code), m_i how far the intervention moves it, and u the unit vector of the clean
+outputs' covariance with it, u = sum_i (v_i - mean v)(f(x_i) - mean f) / ||...||,
 
-    change_i = s_i (f'(x_i) - f(x_i)) . u / sqrt(mean_j ||f(x_j) - mean f||^2),
+    change_i = sign(m_i) (f'(x_i) - f(x_i)) . u / sqrt(mean_j ||f(x_j) - mean f||^2),
 
-how far the intervention moves example i's outputs towards the other class along u, in standard
-deviations of the outputs (the square root of the plain measure's spread: a move the plain measure
-counts as 0.01 counts 0.1 here when it lies along u). It is selective where the plain change is
-not: in a bottleneck whose outputs read every direction (toy models of superposition), any move of
-the site moves the outputs, but only a move of the feature moves them along the feature's own
-output difference.
+how far the intervention moves example i's outputs the way the outputs follow the feature, in
+standard deviations of the outputs (the square root of the plain measure's spread: a move the plain
+measure counts as 0.01 counts 0.1 here when it lies along u). For a label, u is the unit difference
+of the class means (the covariance is n p (1 - p) times it) and moving class 1 to class 0 has
+sign -1. It is selective where the plain change is not: in a bottleneck whose outputs read every
+direction (toy models of superposition), any move of the site moves the outputs, but only a move of
+the feature moves them along the feature's own output direction.
 
 Every causal control measures with it; steering curves and erasure run the model with
 :func:`outputs_under`, the one loop over batches under interventions.
@@ -137,38 +138,42 @@ class OutputChange:
 
     def restricted(self, examples: Tensor) -> OutputChange:
         """The same measure on the examples ``examples`` (sorted indices over all batches) only, with
-        this one's spread: where an intervention leaves the other examples' outputs as they are, their
-        changes are 0 and need no forward pass."""
+        this one's spread and read-off: where an intervention leaves the other examples' outputs as
+        they are, their changes are 0 and need no forward pass."""
         bounds = torch.tensor([0, *self.rows]).cumsum(0)
         batches = []
         for b, batch in enumerate(self.batches):
             inside = examples[(examples >= bounds[b]) & (examples < bounds[b + 1])] - bounds[b]
             if inside.numel():
                 batches.append(take_rows(batch, inside))
-        return OutputChange(
+        out = OutputChange(
             self.adapter, batches, self.site, self.rows_per_pass, self.elements_per_pass, self.spread
         )
+        if self.reading is not None:  # a read-off keeps its direction, found on every example
+            reading = torch.cat(self.reading)
+            out.reading = list(torch.split(reading[examples.to(reading.device)], out.rows))
+        return out
 
-    def read_off(self, labels: Tensor) -> OutputChange:
-        """The same measure along a labelled feature's output difference (module docstring): the
-        signed move of each example towards the other class in standard deviations of the outputs
-        (``labels`` (n,) 0/1 per example, in the order of the batches' rows)."""
+    def read_off(self, values: Tensor, moves: Tensor) -> OutputChange:
+        """The same measure along the outputs' covariance with a feature (module docstring): the move
+        of each example's outputs the way they follow the feature, signed by the move of its value, in
+        standard deviations of the outputs (``values`` and ``moves`` (n,) per example, in the order of
+        the batches' rows). A feature whose values do not vary has no direction: u = 0, no change."""
         if self.logits:
             raise FeatureControlsError(
                 "a feature's read-off at the outputs needs outputs as values, not next-token logits",
-                "use the plain output change (dual interchange) on a causal LM",
+                "use the plain output change (dual interchange, latent ablation) on a causal LM",
             )
-        ones = labels.bool().cpu()
-        if ones.shape != (self.n,) or bool(ones.all()) or not bool(ones.any()):
+        if values.shape != (self.n,) or moves.shape != (self.n,):
             raise FeatureControlsError(
-                f"the read-off needs one 0/1 label per measured example ({self.n}), both classes present; "
-                f"got shape {tuple(labels.shape)}",
-                "give labels per example at a site with one row per example",
+                f"the read-off needs the feature's value and its move on each of the {self.n} measured "
+                f"examples; got shapes {tuple(values.shape)} and {tuple(moves.shape)}",
+                "give one value per example, at a site with one row per example or summed over its rows",
             )
         outputs = torch.cat(self.reference).cpu()
-        difference = outputs[ones].mean(dim=0) - outputs[~ones].mean(dim=0)
-        signs = torch.where(ones, -1.0, 1.0).double()[:, None]  # equal class means: u = 0, no change
-        reading = (signs * torch.nn.functional.normalize(difference, dim=0)).to(self.reference[0].device)
+        centred = values.cpu().double() - values.double().mean().cpu()
+        direction = torch.nn.functional.normalize(centred @ (outputs - outputs.mean(dim=0)), dim=0)
+        reading = (moves.cpu().double().sign()[:, None] * direction).to(self.reference[0].device)
         out = copy.copy(self)
         out.reading, out.spread = list(torch.split(reading, self.rows)), self.spread**0.5
         return out

@@ -312,7 +312,7 @@ class Battery(Params):
                 "set run_used=True (the used axis patches from them), or drop counterfactuals",
             )
         controls = self._controls(has_latents(candidates))
-        _check_read_offs(controls.used, adapter)
+        _check_read_offs(_unique(controls), adapter)
         choices = self._choices(controls, cells is not None, candidates)
         plan = build_plan(choices, names, candidates)
         for latents in (c for c in candidates if isinstance(c, Latents)):  # before any work
@@ -633,9 +633,9 @@ def _check_read_offs(used: Sequence[CausalControl], adapter: ModelAdapter) -> No
     read_offs = [c.name for c in used if c.unit == "output read-off"]
     if read_offs and adapter.output_kind == "logits":
         raise FeatureControlsError(
-            f"{read_offs[0]!r} measures along a feature's difference at the outputs, which needs outputs "
+            f"{read_offs[0]!r} measures along a feature's direction at the outputs, which needs outputs "
             "as values, and this model's outputs are next-token logits",
-            "use 'dual interchange' on a causal LM",
+            "use 'dual interchange' (labelled features) or 'latent ablation' (latents) on a causal LM",
         )
 
 

@@ -93,4 +93,5 @@ class DualInterchangeReadoff(DualInterchange):
                 f"for {outputs.n} examples",
                 "measure it at a site with one row per example, or use 'dual interchange'",
             )
-        return outputs.read_off(target.labels[:n])
+        labels = target.labels[:n].double()
+        return outputs.read_off(labels, 1.0 - 2.0 * labels)  # class 1 moves to class 0: sign -1

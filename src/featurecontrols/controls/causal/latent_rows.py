@@ -7,11 +7,16 @@ norm (``moves.py`` stacks and stops them).
 
 The null's directions (``LatentNull``): ``"span"``, uniform on the unit sphere of the span the data
 visits; ``"matched variance"``, uniform among the unit directions u of the span along which the data
-varies as much as along d_j, u^T Sigma u = d^T Sigma d / |d|^2 (``MatchedShifts.of_variance``). A
+varies as much as along d_j, u^T Sigma u = d^T Sigma d / |d|^2 (``MatchedShifts.of_variance``);
+``"uncorrelated"``, uniform among the unit directions of the span orthogonal to the covariance of
+the site's rows with the latent's code, c_j = mean_i (z_ij - mean z_j)(h_i - mean h), so the null's
+coordinate u . h is uncorrelated with z_j: it carries nothing of the latent, linearly. A
 dictionary's latents lie where the data varies most (it is fitted to reconstruct the data) and a
 uniform direction mostly where it varies little, so on a model that reads its high-variance
 directions every latent beats the span's null for where it lies alone; the matched-variance null
-asks whether the latent is read more than a direction of the data that varies as much.
+asks whether the latent is read more than a direction of the data that varies as much. The
+uncorrelated null is the read-off's (``latent_ablation_readoff.py``): a move that carries nothing
+of the latent moves the outputs along the latent's own output direction only through interference.
 """
 
 from __future__ import annotations
@@ -34,8 +39,13 @@ from featurecontrols.params import Params
 from featurecontrols.progress import track
 from featurecontrols.seeding import generator
 
-LatentNull = Literal["span", "matched variance"]
-LATENT_NULLS: tuple[LatentNull, ...] = ("span", "matched variance")
+LatentNull = Literal["span", "matched variance", "uncorrelated"]
+LATENT_NULLS: tuple[LatentNull, ...] = ("span", "matched variance", "uncorrelated")
+NULL_NAMES: dict[LatentNull, str] = {
+    "span": "",
+    "matched variance": " of equal variance",
+    "uncorrelated": " uncorrelated with it",
+}
 
 
 class LatentTest(Params):
@@ -56,8 +66,8 @@ class LatentTest(Params):
 
     @property
     def name(self) -> str:
-        """The control's name in the evidence; the matched-variance null says so."""
-        return self.title if self.null == "span" else f"{self.title} of equal variance"
+        """The control's name in the evidence; a null other than the span's says so."""
+        return self.title + NULL_NAMES[self.null]
 
     def scores(self, at: AtSite, targets: Sequence[CausalTarget]) -> dict[str, NullScores]:
         """Per latent, the output change of each example its test runs on (k,) against the null's
@@ -71,8 +81,9 @@ class LatentTest(Params):
             examples = self.examples(rows, code, draw)
             clean, kept = rows.of(examples)
             moves = self.moves(code, kept, draw)
+            outputs = self.measure(rows, code, kept, moves)
             out[target.name] = rows.scores(
-                self, f"{self.stream} null", target.name, examples, clean, moves, write
+                self, f"{self.stream} null", target.name, (examples, clean, outputs), (code, moves, write)
             )
         return out
 
@@ -88,6 +99,10 @@ class LatentTest(Params):
         """How far each kept row (``kept``, (n_rows,) bool) moves along d_j, float64 (k,); along each
         of several directions (k, g) when ``written`` gives several."""
         raise NotImplementedError
+
+    def measure(self, rows: LatentRows, code: Tensor, kept: Tensor, moves: Tensor) -> OutputChange:
+        """What the moves are measured by: by default the relative output change."""
+        return rows.outputs
 
 
 class LatentRows:
@@ -110,6 +125,13 @@ class LatentRows:
         self.n_rows = self.owner.numel()
         self.n_examples = int(firsts[-1]) + batch_rows(at.batches[-1])
 
+    def per_example(self, values: Tensor, kept: Tensor | None = None) -> Tensor:
+        """Per-row values (n_rows,), or values on the ``kept`` rows only (k,), summed per example
+        (n_examples,) float64."""
+        owner = self.owner if kept is None else self.owner[kept]
+        out = torch.zeros(self.n_examples, dtype=torch.float64)
+        return out.index_add_(0, owner, values.cpu().double())
+
     def firing(self, code: Tensor) -> Tensor:
         """The examples (sorted) with a row where the latent fires."""
         examples: Tensor = torch.unique(self.owner[code.ne(0)])
@@ -130,38 +152,55 @@ class LatentRows:
         return clean, kept
 
     def scores(
-        self, control: CausalControl, stream: str, name: str, examples: Tensor, clean: list[Tensor],
-        moves: Tensor, write: Tensor,
+        self, control: CausalControl, stream: str, name: str,
+        measured: tuple[Tensor, list[Tensor], OutputChange], moved: tuple[Tensor, Tensor, Tensor],
     ) -> NullScores:  # fmt: skip
-        """The output change of each of ``examples`` under h' = h + move_i d_j (moves over their rows),
-        against the mean changes of the same moves along the null's random directions of the data's
-        span with d_j's norm (seeded by ``stream`` and the latent), drawn until STOP reach the real
-        change less the margin. Several latents at once (moves (k, g), write (g, width)): row i moves by
-        s_i = sum_l move_il d_l, and the null moves it |s_i| along each random direction."""
+        """The change (``measured``: the examples, their clean site tensors, the measure) of each
+        example under h' = h + move_i d_j (``moved``: the rows' codes, the moves over the examples'
+        rows, d_j), against the mean changes of the same moves along the null's random directions with
+        d_j's norm (seeded by ``stream`` and the latent), drawn until STOP reach the real change less
+        the margin. Several latents at once (moves (k, g), write (g, width)): row i moves by
+        s_i = sum_l move_il d_l, and the null moves it |s_i| along each random direction. A signed
+        measure (a read-off) comes with each example's plain change, square-rooted: its size."""
         at = self.at
+        (examples, clean, outputs), (code, moves, write) = measured, moved
         if not examples.numel():  # nothing to move: the latent changes nothing here
             nothing = torch.zeros(1, dtype=torch.float64)
             return NullScores(control.metric, control.unit, nothing, nothing)
-        sub = self.outputs.restricted(examples)
-        real = sub.under_stacked([patches(clean, moves, write)])[0]
+        sub, patched = outputs.restricted(examples), patches(clean, moves, write)
+        real = sub.under_stacked([patched])[0]
         sizes, norm = (moves, write.norm()) if write.ndim == 1 else ((moves @ write).norm(dim=1), 1.0)
-        writes = self.directions(write, at.n_null, generator(at.seed, stream, name)) * norm
+        writes = self.directions(code, write, at.n_null, generator(at.seed, stream, name)) * norm
         stop = float(real.mean()) - at.margin
         null = null_changes(sub, clean, sizes.expand(at.n_null, -1), writes, [stop])[0]
-        return NullScores(control.metric, control.unit, real, null)
+        size = None
+        if sub.reading is not None:  # signed: the whole move is the plain change's square root
+            size = self.outputs.restricted(examples).under_stacked([patched])[0].sqrt()
+        return NullScores(control.metric, control.unit, real, null, size=size)
 
-    def directions(self, write: Tensor, n: int, draw: torch.Generator) -> Tensor:
-        """The null's n unit directions (n, width) for a latent writing ``write`` (module docstring)."""
+    def directions(self, code: Tensor, write: Tensor, n: int, draw: torch.Generator) -> Tensor:
+        """The null's n unit directions (n, width) for a latent with codes ``code`` (n_rows,) writing
+        ``write`` (module docstring)."""
+        if self.null != "span" and write.ndim > 1:
+            raise FeatureControlsError(
+                f"the {self.null!r} null moves along one latent's direction, not several",
+                'use null="span" for a test that moves several latents at once',
+            )
         if self.null == "matched variance":
-            if write.ndim > 1:
-                raise FeatureControlsError(
-                    "the matched-variance null moves along one latent's direction, not several",
-                    'use null="span" for a test that moves several latents at once',
-                )
             return self.metric.of_variance(self.metric.variance_along(write), n, draw)
         u = torch.randn(n, self.span.shape[1], generator=draw, dtype=torch.float64)
         unit: Tensor = torch.nn.functional.normalize(u, dim=1) @ self.span.T
+        if self.null == "uncorrelated":
+            c = torch.nn.functional.normalize(self.covariance_with(code), dim=0)
+            unit = torch.nn.functional.normalize(unit - (unit @ c)[:, None] * c, dim=1)
         return unit
+
+    def covariance_with(self, code: Tensor) -> Tensor:
+        """c = mean_i (z_i - mean z)(h_i - mean h) (width,) over the measured rows."""
+        h = torch.cat([c.reshape(-1, c.shape[-1]).cpu().double() for c in self.clean])
+        z = code.cpu().double()
+        covariance: Tensor = (z - z.mean()) @ (h - h.mean(dim=0)) / z.numel()
+        return covariance
 
 
 def code_and_write(target: CausalTarget, n: int, span: Tensor) -> tuple[Tensor, Tensor]:

@@ -18,6 +18,7 @@ from featurecontrols.controls.causal.latent_resample_ablation import LatentResam
 from featurecontrols.controls.causal.latent_rows import LatentNull, LatentTest
 from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.pca import PCA
+from featurecontrols.finders.sparse_autoencoder import SparseAutoencoder
 from featurecontrols.finders.sparse_codes import SparseCodes
 from featurecontrols.measures.code_correlation import CodeCorrelation
 from featurecontrols.measures.matched_shifts import MatchedShifts
@@ -219,6 +220,7 @@ def test_group_ablation_sees_a_variable_two_latents_carry() -> None:
         fires
     ] ** 2 / spread
     assert torch.allclose(group.real, expected, atol=1e-5)
+    assert group.group is not None and group.group.tolist() == [0, 1]  # latent 2 left out
     margin = 0.01  # the used axis' default margin of output change
     p_group = permutation_p_value(group.real.mean().reshape(1) - margin, group.null[None])
     p_alone = permutation_p_value(alone.real.mean().reshape(1) - margin, alone.null[None])
@@ -281,3 +283,22 @@ def test_pca_components_are_each_their_own_group_through_the_battery() -> None:
     assert len(result.candidates) == 3
     for c in result.candidates:
         assert [e.control for e in c.axes["used"].evidence] == [LatentGroupAblation().name]
+
+
+def test_the_evidence_names_the_latents_removed_with_a_latent() -> None:
+    """Latents 0 and 1 of an SAE read and write the same variable (codes equal, correlation 1), latent
+    2 another: through the battery, latent 0's group ablation evidence names latent 1, latent 2's
+    names none."""
+    g = torch.Generator().manual_seed(8)
+    s = (torch.rand(600, 2, generator=g) < 0.3) * (0.5 + torch.rand(600, 2, generator=g))
+    X = torch.cat([s, 0.05 * torch.randn(600, 4, generator=g)], dim=1)
+    sae = SparseAutoencoder(d_sae=3, activation="relu", n_epochs=1, seed=0).fit(X)
+    rows = torch.eye(6)[[0, 0, 1]]
+    sae.encoder_, sae.decoder_ = rows.clone(), rows.clone()
+    sae.b_enc_, sae.b_dec_, sae.scale_ = torch.zeros(3), torch.zeros(6), 1.0
+    battery = Battery(seed=0, n_weight_seeds=1, weight_controls=[], used_controls=[LatentGroupAblation()],
+                      n_random_directions=20, progress=False)  # fmt: skip
+    result = battery.run(_Linear(torch.eye(6)[:2]), X, "site", [Latents("sae", "site", dictionary=sae)])
+    metrics = {c.name: c.axes["used"].evidence[0].metric for c in result.candidates}
+    assert metrics["sae/0"].endswith("(with latents 1)") and metrics["sae/1"].endswith("(with latents 0)")
+    assert "with latents" not in metrics["sae/2"]

@@ -103,7 +103,7 @@ def from_null(
     return Evidence(
         axis=axis,
         control=control,
-        metric=s.metric,
+        metric=_with_group(s),
         score=score,
         control_score=float(null.mean()),
         effect=effect,
@@ -229,6 +229,13 @@ def from_match_pair(axis: AxisName, control: str, s: MatchPairScores, b: Bootstr
         ),
         detail=Detail(copies=tuple(round(float(c), 5) for c in controls)),
     )
+
+
+def _with_group(s: NullScores) -> str:
+    """The metric, naming the other latents a test moved with the latent (``NullScores.group``)."""
+    if s.group is None or s.group.numel() < 2:
+        return s.metric
+    return f"{s.metric} (with latents {', '.join(str(int(k)) for k in s.group[1:])})"
 
 
 def _equivalent_to_any(p_each: list[float]) -> float:

@@ -26,7 +26,8 @@ class NullScores:
     control draws. ``control`` (n,), when given, is each example's mean over the control draws
     (the interval is then of the paired difference, resampling ``clusters`` (n,) when given).
     ``lower_is_better`` flips the direction (a codelength). ``size`` (n,), for a signed statistic,
-    is how far each example's outputs moved whatever the direction: what "not used" bounds."""
+    is how far each example's outputs moved whatever the direction: what "not used" bounds.
+    ``group`` (g,), for a test that moves several latents at once, their indices, the latent first."""
 
     metric: str
     unit: Unit
@@ -36,6 +37,7 @@ class NullScores:
     clusters: Tensor | None = None
     lower_is_better: bool = False
     size: Tensor | None = None
+    group: Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,8 @@ def _causal_scores(ctx: RunContext, step: Step, name: str, out: Mapping[Job, Out
     control = ctx.causal_controls[step.control]
     metric, unit = control.metric, control.unit
     if f"{name}/null" in t:
-        return NullScores(metric, unit, t[f"{name}/real"], t[f"{name}/null"], size=t.get(f"{name}/size"))
+        real, null = t[f"{name}/real"], t[f"{name}/null"]
+        return NullScores(metric, unit, real, null, size=t.get(f"{name}/size"), group=t.get(f"{name}/group"))
     return PairedScores(metric, unit, t[f"{name}/real"], t[f"{name}/control"])
 
 

@@ -69,7 +69,7 @@ class CausalRun(Job):
         raw = control.scores(at, targets)
         tensors = {}
         for name, scores in raw.items():
-            for part in ("real", "null", "control", "size"):
+            for part in ("real", "null", "control", "size", "group"):
                 value = getattr(scores, part, None)
                 if isinstance(value, Tensor):
                     tensors[f"{name}/{part}"] = value

@@ -28,6 +28,7 @@ on j's rows the other's code is 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -61,23 +62,28 @@ class LatentGroupAblation(LatentAblation):
             )
         if self.null != "span":
             raise FeatureControlsError(
-                f"latent group ablation has no {self.null!r} null (it matches one direction's variance)",
+                f"latent group ablation has no {self.null!r} null (it is defined for one latent's direction)",
                 'use null="span"',
             )
-        return super().scores(at, targets)
+        raw = super().scores(at, targets)
+        return {t.name: replace(raw[t.name], group=self.group(t)) for t in targets}
 
-    def written(self, target: CausalTarget, rows: LatentRows) -> tuple[Tensor, Tensor]:
-        """The group's codes (n_rows, g), latent j first, and their directions (g, width)."""
-        code_and_write(target, rows.n_rows, rows.span)  # the latent's own shapes, checked
+    def group(self, target: CausalTarget) -> Tensor:
+        """G_j (module docstring): latent j first, then the others, as indices of its dictionary."""
         if target.dictionary is None or target.latent is None:
             raise FeatureControlsError(
                 f"latent {target.name!r} came without its dictionary's other latents",
                 "give the target its dictionary (CausalTarget.dictionary and .latent)",
             )
-        every = target.dictionary
-        correlation = every.correlation.of(target.latent)
+        correlation = target.dictionary.correlation.of(target.latent)
         others = torch.nonzero(correlation >= self.min_correlation).flatten()
-        group = torch.cat([torch.tensor([target.latent]), others[others != target.latent]])
+        return torch.cat([torch.tensor([target.latent]), others[others != target.latent]])
+
+    def written(self, target: CausalTarget, rows: LatentRows) -> tuple[Tensor, Tensor]:
+        """The group's codes (n_rows, g), latent j first, and their directions (g, width)."""
+        code_and_write(target, rows.n_rows, rows.span)  # the latent's own shapes, checked
+        group, every = self.group(target), target.dictionary
+        assert every is not None  # checked by group
         return every.codes.gather(group).double(), every.writes[group].double()
 
     def examples(self, rows: LatentRows, code: Tensor, draw: torch.Generator) -> Tensor:

@@ -18,7 +18,10 @@ h'_i = h_i - z_j(h_i) d_j. The measure, the null and the margin differ:
 
 H0, "the outputs do not follow latent j": where the outputs depend on the site only through
 directions uncorrelated with z_j, removing z_j d_j moves them by 0 along u and the null's moves are
-symmetric about 0, so p is large: valid and conservative there (not uniform).
+symmetric about 0, so p is large: valid and conservative there (not uniform). It assumes the
+latent is in the data, its code covarying with the site along what it writes: for a code independent
+of the data, u is noise along R c_j (a linear readout R), which the null's directions are kept off
+and the latent's direction is not, so the real spreads wider than the null (README, "The used axis").
 
 Why: a site the outputs read in every direction (a transcoder's write into a narrow stream; toy
 models of superposition's bottleneck) gives the plain ablation no answer, since a random direction

@@ -22,8 +22,10 @@ A config is a flat TOML table (every key optional)::
                                    # side by side (the axis is yes when any is): also "directional
                                    # ablation", "resample ablation", "dual interchange, matched
                                    # variance" (steering against equal-variance directions, README);
-                                   # "latent ablation", "latent resample ablation" and "latent
-                                   # insertion" judge latents only
+                                   # "dual interchange, output read-off"; "latent ablation",
+                                   # "latent ablation, output read-off", "latent group ablation",
+                                   # "latent resample ablation" and "latent insertion" judge
+                                   # latents only (a read-off needs outputs as values)
                                    # (each also ", matched variance": a null of the latent's variance)
                                    # as does "latent group ablation" (with the latents whose codes
                                    # correlate with it)

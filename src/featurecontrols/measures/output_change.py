@@ -178,6 +178,18 @@ class OutputChange:
         out.reading, out.spread = list(torch.split(reading, self.rows)), self.spread**0.5
         return out
 
+    def size(self, each: Sequence[Intervention]) -> Tensor | None:
+        """Where this measure is a signed read-off, how far ``each`` (one intervention per batch) moves
+        each example's outputs whatever the direction, ||f' - f|| in their standard deviations (one
+        more forward pass): what "not used" bounds (``NullScores.size``). None for the plain change,
+        which is a size already."""
+        if self.reading is None:
+            return None
+        plain = copy.copy(self)
+        plain.reading, plain.spread = None, self.spread**2
+        size: Tensor = plain.under_stacked([each])[0].sqrt()
+        return size
+
     @property
     def n(self) -> int:
         """Number of examples measured."""

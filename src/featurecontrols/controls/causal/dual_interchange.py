@@ -69,7 +69,6 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from featurecontrols.adapters.interventions import Patch
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget, Requirement
@@ -129,8 +128,7 @@ class DualInterchange(Params):
             measure, patched = self._measure(outputs, target, n), patches(clean, real_move, real_write)
             real = measure.under_stacked([patched])[0]
             null = null_changes(measure, clean, null_moves, null_writes, [float(real.mean()) - at.margin])
-            size = self._size(outputs, patched)
-            out[target.name] = NullScores(self.metric, self.unit, real, null[0], size=size)
+            out[target.name] = NullScores(self.metric, self.unit, real, null[0], size=measure.size(patched))
         steered = [t for t in targets if t.labels is None]
         if steered:
             out |= self._steered(at, outputs, clean, plans, steered)
@@ -139,11 +137,6 @@ class DualInterchange(Params):
     def _measure(self, outputs: OutputChange, target: CausalTarget, n: int) -> OutputChange:
         """What a labelled target's interchange is measured by: the relative output change."""
         return outputs
-
-    def _size(self, outputs: OutputChange, patched: list[Patch]) -> Tensor | None:
-        """How far the real interchange moves each example's outputs, where the measure is signed
-        (``NullScores.size``); None: the measure is a size already."""
-        return None
 
     def _steered(
         self,

@@ -40,9 +40,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from torch import Tensor
-
-from featurecontrols.adapters.interventions import Patch
 from featurecontrols.axes.evidence import Unit
 from featurecontrols.axes.scores import NullScores
 from featurecontrols.controls.base import AtSite, CausalTarget
@@ -77,12 +74,6 @@ class DualInterchangeReadoff(DualInterchange):
                 "judge directions and latents without labels with 'dual interchange' or 'latent ablation'",
             )
         return super().scores(at, targets)
-
-    def _size(self, outputs: OutputChange, patched: list[Patch]) -> Tensor:
-        """||f' - f|| / sqrt(mean_j ||f_j - mean f||^2) per example: the outputs' whole move in their
-        standard deviations, which "not used" bounds (one more forward pass)."""
-        size: Tensor = outputs.under_stacked([patched])[0].sqrt()
-        return size
 
     def _measure(self, outputs: OutputChange, target: CausalTarget, n: int) -> OutputChange:
         """The move along the target's class difference at the outputs, per example."""

@@ -173,10 +173,7 @@ class LatentRows:
         writes = self.directions(code, write, at.n_null, generator(at.seed, stream, name)) * norm
         stop = float(real.mean()) - at.margin
         null = null_changes(sub, clean, sizes.expand(at.n_null, -1), writes, [stop])[0]
-        size = None
-        if sub.reading is not None:  # signed: the whole move is the plain change's square root
-            size = self.outputs.restricted(examples).under_stacked([patched])[0].sqrt()
-        return NullScores(control.metric, control.unit, real, null, size=size)
+        return NullScores(control.metric, control.unit, real, null, size=sub.size(patched))
 
     def directions(self, code: Tensor, write: Tensor, n: int, draw: torch.Generator) -> Tensor:
         """The null's n unit directions (n, width) for a latent with codes ``code`` (n_rows,) writing

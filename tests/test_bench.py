@@ -2,7 +2,6 @@
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,14 +9,11 @@ import records
 import torch
 from sklearn.metrics import roc_auc_score
 
-from featurecontrols.adapters import TorchModel
 from featurecontrols.apps.bench import (
-    FULL,
     TestbedRuns,
     dictionary_metrics,
     neg_log10_p,
     summarise,
-    used_controls_for,
 )
 from featurecontrols.apps.cli import main
 from featurecontrols.axes.evidence import (
@@ -214,16 +210,3 @@ def test_the_bench_judges_latents_against_frozen_baselines(
     assert "aggregate dictionary metrics" in capsys.readouterr().out
     assert main([*argv, "--dictionary-baselines", "frozen bias"]) == 2
     assert "unknown dictionary baseline" in capsys.readouterr().err
-
-
-def test_a_read_off_at_the_outputs_skips_testbeds_whose_outputs_are_logits() -> None:
-    """The bench drops the output read-off where the battery would refuse it (next-token logits)."""
-    both = replace(FULL, used_controls=("dual interchange", "dual interchange, output read-off"))
-    model = torch.nn.Linear(2, 2)
-    names = [c.name for c in used_controls_for(both, TorchModel(model)) or []]
-    assert len(names) == 2
-    logits = used_controls_for(both, TorchModel(model, output_kind="logits")) or []
-    assert [c.unit for c in logits] == ["output change"]
-    only = replace(FULL, used_controls=("dual interchange, output read-off",))
-    assert used_controls_for(only, TorchModel(model, output_kind="logits")) is None  # the defaults
-    assert used_controls_for(FULL, TorchModel(model)) is None

@@ -10,7 +10,6 @@ import pytest
 import torch
 from test_used_traps import used_only
 
-from featurecontrols import Battery
 from featurecontrols.adapters import TorchModel
 from featurecontrols.axes.evidence import GroundTruth
 from featurecontrols.controls.base import AtSite, CausalTarget
@@ -116,18 +115,11 @@ def test_read_off_p_values_are_valid_where_the_outputs_read_nothing_of_the_featu
         assert share <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / len(p_values)), (alpha, share)
 
 
-def test_read_off_refuses_logits_and_targets_without_labels() -> None:
+def test_read_off_refuses_targets_without_labels() -> None:
     bed = pass_through(0)
-    labelled = CausalTarget("x", labels=bed.features["x_0"][:64])
-    for adapter, target, match in (
-        (TorchModel(bed.model, output_kind="logits"), labelled, "logits"),
-        (TorchModel(bed.model), CausalTarget("d", direction=torch.ones(16), kind="latent"), "needs labels"),
-    ):
-        site = adapter.resolve("hidden")
-        X = adapter.activations([bed.inputs[:64]], [site])["hidden"]
-        at = AtSite(adapter, [bed.inputs[:64]], site, X, n_null=9, seed=0)
-        with pytest.raises(FeatureControlsError, match=match):
-            DualInterchangeReadoff().scores(at, [target])
-    battery = Battery(weight_controls=[], used_controls=[DualInterchangeReadoff()], progress=False)
-    with pytest.raises(FeatureControlsError, match="next-token logits"):  # before any work
-        battery.run(TorchModel(bed.model, output_kind="logits"), bed.inputs, "hidden", bed.candidates())
+    adapter = TorchModel(bed.model)
+    site = adapter.resolve("hidden")
+    X = adapter.activations([bed.inputs[:64]], [site])["hidden"]
+    at = AtSite(adapter, [bed.inputs[:64]], site, X, n_null=9, seed=0)
+    with pytest.raises(FeatureControlsError, match="needs labels"):
+        DualInterchangeReadoff().scores(at, [CausalTarget("d", direction=torch.ones(16), kind="latent")])

@@ -1,6 +1,6 @@
 """Latent ablation measured along the latent's own direction at the outputs: its null directions,
 its arithmetic, a site the outputs read in every direction (where plain ablation has no answer), its
-validity where the outputs read nothing of the latent, and its refusals."""
+validity where the outputs read nothing of the latent, and next-token logits."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from test_latent_rows import _at, _Linear
 
 from featurecontrols import Battery, Latents
 from featurecontrols.adapters import TorchModel
-from featurecontrols.controls.base import CausalTarget
+from featurecontrols.controls.base import AtSite, CausalTarget
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.causal.latent_ablation_readoff import LatentAblationReadoff
 from featurecontrols.controls.causal.latent_rows import LatentRows
-from featurecontrols.errors import FeatureControlsError
 from featurecontrols.finders.pca import PCA
 from featurecontrols.stats import permutation_p_value
 
@@ -111,13 +110,23 @@ def test_read_off_p_values_are_valid_where_the_outputs_read_nothing_of_the_laten
         assert share <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / len(p_values)), (alpha, share)
 
 
-def test_the_read_off_refuses_logits_before_any_work() -> None:
-    X, s, W = _planted(3, seed=8)
-    logits = TorchModel(_Linear(W.T.contiguous()), output_kind="logits")
-    at = _at(X, W.T.contiguous(), n_null=9)
-    at = type(at)(logits, at.batches, at.site, at.X, n_null=9)
-    with pytest.raises(FeatureControlsError, match="next-token logits"):
-        LatentAblationReadoff().scores(at, [_latent(s, W, 0)])
+def test_on_next_token_logits_the_read_off_sees_the_latents_the_logits_read() -> None:
+    """Logits (one position, 6 tokens) read variables 0 and 1 of the site and never 2 or 3: the
+    read-off, taken in sqrt(p), finds the read latents at its floor, 1/100, and removing an unread
+    latent moves the distributions by nothing (size 0), through the battery's entry too."""
+    X, s, W = _planted(4, seed=8)
+    R = 3.0 * torch.randn(6, 2, generator=torch.Generator().manual_seed(9)) @ W[:, :2].T
+    adapter = TorchModel(_Linear(R), output_kind="logits")
+    at = AtSite(adapter, [X[:100], X[100:]], adapter.resolve("site"), X, n_null=99, seed=0)
+    for j in range(4):
+        target = _latent(s, W, j)
+        raw = LatentAblationReadoff().scores(at, [target])[target.name]
+        assert raw.size is not None
+        if j < 2:
+            assert float(raw.real.mean()) > MARGIN, j
+            assert _p(raw.real, raw.null) == pytest.approx(0.01), j
+        else:
+            assert float(raw.size.abs().max()) < 1e-3, j
     battery = Battery(weight_controls=[], used_controls=[LatentAblationReadoff()], progress=False)
-    with pytest.raises(FeatureControlsError, match="next-token logits"):  # before any fit
-        battery.run(logits, X, "site", [Latents("pca", "site", PCA(3))])
+    result = battery.run(adapter, X, "site", [Latents("pca", "site", PCA(3))])
+    assert len(result.candidates) == 3

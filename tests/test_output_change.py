@@ -137,10 +137,35 @@ def test_read_off_of_a_code_follows_the_outputs_covariance_with_it_on_any_subset
     torch.testing.assert_close(measure.restricted(some).under(ablate), expected[some])
 
 
-def test_read_off_needs_values_and_one_value_per_example(lm: tuple[TorchModel, list[Tensor]]) -> None:
+def test_read_off_of_logits_is_taken_in_the_square_roots_of_the_distributions(
+    lm: tuple[TorchModel, list[Tensor]],
+) -> None:
+    """For logits, f(x_i) = sqrt(p_i) over positions and vocabulary: the read-off, its size (the plain
+    distance in that space) and a subset, against the formula in float64."""
     adapter, batches = lm
-    with pytest.raises(FeatureControlsError, match="values, not next-token logits"):
-        OutputChange(adapter, batches, Site("mix")).read_off(torch.ones(24), torch.ones(24))
+    code = torch.relu(torch.randn(24, generator=torch.Generator().manual_seed(7), dtype=torch.float64))
+    ablate = ProjectOut(torch.randn(WIDTH, generator=torch.Generator().manual_seed(3)))
+    clean = _log_probs(adapter, batches, None).mul(0.5).exp().flatten(1)  # sqrt(p), (rows, positions * vocab)
+    moved = _log_probs(adapter, batches, ablate).mul(0.5).exp().flatten(1)
+    spread = (clean - clean.mean(0)).square().sum(1).mean()
+    u = torch.nn.functional.normalize((code - code.mean()) @ clean, dim=0)
+    expected = -((moved - clean) @ u) / spread.sqrt() * (code > 0)  # the code's move is -v_i
+
+    measure = OutputChange(adapter, batches, Site("mix")).read_off(code, -code)
+    assert measure.spread == pytest.approx(float(spread.sqrt()), rel=1e-5)
+    torch.testing.assert_close(measure.under(ablate), expected, rtol=1e-3, atol=1e-6)
+    size = measure.size([ablate] * len(batches))
+    assert size is not None
+    torch.testing.assert_close(size, (moved - clean).norm(dim=1) / spread.sqrt(), rtol=1e-3, atol=1e-5)
+    some = torch.tensor([0, 5, 11, 20])
+    torch.testing.assert_close(measure.restricted(some).under(ablate), expected[some], rtol=1e-3, atol=1e-6)
+    ragged = OutputChange(adapter, [batches[0], batches[1][:, :3]], Site("mix"))
+    with pytest.raises(FeatureControlsError, match="one number of positions in every batch"):
+        ragged.read_off(code[:16], -code[:16])
+
+
+def test_read_off_needs_one_value_per_example(lm: tuple[TorchModel, list[Tensor]]) -> None:
+    adapter, batches = lm
     values = OutputChange(TorchModel(adapter.module), batches, Site("mix"))
     with pytest.raises(FeatureControlsError, match="value and its move on each of the 24"):
         values.read_off(torch.arange(10) % 2, torch.ones(10))

@@ -7,9 +7,8 @@ battery runs every control on every candidate; the features of all seeds are the
 - per control (one piece of evidence per feature: shuffled labels on the decodable axis, each weight
   control and, where input types repeat, the control task on the learned axis, each used test
   (the battery's defaults, dual interchange and, for dictionary latents, latent ablation, or those
-  of ``--used-controls``, side by side; a read-off at the outputs skips testbeds whose outputs are
-  next-token logits; the used axis is yes when any one is) and counterfactual patching where the
-  testbed gives counterfactuals):
+  of ``--used-controls``, side by side; the used axis is yes when any one is) and counterfactual
+  patching where the testbed gives counterfactuals):
   - AUROC of its score at separating model features (positives) from dataset features (negatives),
     for two scores, the effect (real minus control) and -log10 p (raw one-sided p), with DeLong's
     interval (``stats.auroc_delong``). Shuffled labels should sit near 1/2: both kinds are decodable.
@@ -54,11 +53,8 @@ import torch
 from torch import Tensor
 
 from featurecontrols import atomic
-from featurecontrols.adapters import adapt
-from featurecontrols.adapters.base import ModelAdapter
 from featurecontrols.axes.evidence import AXES, VERDICTS, AxisName, CandidateResult, Evidence, Verdict
 from featurecontrols.axes.verdict import make_axis
-from featurecontrols.controls.base import CausalControl
 from featurecontrols.controls.label.control_task import input_type_cells
 from featurecontrols.controls.registry import CAUSAL_CONTROLS, DICTIONARY_BASELINES
 from featurecontrols.errors import FeatureControlsError
@@ -244,7 +240,9 @@ def run_testbeds(
                 n_shuffles=settings.n_shuffles,
                 n_weight_seeds=settings.n_weight_seeds,
                 n_random_directions=settings.n_random_directions,
-                used_controls=used_controls_for(settings, adapt(testbed.model)),
+                used_controls=None
+                if settings.used_controls is None
+                else [CAUSAL_CONTROLS[name]() for name in settings.used_controls],
                 dictionary_baselines=[DICTIONARY_BASELINES[name]() for name in settings.dictionary_baselines],
                 alpha=settings.alpha,
                 confidence=settings.confidence,
@@ -266,16 +264,6 @@ def run_testbeds(
             axis_truth[seed] = testbed.axis_truth
         out.append(TestbedRuns(name, runs, checks, time.perf_counter() - start, axis_truth))
     return out
-
-
-def used_controls_for(settings: BenchSettings, adapter: ModelAdapter) -> list[CausalControl] | None:
-    """The used tests asked for (None: the battery's defaults), less read-offs at the outputs where
-    they are next-token logits (a read-off needs values; the battery refuses it there)."""
-    if settings.used_controls is None:
-        return None
-    used = [CAUSAL_CONTROLS[name]() for name in settings.used_controls]
-    kept = [c for c in used if adapter.output_kind != "logits" or c.unit != "output read-off"]
-    return kept or None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,10 +27,10 @@ exact, and precise in float32 for small changes (no difference of two log-partit
 in chunks of CHUNK numbers: memory is bounded by the batch and ``elements_per_pass``, whatever the
 vocabulary and the number of examples.
 
-A feature's **read-off** at the outputs (``OutputChange.read_off``, values only) measures the change
-along the feature's own output direction instead: with v_i the feature's value on example i (a 0/1
-label, a latent's code), m_i how far the intervention moves it, and u the unit vector of the clean
-outputs' covariance with it, u = sum_i (v_i - mean v)(f(x_i) - mean f) / ||...||,
+A feature's **read-off** at the outputs (``OutputChange.read_off``) measures the change along the
+feature's own output direction instead: with v_i the feature's value on example i (a 0/1 label, a
+latent's code), m_i how far the intervention moves it, and u the unit vector of the clean outputs'
+covariance with it, u = sum_i (v_i - mean v)(f(x_i) - mean f) / ||...||,
 
     change_i = sign(m_i) (f'(x_i) - f(x_i)) . u / sqrt(mean_j ||f(x_j) - mean f||^2),
 
@@ -41,6 +41,14 @@ of the class means (the covariance is n p (1 - p) times it) and moving class 1 t
 sign -1. It is selective where the plain change is not: in a bottleneck whose outputs read every
 direction (toy models of superposition), any move of the site moves the outputs, but only a move of
 the feature moves them along the feature's own output direction.
+
+For logits the read-off takes f(x_i) to be the square roots of example i's next-token distributions,
+sqrt(p_it) over its (unmasked) positions t and the vocabulary: the embedding in which Euclidean
+distance is the Hellinger distance, ||sqrt(p) - sqrt(p')||^2 = 2 H^2(p, p') ~ KL(p || p') / 4 for
+small changes (Amari & Nagaoka 2000, the Fisher metric), bounded (||sqrt(p_t)|| = 1) so tokens of
+vanishing probability cannot dominate it as their log-probabilities would. u has one entry per
+(position, vocabulary) pair and is found in one more pass over the batches; every batch needs the
+same number of positions. "Not used" (``size``) bounds ||sqrt(p') - sqrt(p)|| in the same spread.
 
 Every causal control measures with it; steering curves and erasure run the model with
 :func:`outputs_under`, the one loop over batches under interventions.
@@ -99,7 +107,9 @@ class OutputChange:
         self.rows: list[int] = []
         self.row_size: list[int] = []
         self.masks: list[Tensor | None] = []  # per batch, the positions that count (logits only)
-        self.reading: list[Tensor] | None = None  # per batch, s_i u (rows, o): a read-off (values only)
+        self.direction: Tensor | None = None  # a read-off's u, shaped like one example's outputs
+        self.signs: list[Tensor] = []  # a read-off's sign(m_i), per batch (rows,)
+        self.roots = False  # logits measured as sqrt(p) (a read-off's space), not by KL
         pooled, entropy, tokens = torch.zeros((), dtype=torch.float64), 0.0, 0
         for batch in batches:  # one batch's outputs at a time: logits are never all held
             (clean,) = outputs_under(adapter, [batch], site, [None])
@@ -149,9 +159,10 @@ class OutputChange:
         out = OutputChange(
             self.adapter, batches, self.site, self.rows_per_pass, self.elements_per_pass, self.spread
         )
-        if self.reading is not None:  # a read-off keeps its direction, found on every example
-            reading = torch.cat(self.reading)
-            out.reading = list(torch.split(reading[examples.to(reading.device)], out.rows))
+        if self.direction is not None:  # a read-off keeps its direction, found on every example
+            signs = torch.cat(self.signs)
+            out.direction, out.roots = self.direction, self.roots
+            out.signs = list(torch.split(signs[examples.to(signs.device)], out.rows))
         return out
 
     def read_off(self, values: Tensor, moves: Tensor) -> OutputChange:
@@ -159,34 +170,60 @@ class OutputChange:
         of each example's outputs the way they follow the feature, signed by the move of its value, in
         standard deviations of the outputs (``values`` and ``moves`` (n,) per example, in the order of
         the batches' rows). A feature whose values do not vary has no direction: u = 0, no change."""
-        if self.logits:
-            raise FeatureControlsError(
-                "a feature's read-off at the outputs needs outputs as values, not next-token logits",
-                "use the plain output change (dual interchange, latent ablation) on a causal LM",
-            )
         if values.shape != (self.n,) or moves.shape != (self.n,):
             raise FeatureControlsError(
                 f"the read-off needs the feature's value and its move on each of the {self.n} measured "
                 f"examples; got shapes {tuple(values.shape)} and {tuple(moves.shape)}",
                 "give one value per example, at a site with one row per example or summed over its rows",
             )
-        outputs = torch.cat(self.reference).cpu()
         centred = values.cpu().double() - values.double().mean().cpu()
-        direction = torch.nn.functional.normalize(centred @ (outputs - outputs.mean(dim=0)), dim=0)
-        reading = (moves.cpu().double().sign()[:, None] * direction).to(self.reference[0].device)
+        covariance, spread = self._roots_covariance(centred) if self.logits else self._covariance(centred)
+        device = self.reference[0].device if self.reference else covariance.device
+        u = torch.nn.functional.normalize(covariance.flatten(), dim=0).reshape(covariance.shape)
         out = copy.copy(self)
-        out.reading, out.spread = list(torch.split(reading, self.rows)), self.spread**0.5
+        out.direction = u.to(device, torch.float32 if self.logits else torch.float64)
+        out.signs = [s.to(device) for s in torch.split(moves.cpu().double().sign(), self.rows)]
+        out.roots, out.spread = self.logits, spread**0.5
         return out
+
+    def _covariance(self, centred: Tensor) -> tuple[Tensor, float]:
+        """sum_i (v_i - mean v) f(x_i) over the clean values (o,), and the plain spread."""
+        outputs = torch.cat(self.reference).cpu()
+        return centred @ (outputs - outputs.mean(dim=0)), self.spread
+
+    def _roots_covariance(self, centred: Tensor) -> tuple[Tensor, float]:
+        """sum_i (v_i - mean v) sqrt(p_i) (positions, vocab) and mean_i ||sqrt(p_i) - mean sqrt(p)||^2,
+        in one pass over the clean batches (recomputed: logits are never kept)."""
+        total: Tensor | None = None
+        weighted: Tensor | None = None
+        for b, (v, mask) in enumerate(zip(torch.split(centred, self.rows), self.masks, strict=True)):
+            _, p = self._clean(b)
+            assert p is not None and mask is not None
+            if total is not None and p.shape[1:] != total.shape:
+                raise FeatureControlsError(
+                    f"the read-off on logits needs one number of positions in every batch; got "
+                    f"{total.shape[0]} and {p.shape[1]}",
+                    "pad every batch to one length (its attention_mask keeps the padding out)",
+                )
+            roots = p.sqrt_().mul_(mask[..., None])
+            batch_sum = roots.sum(dim=0).double()
+            batch_weighted = (v.to(roots) @ roots.flatten(1)).double().reshape(batch_sum.shape)
+            total = batch_sum if total is None else total + batch_sum
+            weighted = batch_weighted if weighted is None else weighted + batch_weighted
+        assert total is not None and weighted is not None
+        tokens = float(sum(int(m.sum()) for m in self.masks if m is not None))
+        spread = tokens / self.n - float((total / self.n).square().sum())  # ||sqrt(p_t)|| = 1
+        return weighted, max(spread, 0.0)
 
     def size(self, each: Sequence[Intervention]) -> Tensor | None:
         """Where this measure is a signed read-off, how far ``each`` (one intervention per batch) moves
         each example's outputs whatever the direction, ||f' - f|| in their standard deviations (one
         more forward pass): what "not used" bounds (``NullScores.size``). None for the plain change,
         which is a size already."""
-        if self.reading is None:
+        if self.direction is None:
             return None
         plain = copy.copy(self)
-        plain.reading, plain.spread = None, self.spread**2
+        plain.direction, plain.spread = None, self.spread**2  # the squared distance in its space
         size: Tensor = plain.under_stacked([each])[0].sqrt()
         return size
 
@@ -240,9 +277,12 @@ class OutputChange:
         KL(clean || changed), of K changed copies of batch b."""
         reference, p = clean
         changed = changed.reshape(-1, *reference.shape)
-        if self.reading is not None:
-            return ((changed.double() - reference) * self.reading[b]).sum(dim=2)
         mask = self.masks[b]
+        if self.roots and p is not None and mask is not None:
+            moves = torch.stack([_root_moves(p, c, mask, self.direction) for c in changed])
+            return moves if self.direction is None else moves * self.signs[b]
+        if self.direction is not None:
+            return (changed.double() - reference) @ self.direction * self.signs[b]
         if p is None or mask is None:
             return (changed.double() - reference).square().sum(dim=2)
         weights = mask.double()
@@ -286,6 +326,18 @@ def _distributions(logits: Tensor) -> tuple[Tensor, Tensor]:
     """float32 logits z and next-token distributions p = softmax(z), (rows, positions, vocab) each."""
     z = _finite(logits)
     return z, torch.softmax(z, dim=-1)
+
+
+def _root_moves(p: Tensor, changed: Tensor, mask: Tensor, direction: Tensor | None) -> Tensor:
+    """Per row (rows,), float64, over its unmasked positions t: sum_t (sqrt(p'_t) - sqrt(p_t)) . u_t
+    along ``direction`` u (positions, vocab), or sum_t ||sqrt(p'_t) - sqrt(p_t)||^2 without one."""
+    changed = _positions(changed)
+    out = torch.empty(p.shape[0], dtype=torch.float64, device=p.device)
+    for s in _chunks(p):
+        d = torch.softmax(_finite(changed[s]), dim=-1).sqrt_().sub_(p[s].sqrt())
+        per = torch.linalg.vecdot(d, direction) if direction is not None else d.square().sum(dim=-1)
+        out[s] = (per.double() * mask[s]).sum(dim=1)
+    return out
 
 
 def _kl(z: Tensor, p: Tensor, changed: Tensor) -> Tensor:

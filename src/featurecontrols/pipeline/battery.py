@@ -312,7 +312,6 @@ class Battery(Params):
                 "set run_used=True (the used axis patches from them), or drop counterfactuals",
             )
         controls = self._controls(has_latents(candidates))
-        _check_read_offs(_unique(controls), adapter)
         choices = self._choices(controls, cells is not None, candidates)
         plan = build_plan(choices, names, candidates)
         for latents in (c for c in candidates if isinstance(c, Latents)):  # before any work
@@ -625,18 +624,6 @@ def _top_inputs(
                 for row, code in zip(rows, codes, strict=True)
             )
     return tables
-
-
-def _check_read_offs(used: Sequence[CausalControl], adapter: ModelAdapter) -> None:
-    """A read-off at the outputs (``OutputChange.read_off``) needs outputs as values: refused before
-    any work on a model whose outputs are next-token logits."""
-    read_offs = [c.name for c in used if c.unit == "output read-off"]
-    if read_offs and adapter.output_kind == "logits":
-        raise FeatureControlsError(
-            f"{read_offs[0]!r} measures along a feature's direction at the outputs, which needs outputs "
-            "as values, and this model's outputs are next-token logits",
-            "use 'dual interchange' (labelled features) or 'latent ablation' (latents) on a causal LM",
-        )
 
 
 def _check_contexts(contexts: Sequence[str] | None, n: int | None) -> None:

@@ -159,6 +159,17 @@ def test_read_off_of_logits_is_taken_in_the_square_roots_of_the_distributions(
     torch.testing.assert_close(size, (moved - clean).norm(dim=1) / spread.sqrt(), rtol=1e-3, atol=1e-5)
     some = torch.tensor([0, 5, 11, 20])
     torch.testing.assert_close(measure.restricted(some).under(ablate), expected[some], rtol=1e-3, atol=1e-6)
+    shift = 0.01 * torch.randn(WIDTH, generator=torch.Generator().manual_seed(8))
+
+    def nudge(h: Tensor) -> Tensor:
+        return h + shift
+
+    kl = OutputChange(adapter, batches, Site("mix"))
+    size = measure.size([nudge] * len(batches))
+    assert size is not None  # a small change: ||sqrt(p') - sqrt(p)||^2 ~ KL(p || p') / 2 per position
+    torch.testing.assert_close(
+        size.square() * measure.spread**2, kl.under(nudge) * kl.spread * POSITIONS / 2, rtol=0.02, atol=1e-9
+    )
     ragged = OutputChange(adapter, [batches[0], batches[1][:, :3]], Site("mix"))
     with pytest.raises(FeatureControlsError, match="one number of positions in every batch"):
         ragged.read_off(code[:16], -code[:16])

@@ -25,7 +25,7 @@ A config is a flat TOML table (every key optional)::
                                    # "dual interchange, output read-off"; "latent ablation",
                                    # "latent ablation, output read-off", "latent group ablation",
                                    # "latent resample ablation" and "latent insertion" judge
-                                   # latents only (a read-off needs outputs as values)
+                                   # latents only (a read-off of logits is taken in sqrt(p))
                                    # (each also ", matched variance": a null of the latent's variance)
                                    # as does "latent group ablation" (with the latents whose codes
                                    # correlate with it)

@@ -44,7 +44,7 @@ the feature moves them along the feature's own output direction.
 
 For logits the read-off takes f(x_i) to be the square roots of example i's next-token distributions,
 sqrt(p_it) over its (unmasked) positions t and the vocabulary: the embedding in which Euclidean
-distance is the Hellinger distance, ||sqrt(p) - sqrt(p')||^2 = 2 H^2(p, p') ~ KL(p || p') / 4 for
+distance is the Hellinger distance, ||sqrt(p) - sqrt(p')||^2 = 2 H^2(p, p') ~ KL(p || p') / 2 for
 small changes (Amari & Nagaoka 2000, the Fisher metric), bounded (||sqrt(p_t)|| = 1) so tokens of
 vanishing probability cannot dominate it as their log-probabilities would. u has one entry per
 (position, vocabulary) pair and is found in one more pass over the batches; every batch needs the

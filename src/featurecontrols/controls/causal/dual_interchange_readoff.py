@@ -7,7 +7,8 @@ vector. The measure and the null differ:
 - measure: how far each example's outputs move towards the other class along the unit vector u of
   the clean outputs' class-mean difference, in standard deviations of the outputs,
   t_i = s_i (f'(x_i) - f(x_i)) . u / sqrt(mean_j ||f(x_j) - mean f||^2), s_i = -1 for class 1 and
-  +1 for class 0 (``measures/output_change.OutputChange.read_off``); the statistic is its mean;
+  +1 for class 0 (``measures/output_change.OutputChange.read_off``; for next-token logits f is
+  the square roots of the distributions, sqrt(p), the Hellinger embedding); the statistic is its mean;
 - null: the same moves, as many of the data's standard deviations, along B random directions of
   the data that carry nothing of feature j: uniform in its whitened coordinates among those
   orthogonal to j's read-off there, so each moves r_j . h by 0 and its coordinate is uncorrelated

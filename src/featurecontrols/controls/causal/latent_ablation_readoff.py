@@ -48,7 +48,8 @@ from featurecontrols.measures.output_change import OutputChange
 class LatentAblationReadoff(LatentAblation):
     """Causal control: remove each latent's contribution z_j d_j and measure the outputs along their
     covariance with the latent, against removals along directions uncorrelated with it (module
-    docstring). Runs on dictionary latents only, at a model whose outputs are values."""
+    docstring). Runs on dictionary latents only; next-token logits are read off in the square roots
+    of their distributions (``OutputChange``)."""
 
     title = "latent ablation in the output read-off vs random directions"
     stream = "latent ablation read-off"

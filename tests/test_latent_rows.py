@@ -257,7 +257,7 @@ def test_group_ablation_refuses_bad_parameters_and_lone_latents() -> None:
     for bad in (0.0, 1.5):
         with pytest.raises(FeatureControlsError, match="min_correlation"):
             LatentGroupAblation(min_correlation=bad).scores(at, targets)
-    with pytest.raises(FeatureControlsError, match='null="span"'):
+    with pytest.raises(FeatureControlsError, match="matched variance"):
         LatentGroupAblation(null="matched variance").scores(at, targets)
     lone = CausalTarget("lone", torch.eye(4)[0].double(), code=codes[:, 0], kind="dictionary latent")
     with pytest.raises(FeatureControlsError, match="dictionary"):

@@ -18,6 +18,7 @@ from featurecontrols.controls.causal.erasure import Erasure
 from featurecontrols.controls.causal.latent_ablation import LatentAblation
 from featurecontrols.controls.causal.latent_ablation_readoff import LatentAblationReadoff
 from featurecontrols.controls.causal.latent_group_ablation import LatentGroupAblation
+from featurecontrols.controls.causal.latent_group_ablation_readoff import LatentGroupAblationReadoff
 from featurecontrols.controls.causal.latent_insertion import LatentInsertion
 from featurecontrols.controls.causal.latent_resample_ablation import LatentResampleAblation
 from featurecontrols.controls.causal.resample_ablation import ResampleAblation
@@ -54,6 +55,7 @@ CAUSAL_CONTROLS: dict[str, Callable[..., CausalControl]] = {
     "latent ablation, matched variance": partial(LatentAblation, null="matched variance"),
     "latent ablation, output read-off": LatentAblationReadoff,
     "latent group ablation": LatentGroupAblation,
+    "latent group ablation, output read-off": LatentGroupAblationReadoff,
     "latent insertion": LatentInsertion,
     "latent insertion, matched variance": partial(LatentInsertion, null="matched variance"),
     "latent resample ablation": LatentResampleAblation,

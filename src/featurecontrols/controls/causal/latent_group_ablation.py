@@ -17,7 +17,8 @@ The null moves each row as far, |s_i|, along B random directions of the data's s
 uniform on its unit sphere): a latent that carries nothing, firing on the same examples and moving
 each row as far as the group does. A group of one is latent ablation (its null equal in
 distribution). The matched-variance null is not defined for a group (it matches one direction's
-variance).
+variance); the uncorrelated null is (orthogonal to the rows' covariance with every code of the
+group: ``latent_group_ablation_readoff.py``).
 
 What it claims: "used" says the model reads what the group carries, not that it reads latent j
 alone. Correlation is a proxy for "carries the same variable": two latents of one variable that never
@@ -60,10 +61,11 @@ class LatentGroupAblation(LatentAblation):
                 f"min_correlation must lie in (0, 1], got {self.min_correlation!r}",
                 "pass the smallest code correlation that puts a latent in another's group, e.g. 0.5",
             )
-        if self.null != "span":
+        if self.null == "matched variance":
             raise FeatureControlsError(
-                f"latent group ablation has no {self.null!r} null (it is defined for one latent's direction)",
-                'use null="span"',
+                "latent group ablation has no 'matched variance' null (it is defined for one latent's "
+                "direction)",
+                'use null="span" or null="uncorrelated"',
             )
         raw = super().scores(at, targets)
         return {t.name: replace(raw[t.name], group=self.group(t)) for t in targets}

@@ -178,25 +178,27 @@ class LatentRows:
     def directions(self, code: Tensor, write: Tensor, n: int, draw: torch.Generator) -> Tensor:
         """The null's n unit directions (n, width) for a latent with codes ``code`` (n_rows,) writing
         ``write`` (module docstring)."""
-        if self.null != "span" and write.ndim > 1:
+        if self.null == "matched variance" and write.ndim > 1:
             raise FeatureControlsError(
-                f"the {self.null!r} null moves along one latent's direction, not several",
-                'use null="span" for a test that moves several latents at once',
+                "the 'matched variance' null moves along one latent's direction, not several",
+                'use null="span" or "uncorrelated" for a test that moves several latents at once',
             )
         if self.null == "matched variance":
             return self.metric.of_variance(self.metric.variance_along(write), n, draw)
         u = torch.randn(n, self.span.shape[1], generator=draw, dtype=torch.float64)
         unit: Tensor = torch.nn.functional.normalize(u, dim=1) @ self.span.T
-        if self.null == "uncorrelated":
-            c = torch.nn.functional.normalize(self.covariance_with(code), dim=0)
-            unit = torch.nn.functional.normalize(unit - (unit @ c)[:, None] * c, dim=1)
+        if self.null == "uncorrelated":  # off the covariance with every code (one, or a group's)
+            covariance = self.covariance_with(code)
+            Q = torch.linalg.qr(covariance.reshape(-1, covariance.shape[-1]).T)[0]  # (width, g)
+            unit = torch.nn.functional.normalize(unit - (unit @ Q) @ Q.T, dim=1)
         return unit
 
     def covariance_with(self, code: Tensor) -> Tensor:
-        """c = mean_i (z_i - mean z)(h_i - mean h) (width,) over the measured rows."""
+        """c = mean_i (z_i - mean z)(h_i - mean h) over the measured rows: (width,) for one code
+        (n_rows,), (g, width) for several (n_rows, g)."""
         h = torch.cat([c.reshape(-1, c.shape[-1]).cpu().double() for c in self.clean])
         z = code.cpu().double()
-        covariance: Tensor = (z - z.mean()) @ (h - h.mean(dim=0)) / z.numel()
+        covariance: Tensor = (z - z.mean(dim=0)).movedim(0, -1) @ (h - h.mean(dim=0)) / z.shape[0]
         return covariance
 
 

@@ -24,6 +24,7 @@ A config is a flat TOML table (every key optional)::
                                    # variance" (steering against equal-variance directions, README);
                                    # "dual interchange, output read-off"; "latent ablation",
                                    # "latent ablation, output read-off", "latent group ablation",
+                                   # "latent group ablation, output read-off",
                                    # "latent resample ablation" and "latent insertion" judge
                                    # latents only (a read-off of logits is taken in sqrt(p))
                                    # (each also ", matched variance": a null of the latent's variance)
@@ -128,6 +129,7 @@ CONFIG_USED: dict[str, Callable[[], CausalControl]] = {  # those a config can na
         "latent ablation, matched variance",
         "latent ablation, output read-off",
         "latent group ablation",
+        "latent group ablation, output read-off",
         "latent insertion",
         "latent insertion, matched variance",
         "latent resample ablation",

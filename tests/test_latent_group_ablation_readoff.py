@@ -9,10 +9,8 @@ import math
 import pytest
 import torch
 from test_latent_ablation_readoff import MARGIN, _p, _planted
-from test_latent_rows import _at, _latents, _Saturating
+from test_latent_rows import _at, _latents, written_twice
 
-from featurecontrols.adapters import TorchModel
-from featurecontrols.controls.base import AtSite
 from featurecontrols.controls.causal.latent_ablation_readoff import LatentAblationReadoff
 from featurecontrols.controls.causal.latent_group_ablation_readoff import LatentGroupAblationReadoff
 from featurecontrols.controls.causal.latent_rows import LatentRows
@@ -40,16 +38,7 @@ def test_the_group_read_off_sees_a_variable_two_latents_carry() -> None:
     """y = min(x . r, 1) with v written twice along r: removing latent 0 alone moves y by nothing, so
     its read-off stays below the margin; removing the group {0, 1} moves y along its covariance with
     the code by about one of its standard deviations, at the floor of p, 1/100."""
-    g = torch.Generator().manual_seed(5)
-    v = (torch.rand(400, generator=g) < 0.5).float()
-    r = torch.nn.functional.normalize(torch.ones(8), dim=0)
-    other = (torch.rand(400, generator=g) < 0.3).float()
-    codes = torch.stack([v, v, other], dim=1)
-    writes = torch.stack([r, r, torch.eye(8)[7]]).double()
-    X = torch.randn(400, 8, generator=g) * 0.05 + codes @ writes.float()
-    adapter = TorchModel(_Saturating(r))
-    at = AtSite(adapter, [X[:200], X[200:]], adapter.resolve("site"), X, n_null=99)
-    targets = _latents(codes, writes)
+    at, targets, *_ = written_twice()
     group = LatentGroupAblationReadoff().scores(at, targets[:1])["latent 0"]
     alone = LatentAblationReadoff().scores(at, targets[:1])["latent 0"]
     assert group.group is not None and group.group.tolist() == [0, 1]

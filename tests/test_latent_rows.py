@@ -195,12 +195,10 @@ class _Saturating(nn.Module):
         return torch.clamp(self.site(x) @ self.r, max=1.0)[:, None]
 
 
-def test_group_ablation_sees_a_variable_two_latents_carry() -> None:
-    """Two latents write the same variable v along r (codes v, correlation 1) into y = min(x . r, 1):
-    removing one leaves x . r >= 1 and changes nothing, removing both moves y by about 1. Group
-    ablation removes both, s_i = z_0 d_0 + z_1 d_1, and changes example i by (y(h - s_i) - y)^2 /
-    spread; latent ablation of latent 0 stays below the used axis' margin; an uncorrelated third latent
-    is left out."""
+def written_twice() -> tuple[AtSite, list[CausalTarget], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """y = min(x . r, 1) at a site where latents 0 and 1 both write v (0/1) along r and latent 2
+    another variable along e_7: the site, the three latents, the data X (400, 8), the codes (400, 3)
+    and the writes (3, 8)."""
     g = torch.Generator().manual_seed(5)
     v = (torch.rand(400, generator=g) < 0.5).float()
     r = torch.nn.functional.normalize(torch.ones(8), dim=0)
@@ -210,7 +208,17 @@ def test_group_ablation_sees_a_variable_two_latents_carry() -> None:
     X = torch.randn(400, 8, generator=g) * 0.05 + codes @ writes.float()
     adapter = TorchModel(_Saturating(r))
     at = AtSite(adapter, [X[:200], X[200:]], adapter.resolve("site"), X, n_null=99)
-    targets = _latents(codes, writes)
+    return at, _latents(codes, writes), X, codes, writes
+
+
+def test_group_ablation_sees_a_variable_two_latents_carry() -> None:
+    """Two latents write the same variable v along r (codes v, correlation 1) into y = min(x . r, 1):
+    removing one leaves x . r >= 1 and changes nothing, removing both moves y by about 1. Group
+    ablation removes both, s_i = z_0 d_0 + z_1 d_1, and changes example i by (y(h - s_i) - y)^2 /
+    spread; latent ablation of latent 0 stays below the used axis' margin; an uncorrelated third latent
+    is left out."""
+    at, targets, X, codes, writes = written_twice()
+    r, v = writes[0].float(), codes[:, 0]
     group = LatentGroupAblation().scores(at, targets[:1])["latent 0"]
     alone = LatentAblation().scores(at, targets[:1])["latent 0"]
     y = torch.clamp(X @ r, max=1.0).double()

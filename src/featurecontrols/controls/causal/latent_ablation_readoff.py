@@ -62,4 +62,12 @@ class LatentAblationReadoff(LatentAblation):
     def measure(self, rows: LatentRows, code: Tensor, kept: Tensor, moves: Tensor) -> OutputChange:
         """The outputs' move along their covariance with the latent's code per example, signed by
         the code's move there."""
-        return rows.outputs.read_off(rows.per_example(code), rows.per_example(moves, kept))
+        return latent_read_off(rows, code, kept, moves)
+
+
+def latent_read_off(rows: LatentRows, code: Tensor, kept: Tensor, moves: Tensor) -> OutputChange:
+    """The read-off of latent j at the outputs: ``code`` (n_rows,) and its ``moves`` on the kept
+    rows (k,), or a group's (n_rows, g) and (k, g) with latent j first, summed per example."""
+    if code.ndim > 1:
+        code, moves = code[:, 0], moves[:, 0]
+    return rows.outputs.read_off(rows.per_example(code), rows.per_example(moves, kept))

@@ -31,6 +31,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from featurecontrols.axes.evidence import Unit
+from featurecontrols.controls.causal.latent_ablation_readoff import latent_read_off
 from featurecontrols.controls.causal.latent_group_ablation import LatentGroupAblation
 from featurecontrols.controls.causal.latent_rows import LatentNull, LatentRows
 from featurecontrols.measures.output_change import OutputChange
@@ -55,4 +56,4 @@ class LatentGroupAblationReadoff(LatentGroupAblation):
     def measure(self, rows: LatentRows, code: Tensor, kept: Tensor, moves: Tensor) -> OutputChange:
         """The outputs' move along their covariance with latent j's code (the group's first column)
         per example, signed by that code's move there."""
-        return rows.outputs.read_off(rows.per_example(code[:, 0]), rows.per_example(moves[:, 0], kept))
+        return latent_read_off(rows, code, kept, moves)
